@@ -1,0 +1,2 @@
+//! (crate under construction)
+#![cfg_attr(not(test), no_std)]
