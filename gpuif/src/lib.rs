@@ -20,6 +20,6 @@ pub const PAGE_SIZE: usize = 4096;
 
 pub use ring::{BackRing, FrontRing, LocalPage, RingError, SharedPage, Slot, RING_SIZE, SLOT_SIZE};
 pub use wire::{
-    AttachInfo, DecodeError, Entries, Entry, Op, Request, RequestBuilder, Response, Status,
-    MAX_ENTRIES, NO_FAILURE,
+    fnv1a64, AttachInfo, DecodeError, Entries, Entry, Op, Request, RequestBuilder, Response,
+    Status, MAX_ENTRIES, NO_FAILURE,
 };

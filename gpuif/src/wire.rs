@@ -61,6 +61,19 @@ pub const ENTRIES_PER_DIR_PAGE: usize = PAGE_SIZE / ENTRY_SIZE;
 pub const MAX_DIR_PAGES: usize = 8;
 /// Entries one request may carry (a whole 512-entry page table fits 4 times).
 pub const MAX_ENTRIES: usize = MAX_DIR_PAGES * ENTRIES_PER_DIR_PAGE;
+/// `ctx` of a `DebugReadback` that names a GGTT entry.
+pub const GGTT_CONTEXT: u16 = 0xffff;
+
+/// FNV-1a, 64-bit: the page hash `DebugReadback` answers with.
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
 /// `first_failure` when every entry was applied.
 pub const NO_FAILURE: u32 = u32::MAX;
 
@@ -91,7 +104,10 @@ pub enum Op {
     PpgttUnmap = 0x31,
     /// Completes when every earlier request is done and the GPU TLBs are clean.
     Barrier = 0x40,
-    /// Debug builds only: read back, through the CPU, the page an entry maps.
+    /// Debug only (off unless the backend enables it): read back, through the
+    /// CPU, the page one entry maps. One inline entry; `ctx` is the PPGTT
+    /// context or [`GGTT_CONTEXT`] for the GGTT; the response's `value` is the
+    /// FNV-1a 64 hash of the 4096 bytes ([`fnv1a64`]), `detail` their first 4.
     DebugReadback = 0xf0,
 }
 
@@ -122,7 +138,7 @@ impl Op {
 
     /// Whether this op names a PPGTT context in `ctx`.
     pub const fn has_context(self) -> bool {
-        matches!(self, Op::ContextDestroy | Op::PpgttMap | Op::PpgttUnmap)
+        matches!(self, Op::ContextDestroy | Op::PpgttMap | Op::PpgttUnmap | Op::DebugReadback)
     }
 
     /// Whether entries carry a grant and flags (map ops) or only an address.
