@@ -1,2 +1,26 @@
-//! (crate under construction)
+//! The gpu-dom unikernel: PVH boot, memory, console, hypercalls, event
+//! channels, timer, grant tables and a small executor, for one vCPU.
+//!
+//! Pure logic (memory-map parsing, the heap's arithmetic, the event-channel
+//! scan, grant entry encoding, the physmap layout, time conversion) is in
+//! host-testable modules at the top level. Everything that runs only inside a
+//! Xen domain is under `cfg(target_os = "none")`: `arch` (boot, CPU tables,
+//! paging, the LAPIC, the allocator) and `xen` (the typed layer over
+//! `xen-abi`'s hypercalls). `unsafe` lives only there, each block with a
+//! `// SAFETY:` line.
 #![cfg_attr(not(test), no_std)]
+
+extern crate alloc;
+
+pub mod evtchn_demux;
+pub mod grant_entry;
+pub mod heap;
+pub mod layout;
+pub mod memmap;
+pub mod time;
+pub mod window;
+
+#[cfg(target_os = "none")]
+pub mod arch;
+#[cfg(target_os = "none")]
+pub mod xen;
