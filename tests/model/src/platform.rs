@@ -1,0 +1,350 @@
+//! The shared world (memory, grant tables, the backend's physmap, the GPU,
+//! the trace) and the handles tests hold on it: [`Platform`] (the toolstack
+//! and the backend CPU), [`Guest`] (a frontend domain), and, from
+//! [`Platform::mapper`] and [`Platform::gpu`], the two `gtt` platform traits.
+//!
+//! All handles share one `Rc<RefCell<World>>`. Each call borrows the world for
+//! its own duration only, so a test can hold every handle at once.
+
+use std::cell::{Ref, RefCell, RefMut};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+use gtt::types::{BusAddr, DomId, GrantRef, PAGE_SHIFT, PAGE_SIZE};
+
+use crate::gpu::{GpuState, ModelGpu};
+use crate::grants::{ActiveGrant, GrantEntryV1, GrantError, GrantTable};
+use crate::memory::{DomainState, FrameId, Gfn, MemError, Memory};
+use crate::physmap::{IommuFault, ModelMapper, Physmap, WindowMapping};
+use crate::trace::{Counters, Event, Trace, Violation};
+
+/// Sizes and placement of the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlatformConfig {
+    /// The backend (gpu-dom) domain id.
+    pub backend: DomId,
+    /// Backend RAM frames, at gfns `0..backend_ram_pages`. Gfn 1 is the
+    /// scratch page, 2..=4 the scratch tables, then the table pool; the rest
+    /// is for [`Platform::alloc_backend_page`].
+    pub backend_ram_pages: u32,
+    /// Of that RAM, how many pages the GPU may use for PPGTT tables.
+    pub table_pool_pages: u32,
+    /// First gfn of the grant-mapping window (above RAM).
+    pub window_base_gfn: u64,
+    /// Slots in the window: how many grants can be mapped at once.
+    pub window_pages: u32,
+    /// GGTT entries the GPU exposes.
+    pub ggtt_entries: u32,
+}
+
+impl Default for PlatformConfig {
+    fn default() -> Self {
+        PlatformConfig {
+            backend: DomId(1),
+            backend_ram_pages: 512,
+            table_pool_pages: 256,
+            window_base_gfn: 0x10_0000,
+            window_pages: 1024,
+            ggtt_entries: 4096,
+        }
+    }
+}
+
+/// Why [`Platform::new`] refused a configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigError {
+    /// RAM must hold gfn 0, the scratch page, three scratch tables and the pool.
+    RamTooSmall { need: u32, have: u32 },
+    /// The window must start at or above the end of RAM and end below 2^27
+    /// gfns (39-bit bus addresses, what a Gen8/Gen9 PTE holds).
+    BadWindow { base: u64, pages: u32 },
+}
+
+pub(crate) struct World {
+    pub cfg: PlatformConfig,
+    pub mem: Memory,
+    pub grants: BTreeMap<DomId, GrantTable>,
+    pub physmap: Physmap,
+    pub gpu: GpuState,
+    pub next_backend_page: u64,
+    pub trace: Trace,
+}
+
+/// The whole model: domains, Xen, the backend's physmap and IOMMU, the GPU.
+/// Cloning gives another handle on the same world.
+#[derive(Clone)]
+pub struct Platform(Rc<RefCell<World>>);
+
+impl Platform {
+    /// A platform with a running backend domain, its RAM, an empty window and
+    /// a GPU whose GGTT and tables all point at scratch.
+    pub fn new(cfg: PlatformConfig) -> Result<Platform, ConfigError> {
+        let need = 5 + cfg.table_pool_pages;
+        if cfg.backend_ram_pages < need {
+            return Err(ConfigError::RamTooSmall { need, have: cfg.backend_ram_pages });
+        }
+        let end = cfg.window_base_gfn.checked_add(u64::from(cfg.window_pages));
+        let fits = matches!(end, Some(e) if e <= 1 << 27);
+        if cfg.window_base_gfn < u64::from(cfg.backend_ram_pages) || !fits {
+            return Err(ConfigError::BadWindow {
+                base: cfg.window_base_gfn,
+                pages: cfg.window_pages,
+            });
+        }
+        let mut mem = Memory::default();
+        mem.create_domain(cfg.backend).expect("fresh memory");
+        mem.populate(cfg.backend, cfg.backend_ram_pages).expect("just created");
+        let physmap =
+            Physmap::new(u64::from(cfg.backend_ram_pages), cfg.window_base_gfn, cfg.window_pages);
+        let mut world = World {
+            cfg,
+            mem,
+            grants: BTreeMap::new(),
+            physmap,
+            gpu: GpuState {
+                scratch_page: BusAddr(0),
+                scratch_tables: [(BusAddr(0), FrameId(0)); 3],
+                ggtt: Vec::new(),
+                tables: BTreeMap::new(),
+                pool: Vec::new(),
+                next_id: 0,
+                tlb: BTreeMap::new(),
+            },
+            next_backend_page: 0,
+            trace: Trace::default(),
+        };
+        world.init_gpu();
+        Ok(Platform(Rc::new(RefCell::new(world))))
+    }
+
+    pub(crate) fn world(&self) -> Ref<'_, World> {
+        self.0.borrow()
+    }
+
+    pub(crate) fn world_mut(&self) -> RefMut<'_, World> {
+        self.0.borrow_mut()
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> PlatformConfig {
+        self.world().cfg
+    }
+
+    /// The backend's domain id.
+    pub fn backend(&self) -> DomId {
+        self.world().cfg.backend
+    }
+
+    /// Creates a running guest with `pages` zeroed frames at gfns `0..pages`.
+    pub fn create_guest(&self, dom: DomId, pages: u32) -> Result<Guest, MemError> {
+        let mut w = self.world_mut();
+        w.mem.create_domain(dom)?;
+        w.mem.populate(dom, pages)?;
+        drop(w);
+        Ok(self.guest(dom))
+    }
+
+    /// A handle on domain `dom` (whether or not it exists).
+    pub fn guest(&self, dom: DomId) -> Guest {
+        Guest { platform: self.clone(), dom }
+    }
+
+    /// The backend's grant mapper (`impl gtt::GrantMapper`).
+    pub fn mapper(&self) -> ModelMapper {
+        ModelMapper { platform: self.clone() }
+    }
+
+    /// The GPU (`impl gtt::GpuTables`).
+    pub fn gpu(&self) -> ModelGpu {
+        ModelGpu { platform: self.clone() }
+    }
+
+    /// The toolstack destroys `dom` (`xl destroy`). Returns the new state:
+    /// `Dead`, or `Dying` (a zombie) while the backend still maps its grants.
+    pub fn destroy_domain(&self, dom: DomId) -> Option<DomainState> {
+        self.world_mut().destroy_domain(dom)
+    }
+
+    /// Where `dom` is in its life.
+    pub fn domain_state(&self, dom: DomId) -> Option<DomainState> {
+        self.world().mem.state(dom)
+    }
+
+    /// The backend's IOMMU: the frame the GPU reaches at `bus` (any offset
+    /// in the page), for a read or a write.
+    pub fn iommu_translate(&self, bus: BusAddr, write: bool) -> Result<FrameId, IommuFault> {
+        self.world().iommu_translate(bus, write)
+    }
+
+    /// The backend CPU reads `buf.len()` bytes at `bus` (may span pages),
+    /// through its p2m (the same table the IOMMU enforces).
+    pub fn bus_read(&self, bus: BusAddr, buf: &mut [u8]) -> Result<(), IommuFault> {
+        let w = self.world();
+        for (addr, range) in spans(bus.0, buf.len()) {
+            let frame = w.iommu_translate(BusAddr(addr), false)?;
+            let off = (addr % PAGE_SIZE) as usize;
+            buf[range.clone()].copy_from_slice(&w.mem.page(frame)[off..off + range.len()]);
+        }
+        Ok(())
+    }
+
+    /// The backend CPU writes `bytes` at `bus` (may span pages). Nothing is
+    /// written if any page refuses.
+    pub fn bus_write(&self, bus: BusAddr, bytes: &[u8]) -> Result<(), IommuFault> {
+        let mut w = self.world_mut();
+        let mut frames = Vec::new();
+        for (addr, range) in spans(bus.0, bytes.len()) {
+            frames.push((w.iommu_translate(BusAddr(addr), true)?, addr, range));
+        }
+        for (frame, addr, range) in frames {
+            let off = (addr % PAGE_SIZE) as usize;
+            w.mem.page_mut(frame)[off..off + range.len()].copy_from_slice(&bytes[range]);
+        }
+        Ok(())
+    }
+
+    /// A fresh zeroed backend RAM page outside the scratch and table pool
+    /// (for a ring, a bounce page, ...), or `None` when RAM is used up.
+    pub fn alloc_backend_page(&self) -> Option<BusAddr> {
+        let mut w = self.world_mut();
+        let gfn = w.next_backend_page;
+        if gfn >= u64::from(w.cfg.backend_ram_pages) {
+            return None;
+        }
+        w.next_backend_page += 1;
+        Some(BusAddr(gfn << PAGE_SHIFT))
+    }
+
+    /// A copy of frame `frame`'s bytes.
+    pub fn frame_bytes(&self, frame: FrameId) -> Option<Vec<u8>> {
+        let w = self.world();
+        w.mem.owner(frame)?;
+        Some(w.mem.page(frame).to_vec())
+    }
+
+    /// The domain that owns `frame`.
+    pub fn frame_owner(&self, frame: FrameId) -> Option<DomId> {
+        self.world().mem.owner(frame)
+    }
+
+    /// Every grant currently mapped in the backend's window.
+    pub fn window_mappings(&self) -> Vec<WindowMapping> {
+        self.world().physmap.maptrack.values().copied().collect()
+    }
+
+    /// The mapping at window address `bus`, if one is there.
+    pub fn window_mapping(&self, bus: BusAddr) -> Option<WindowMapping> {
+        self.world().physmap.mapping_at(bus.frame()).copied()
+    }
+
+    /// Every event so far, in order.
+    pub fn trace(&self) -> Vec<Event> {
+        self.world().trace.events.clone()
+    }
+
+    /// Forgets the events so far (counters and violations stay).
+    pub fn clear_trace(&self) {
+        self.world_mut().trace.events.clear();
+    }
+
+    /// The running totals.
+    pub fn counters(&self) -> Counters {
+        self.world().trace.counters
+    }
+
+    /// Every violation detected so far, in order.
+    pub fn violations(&self) -> Vec<Violation> {
+        self.world().trace.violations.clone()
+    }
+}
+
+/// `(page-aligned-or-not address, range in the caller's buffer)` per page
+/// touched by `len` bytes at `addr`.
+fn spans(addr: u64, len: usize) -> Vec<(u64, core::ops::Range<usize>)> {
+    let mut out = Vec::new();
+    let mut done = 0;
+    while done < len {
+        let a = addr + done as u64;
+        let room = (PAGE_SIZE - a % PAGE_SIZE) as usize;
+        let n = room.min(len - done);
+        out.push((a, done..done + n));
+        done += n;
+    }
+    out
+}
+
+/// A guest domain, seen from inside (its memory and its grant table).
+#[derive(Clone)]
+pub struct Guest {
+    platform: Platform,
+    dom: DomId,
+}
+
+impl Guest {
+    /// This guest's domain id.
+    pub fn dom(&self) -> DomId {
+        self.dom
+    }
+
+    /// Adds `count` zeroed pages at the next free gfns.
+    pub fn alloc_pages(&self, count: u32) -> Result<Vec<Gfn>, MemError> {
+        self.platform.world_mut().mem.populate(self.dom, count)
+    }
+
+    /// The frame at `gfn`.
+    pub fn frame(&self, gfn: Gfn) -> Result<FrameId, MemError> {
+        self.platform.world().mem.frame_of(self.dom, gfn)
+    }
+
+    /// Reads `buf.len()` bytes at `offset` of page `gfn`.
+    pub fn read(&self, gfn: Gfn, offset: usize, buf: &mut [u8]) -> Result<(), MemError> {
+        let w = self.platform.world();
+        let f = w.mem.frame_of(self.dom, gfn)?;
+        w.mem.read(f, offset, buf)
+    }
+
+    /// Writes `bytes` at `offset` of page `gfn`.
+    pub fn write(&self, gfn: Gfn, offset: usize, bytes: &[u8]) -> Result<(), MemError> {
+        let mut w = self.platform.world_mut();
+        let f = w.mem.frame_of(self.dom, gfn)?;
+        w.mem.write(f, offset, bytes)
+    }
+
+    /// Fills page `gfn` with `byte`.
+    pub fn fill(&self, gfn: Gfn, byte: u8) -> Result<(), MemError> {
+        self.write(gfn, 0, &[byte; PAGE_SIZE as usize])
+    }
+
+    /// Grants `to` access to page `gfn` (read-only if `readonly`), at the
+    /// lowest free reference (`gnttab_grant_foreign_access`).
+    pub fn grant(&self, gfn: Gfn, to: DomId, readonly: bool) -> Result<GrantRef, GrantError> {
+        self.platform.world_mut().grant(self.dom, gfn, to, readonly)
+    }
+
+    /// Ends a grant (`gnttab_end_foreign_access_ref`): false, and nothing
+    /// changes, while it is mapped.
+    pub fn end_access(&self, gref: GrantRef) -> bool {
+        self.platform.world_mut().end_access(self.dom, gref)
+    }
+
+    /// Writes a raw shared entry, as a (possibly malicious) guest can.
+    pub fn set_grant_entry(&self, gref: GrantRef, entry: GrantEntryV1) -> Result<(), GrantError> {
+        let mut w = self.platform.world_mut();
+        w.set_grant_entry(self.dom, gref, entry)
+    }
+
+    /// The shared entry `gref` (`None` beyond the table).
+    pub fn grant_entry(&self, gref: GrantRef) -> Option<GrantEntryV1> {
+        self.platform.world().grant_entry(self.dom, gref)
+    }
+
+    /// Xen's pin record for `gref`, while something maps it.
+    pub fn active_grant(&self, gref: GrantRef) -> Option<ActiveGrant> {
+        self.platform.world().active_grant(self.dom, gref)
+    }
+
+    /// How many times `gref` is mapped now (read-only plus writable).
+    pub fn map_count(&self, gref: GrantRef) -> u32 {
+        self.active_grant(gref).map_or(0, |a| a.pins_ro + a.pins_rw)
+    }
+}
