@@ -1,1 +1,198 @@
-fn main() {}
+//! `cargo xtask`: build the gpu-dom image and boot it under Xen in QEMU.
+//!
+//! Everything the xtask fetches or writes lives under the workspace's
+//! `target/`: `target/xen-cache/` (Debian packages by version, unpacked, logs)
+//! and `target/boot/` (one directory per boot stage: serial log, QEMU output,
+//! QEMU command line; the dom0 init script and initramfs of stage 2).
+
+mod apt;
+mod boot;
+mod cpio;
+mod dom0;
+mod elf;
+mod error;
+mod host;
+mod image;
+mod initramfs;
+mod kmod;
+mod libs;
+mod markers;
+mod paths;
+mod progress;
+mod qemu;
+mod scenario;
+#[cfg(test)]
+mod testdir;
+mod xlcfg;
+
+use boot::{Options, Stage};
+use error::{Error, Result};
+use paths::Paths;
+use progress::Progress;
+use std::process::ExitCode;
+use std::time::Duration;
+
+const HELP: &str = "\
+cargo xtask: build the gpu-dom image and boot it under Xen 4.17 in QEMU
+
+USAGE:
+    cargo xtask build
+    cargo xtask boot [--stage 1|2] [--image PATH] [--timeout SECS]
+    cargo xtask help
+
+build
+    Adds the rustup target x86_64-unknown-none if missing, runs
+    `cargo build --release --target x86_64-unknown-none -p gpu-dom`, checks the
+    image's Xen PVH entry note and writes a 32-bit copy next to it with
+    `objcopy -O elf32-i386` (installs binutils if needed):
+        target/x86_64-unknown-none/release/gpu-dom         PVH image (PVH domU, PVH dom0)
+        target/x86_64-unknown-none/release/gpu-dom.elf32   the same as ELF32, for HVM domUs:
+                                                           libxl's direct kernel boot of an
+                                                           HVM guest loads 32-bit ELF only
+
+boot
+    Installs qemu-system-x86 if missing (apt-get; needs root), builds the image,
+    fetches Xen 4.17, its toolstack and libraries, busybox-static and Debian's
+    kernel with `apt-get download` into target/xen-cache/ (cached by package
+    version), and boots under QEMU software emulation (never KVM):
+      stage 1  Xen with the image as PVH dom0. Passes when the image prints
+               `SELFTEST done passed=<n> failed=0` and no `SELFTEST <name> FAIL`.
+      stage 2  Xen with Debian's Linux as PV dom0; its /init (generated) starts
+               xenstored and xenconsoled, runs `xl create` of xl-configs/gpu-dom.cfg,
+               waits for `gpu-dom: ready` and data/gpu-dom-ready = 1, then
+               `xl shutdown -w`. Passes when dom0 prints `E2E: stage2 PASS`.
+    Logs: target/boot/stage<N>/serial.log (Xen + guests), qemu.log, command.txt;
+    stage 2 also keeps its init script and initramfs there.
+
+    --stage 1|2      run only this stage (default: both)
+    --image PATH     boot this PVH ELF instead of building gpu-dom
+    --timeout SECS   per-stage QEMU timeout (default: 120 for stage 1, 300 for stage 2)
+";
+
+enum Cmd {
+    Build,
+    Boot(Options),
+    Help,
+}
+
+fn parse(args: &[String]) -> Result<Cmd> {
+    let usage = |m: String| Error::Usage(m);
+    let Some(cmd) = args.first() else { return Ok(Cmd::Help) };
+    let rest = &args[1..];
+    match cmd.as_str() {
+        "help" | "-h" | "--help" => Ok(Cmd::Help),
+        "build" => match rest.first() {
+            None => Ok(Cmd::Build),
+            Some(a) => Err(usage(format!("`build` takes no arguments, got `{a}`"))),
+        },
+        "boot" => {
+            let mut opts =
+                Options { stages: vec![Stage::One, Stage::Two], image: None, timeout: None };
+            let mut it = rest.iter();
+            while let Some(flag) = it.next() {
+                let mut value =
+                    || it.next().ok_or_else(|| usage(format!("`{flag}` needs a value")));
+                match flag.as_str() {
+                    "--stage" => {
+                        opts.stages = match value()?.as_str() {
+                            "1" => vec![Stage::One],
+                            "2" => vec![Stage::Two],
+                            v => return Err(usage(format!("--stage takes 1 or 2, got `{v}`"))),
+                        }
+                    }
+                    "--image" => opts.image = Some(value()?.into()),
+                    "--timeout" => {
+                        let v = value()?;
+                        let secs: u64 = v
+                            .parse()
+                            .map_err(|_| usage(format!("--timeout takes seconds, got `{v}`")))?;
+                        opts.timeout = Some(Duration::from_secs(secs));
+                    }
+                    other => return Err(usage(format!("unknown `boot` option `{other}`"))),
+                }
+            }
+            Ok(Cmd::Boot(opts))
+        }
+        other => Err(usage(format!("unknown command `{other}`"))),
+    }
+}
+
+fn build(paths: &Paths) -> Result<()> {
+    let mut p = Progress::new("build", 4);
+    let image = image::build(paths, &mut p, false)?;
+    println!(
+        "[build] image: {} ({} bytes, PVH entry {:#x})",
+        image.elf.display(),
+        image.size,
+        image.pvh_entry
+    );
+    println!("[build] 32-bit copy for HVM domUs: {}", image.elf32.display());
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let paths = Paths::workspace();
+    let result = parse(&args).and_then(|cmd| match cmd {
+        Cmd::Help => {
+            print!("{HELP}");
+            Ok(())
+        }
+        Cmd::Build => build(&paths),
+        Cmd::Boot(opts) => boot::run(&paths, &opts),
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Some(log) = e.log() {
+                eprintln!("  log:  {}", log.display());
+            }
+            eprintln!("  next: {}", e.hint());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn boot_defaults_to_both_stages() {
+        let Cmd::Boot(o) = parse(&args("boot")).unwrap() else { panic!() };
+        assert_eq!(o.stages, [Stage::One, Stage::Two]);
+        assert!(o.image.is_none() && o.timeout.is_none());
+    }
+
+    #[test]
+    fn boot_flags_select_stage_image_and_timeout() {
+        let Cmd::Boot(o) = parse(&args("boot --stage 2 --image /tmp/k --timeout 60")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(o.stages, [Stage::Two]);
+        assert_eq!(o.image.unwrap().to_str(), Some("/tmp/k"));
+        assert_eq!(o.timeout, Some(Duration::from_secs(60)));
+    }
+
+    #[test]
+    fn bad_arguments_are_usage_errors_that_say_what_was_wrong() {
+        for (a, want) in [
+            ("boot --stage 3", "--stage takes 1 or 2"),
+            ("boot --stage", "needs a value"),
+            ("boot --fast", "unknown `boot` option"),
+            ("frob", "unknown command"),
+            ("build x", "takes no arguments"),
+            ("boot --timeout soon", "seconds"),
+        ] {
+            let e = parse(&args(a)).err().unwrap();
+            assert!(matches!(e, Error::Usage(_)));
+            assert!(e.to_string().contains(want), "{a}: {e}");
+        }
+    }
+}

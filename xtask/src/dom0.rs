@@ -1,0 +1,347 @@
+//! The test system's parts from Debian 12: Xen 4.17, its toolstack and
+//! libraries, busybox, the Debian kernel and its Xen modules; and the dom0
+//! initramfs built from them.
+//!
+//! Facts this relies on: QEMU's `-kernel` needs Xen's multiboot ELF, so
+//! `xen-4.17-amd64.gz` is gunzipped; `xl` needs `libgcc_s.so.1` at run time
+//! (glibc's `pthread_cancel` dlopens it); Debian's kernel builds the Xen device
+//! drivers dom0 needs as modules and ships no `modules.dep`.
+
+use crate::apt::{self, Apt, Package};
+use crate::error::{Error, Result};
+use crate::host;
+use crate::initramfs::{Initramfs, Source};
+use crate::kmod::{self, ModuleIndex};
+use crate::libs::{self, SearchDir};
+use crate::scenario::{Dom0, Scenario};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+pub const XEN_HYPERVISOR: &str = "xen-hypervisor-4.17-amd64";
+pub const XEN_UTILS: &str = "xen-utils-4.17";
+pub const XEN_UTILS_COMMON: &str = "xen-utils-common";
+pub const BUSYBOX: &str = "busybox-static";
+pub const KERNEL_META: &str = "linux-image-amd64";
+
+/// Where the toolstack's programs live, in the package and in the initramfs.
+pub const XEN_BIN: &str = "usr/lib/xen-4.17/bin";
+/// The dom0 programs that the init script runs.
+pub const TOOLSTACK: &[&str] = &["xl", "xenstored", "xenconsoled", "xen-init-dom0"];
+/// xenstore clients: one binary (`usr/bin/xenstore`) that acts on its name.
+pub const XENSTORE_CLIENTS: &[&str] = &[
+    "xenstore-read",
+    "xenstore-write",
+    "xenstore-ls",
+    "xenstore-list",
+    "xenstore-rm",
+    "xenstore-exists",
+    "xenstore-watch",
+];
+/// Loaded with dlopen, so no `DT_NEEDED` names it.
+pub const DLOPENED: &[&str] = &["libgcc_s.so.1"];
+/// Kernel drivers the toolstack needs (`/dev/xen/*`, `/proc/xen`).
+pub const XEN_MODULES: &[&str] =
+    &["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs"];
+/// Where every shared library goes in the initramfs.
+pub const LIB_DIR: &str = "usr/lib/x86_64-linux-gnu";
+
+/// The Debian package cache: `target/xen-cache`.
+#[derive(Clone, Debug)]
+pub struct Cache {
+    pub root: PathBuf,
+}
+
+impl Cache {
+    pub fn debs(&self) -> PathBuf {
+        self.root.join("debs")
+    }
+    pub fn unpacked(&self) -> PathBuf {
+        self.root.join("unpacked")
+    }
+    pub fn log(&self, name: &str) -> PathBuf {
+        self.root.join("logs").join(format!("{name}.log"))
+    }
+}
+
+/// The packages to fetch: Xen always; with `dom0`, everything stage 2 needs.
+pub fn resolve(apt: &Apt, dom0: bool) -> Result<Vec<Package>> {
+    if !dom0 {
+        return apt.show_all(&[XEN_HYPERVISOR]);
+    }
+    let mut pkgs =
+        apt.show_all(&[XEN_HYPERVISOR, XEN_UTILS, XEN_UTILS_COMMON, BUSYBOX, KERNEL_META])?;
+    let meta = pkgs.pop().expect("show_all returns every name asked");
+    let concrete = apt::concrete_kernel(&meta).ok_or_else(|| Error::PackageContent {
+        package: KERNEL_META.into(),
+        what: "depends on no linux-image-<version>-amd64 package".into(),
+    })?;
+    pkgs.extend(apt.show_all(&[concrete])?);
+    let tools: Vec<Package> = pkgs
+        .iter()
+        .filter(|p| [XEN_UTILS, XEN_UTILS_COMMON].contains(&p.name.as_str()))
+        .cloned()
+        .collect();
+    pkgs.extend(apt::library_closure(&tools, |names| apt.show(names))?);
+    Ok(pkgs)
+}
+
+/// Removes cached versions of `pkgs` other than the current ones.
+pub fn prune(cache: &Cache, pkgs: &[Package]) -> Result<usize> {
+    let names: BTreeSet<&str> = pkgs.iter().map(|p| p.name.as_str()).collect();
+    let mut removed = 0;
+    for (dir, current) in [
+        (cache.debs(), pkgs.iter().map(Package::deb_file_name).collect::<BTreeSet<_>>()),
+        (cache.unpacked(), pkgs.iter().map(Package::stem).collect()),
+    ] {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        let mut keep = BTreeSet::new();
+        for e in entries.flatten() {
+            let f = e.file_name().to_string_lossy().into_owned();
+            let name = f.split('_').next().unwrap_or("");
+            if current.contains(&f) || !names.contains(name) {
+                keep.insert(f);
+            }
+        }
+        removed += apt::prune(&dir, &keep)?;
+    }
+    Ok(removed)
+}
+
+/// An unpacked package.
+#[derive(Clone, Debug)]
+pub struct Tree {
+    pub package: Package,
+    pub dir: PathBuf,
+}
+
+/// Unpacks every package not unpacked yet; returns the trees and how many were new.
+pub fn unpack_all(cache: &Cache, pkgs: &[Package]) -> Result<(BTreeMap<String, Tree>, usize)> {
+    let mut trees = BTreeMap::new();
+    let mut new = 0;
+    for p in pkgs {
+        let dir = cache.unpacked().join(p.stem());
+        if apt::unpack(&cache.debs().join(p.deb_file_name()), &dir, &cache.log("unpack"))? {
+            new += 1;
+        }
+        trees.insert(p.name.clone(), Tree { package: p.clone(), dir });
+    }
+    Ok((trees, new))
+}
+
+fn tree<'a>(trees: &'a BTreeMap<String, Tree>, name: &str) -> Result<&'a Tree> {
+    trees
+        .iter()
+        .find(|(n, _)| n.as_str() == name || (name == KERNEL_META && n.starts_with("linux-image-")))
+        .map(|(_, t)| t)
+        .ok_or_else(|| Error::PackageContent {
+            package: name.into(),
+            what: "was not fetched".into(),
+        })
+}
+
+fn only_entry(
+    dir: &Path,
+    pick: impl Fn(&str) -> bool,
+    package: &str,
+    what: &str,
+) -> Result<PathBuf> {
+    let entries = fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?;
+    let mut hits: Vec<PathBuf> = entries
+        .flatten()
+        .filter(|e| pick(&e.file_name().to_string_lossy()))
+        .map(|e| e.path())
+        .collect();
+    hits.sort();
+    match hits.len() {
+        1 => Ok(hits.remove(0)),
+        n => Err(Error::PackageContent {
+            package: package.into(),
+            what: format!("{n} {what} in {}", dir.display()),
+        }),
+    }
+}
+
+/// Xen as a multiboot ELF, gunzipped once next to the package's `.gz`.
+pub fn xen_elf(trees: &BTreeMap<String, Tree>, cache: &Cache) -> Result<PathBuf> {
+    let t = tree(trees, XEN_HYPERVISOR)?;
+    let gz = only_entry(
+        &t.dir.join("boot"),
+        |n| n.starts_with("xen-") && n.ends_with(".gz"),
+        XEN_HYPERVISOR,
+        "xen-*.gz files",
+    )?;
+    let elf = gz.with_extension("elf");
+    if elf.is_file() {
+        return Ok(elf);
+    }
+    let partial = gz.with_extension("elf.partial");
+    let out = File::create(&partial).map_err(|e| Error::io("creating", &partial, e))?;
+    let log = cache.log("gunzip");
+    host::mkdirs(log.parent().expect("log has a parent"))?;
+    let err = File::create(&log).map_err(|e| Error::io("creating", &log, e))?;
+    let mut cmd = Command::new(host::GZIP.program);
+    cmd.arg("-dc").arg(&gz).stdin(Stdio::null()).stdout(out).stderr(err);
+    let command = host::describe(&cmd);
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| Error::Spawn { program: host::GZIP.program.into(), source })?;
+    match host::wait_bounded(&mut child, Duration::from_secs(120))
+        .map_err(|e| Error::io("waiting for", "gzip", e))?
+    {
+        Some(s) if s.success() => {}
+        Some(s) => {
+            return Err(Error::CommandFailed { command, status: s.to_string(), log: Some(log) })
+        }
+        None => {
+            return Err(Error::CommandTimeout {
+                command,
+                after: Duration::from_secs(120),
+                log: Some(log),
+            })
+        }
+    }
+    fs::rename(&partial, &elf).map_err(|e| Error::io("renaming into", &elf, e))?;
+    Ok(elf)
+}
+
+/// The dom0 kernel: its `vmlinuz` and release (`6.1.0-48-amd64`).
+pub fn kernel(trees: &BTreeMap<String, Tree>) -> Result<(PathBuf, String)> {
+    let t = tree(trees, KERNEL_META)?;
+    let pkg = t.package.name.as_str();
+    let modules = only_entry(&t.dir.join("lib/modules"), |_| true, pkg, "module directories")?;
+    let release = modules.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let vmlinuz = t.dir.join("boot").join(format!("vmlinuz-{release}"));
+    if !vmlinuz.is_file() {
+        return Err(Error::PackageContent {
+            package: pkg.into(),
+            what: format!("no {}", vmlinuz.display()),
+        });
+    }
+    Ok((vmlinuz, release))
+}
+
+/// What went into an initramfs.
+#[derive(Debug)]
+pub struct Assembled {
+    pub size: u64,
+    pub init: String,
+    pub libs: usize,
+    /// Libraries that came from the host because no package tree had them.
+    pub host_libs: Vec<String>,
+    pub modules: Vec<String>,
+    pub builtin_modules: Vec<String>,
+}
+
+/// Builds the dom0 initramfs for `scenario` into `out`.
+pub fn assemble(
+    trees: &BTreeMap<String, Tree>,
+    release: &str,
+    scenario: &Scenario,
+    out: &Path,
+) -> Result<Assembled> {
+    let mut fs = Initramfs::default();
+    for d in ["proc", "sys", "dev", "tmp", "run", "var/lib/xen", "var/log/xen", "root", "etc/xen"] {
+        fs.dir(d);
+    }
+    fs.symlink("var/run", "../run");
+
+    let busybox = tree(trees, BUSYBOX)?.dir.join("bin/busybox");
+    fs.host_file("bin/busybox", &busybox, 0o755);
+
+    let utils = tree(trees, XEN_UTILS)?;
+    let mut programs = Vec::new();
+    for p in TOOLSTACK {
+        let rel = format!("{XEN_BIN}/{p}");
+        let file = utils.dir.join(&rel);
+        if !file.is_file() {
+            return Err(Error::PackageContent {
+                package: XEN_UTILS.into(),
+                what: format!("no {rel}"),
+            });
+        }
+        fs.host_file(&rel, &file, 0o755);
+        programs.push(file);
+    }
+    let xenstore = utils.dir.join("usr/bin/xenstore");
+    if !xenstore.is_file() {
+        return Err(Error::PackageContent {
+            package: XEN_UTILS.into(),
+            what: "no usr/bin/xenstore".into(),
+        });
+    }
+    fs.host_file("usr/bin/xenstore", &xenstore, 0o755);
+    for c in XENSTORE_CLIENTS {
+        fs.symlink(&format!("usr/bin/{c}"), "xenstore");
+    }
+    programs.push(xenstore);
+    let xl_conf = tree(trees, XEN_UTILS_COMMON)?.dir.join("etc/xen/xl.conf");
+    let xl_conf = if xl_conf.is_file() { Source::Host(xl_conf) } else { Source::Bytes(Vec::new()) };
+    fs.file("etc/xen/xl.conf", xl_conf, 0o644);
+
+    // Libraries: package trees first (libs before tools), the host last.
+    let mut search = Vec::new();
+    let mut ordered: Vec<&Tree> = trees.values().filter(|t| t.package.is_library()).collect();
+    ordered.push(utils);
+    for t in ordered {
+        for d in [
+            "lib/x86_64-linux-gnu",
+            "usr/lib/x86_64-linux-gnu",
+            "usr/lib/xen-4.17/lib/x86_64-linux-gnu",
+        ] {
+            search.push(SearchDir::new(&t.dir, d));
+        }
+    }
+    search.push(SearchDir::new("/", "lib/x86_64-linux-gnu"));
+    search.push(SearchDir::new("/", "usr/lib/x86_64-linux-gnu"));
+    let set = libs::closure(&programs, DLOPENED, &search)?;
+    let mut host_libs = Vec::new();
+    for (soname, found) in &set.libs {
+        fs.host_file(&format!("{LIB_DIR}/{soname}"), &found.file, 0o755);
+        if found.from_host {
+            host_libs.push(soname.clone());
+        }
+    }
+    if let Some((path, found)) = &set.interpreter {
+        fs.host_file(path, &found.file, 0o755);
+        if found.from_host {
+            host_libs.push(path.clone());
+        }
+    }
+
+    // Kernel modules, in load order.
+    let kt = tree(trees, KERNEL_META)?;
+    let mdir = kt.dir.join("lib/modules").join(release);
+    let order = fs::read_to_string(mdir.join("modules.order"))
+        .map_err(|e| Error::io("reading", mdir.join("modules.order"), e))?;
+    let builtin = fs::read_to_string(mdir.join("modules.builtin")).unwrap_or_default();
+    let plan = kmod::plan(XEN_MODULES, &ModuleIndex::parse(&order, &builtin), |rel| {
+        kmod::depends_of_file(&mdir.join(rel))
+    })?;
+    for m in &plan.load {
+        fs.host_file(&format!("lib/modules/{release}/{}", m.path), mdir.join(&m.path), 0o644);
+    }
+
+    let dom0 = Dom0 {
+        kernel_release: release.to_string(),
+        modules: plan.load.iter().map(|m| m.path.clone()).collect(),
+        xen_bin: format!("/{XEN_BIN}"),
+        lib_dirs: vec![format!("/{LIB_DIR}")],
+    };
+    for f in &scenario.files {
+        fs.file(&f.dest, f.source.clone(), f.mode);
+    }
+    let init = scenario.init_script(&dom0);
+    fs.file("init", Source::Bytes(init.clone().into_bytes()), 0o755);
+    let size = fs.write(out)?;
+    Ok(Assembled {
+        size,
+        init,
+        libs: set.libs.len(),
+        host_libs,
+        modules: plan.load.iter().map(|m| m.name.clone()).collect(),
+        builtin_modules: plan.builtin,
+    })
+}
