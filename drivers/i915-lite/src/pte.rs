@@ -167,9 +167,7 @@ impl Gen8Pte {
     /// (i915 `gen8_pte_encode`).
     pub const fn leaf(addr: u64, writable: bool, ppat: Ppat) -> Result<Gen8Pte, AddrError> {
         match Self::check(addr) {
-            Ok(a) => Ok(Gen8Pte(
-                a | PRESENT | if writable { RW } else { 0 } | ppat.pte_bits(),
-            )),
+            Ok(a) => Ok(Gen8Pte(a | PRESENT | if writable { RW } else { 0 } | ppat.pte_bits())),
             Err(e) => Err(e),
         }
     }
@@ -309,10 +307,7 @@ mod tests {
 
     #[test]
     fn unaligned_address_is_refused() {
-        assert_eq!(
-            Gen8Pte::leaf(0x1001, true, Ppat::CACHED),
-            Err(AddrError::Unaligned(0x1001))
-        );
+        assert_eq!(Gen8Pte::leaf(0x1001, true, Ppat::CACHED), Err(AddrError::Unaligned(0x1001)));
         assert_eq!(Gen8Pte::dir(0x800), Err(AddrError::Unaligned(0x800)));
         assert_eq!(Gen8Pte::ggtt(0xfff), Err(AddrError::Unaligned(0xfff)));
     }
@@ -320,10 +315,7 @@ mod tests {
     #[test]
     fn address_above_39_bits_is_refused_not_truncated() {
         let too_wide = 1u64 << 39;
-        assert_eq!(
-            Gen8Pte::leaf(too_wide, true, Ppat::CACHED),
-            Err(AddrError::TooWide(too_wide))
-        );
+        assert_eq!(Gen8Pte::leaf(too_wide, true, Ppat::CACHED), Err(AddrError::TooWide(too_wide)));
         assert_eq!(Gen8Pte::dir(too_wide), Err(AddrError::TooWide(too_wide)));
         assert_eq!(
             Gen8Pte::ggtt(0x8000_0000_0000_1000),

@@ -188,14 +188,7 @@ impl GrantMapper for ModelMapper {
                 }
                 Err(e) => {
                     w.trace.counters.grant_map_failures += 1;
-                    w.trace.event(Event::GrantMapFailed {
-                        dom: req.dom,
-                        gref: req.gref,
-                        status: match e {
-                            GrantMapError::Xen(s) => s,
-                            GrantMapError::WindowFull => 0,
-                        },
-                    });
+                    w.trace.event(Event::GrantMapFailed { dom: req.dom, gref: req.gref, error: e });
                 }
             }
             *slot = r;

@@ -75,6 +75,13 @@ pub(crate) struct World {
 #[derive(Clone)]
 pub struct Platform(Rc<RefCell<World>>);
 
+impl Default for Platform {
+    /// A platform with [`PlatformConfig::default`].
+    fn default() -> Self {
+        Platform::new(PlatformConfig::default()).expect("the default configuration is valid")
+    }
+}
+
 impl Platform {
     /// A platform with a running backend domain, its RAM, an empty window and
     /// a GPU whose GGTT and tables all point at scratch.

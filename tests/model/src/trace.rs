@@ -8,7 +8,7 @@
 //! - A [`Violation`] is recorded, never panicked on: the model keeps running so
 //!   the test can inspect everything, and the checker reports the first one.
 
-use gtt::platform::TablePage;
+use gtt::platform::{GrantMapError, TablePage};
 use gtt::types::{Access, BusAddr, DomId, GrantRef, Level};
 
 /// An address space of the GPU.
@@ -47,9 +47,9 @@ pub enum Event {
     GrantEndRefused { dom: DomId, gref: GrantRef },
     /// The backend mapped a grant into its window.
     GrantMapped { dom: DomId, gref: GrantRef, bus: BusAddr, access: Access, handle: u32 },
-    /// Xen (or the window) refused a map; `status` is the `GNTST_*` value,
-    /// or 0 when the window was full.
-    GrantMapFailed { dom: DomId, gref: GrantRef, status: i16 },
+    /// Xen refused a map (`GrantMapError::Xen` with the `GNTST_*` status),
+    /// or the window was full.
+    GrantMapFailed { dom: DomId, gref: GrantRef, error: GrantMapError },
     /// The backend unmapped a grant.
     GrantUnmapped { dom: DomId, gref: GrantRef, bus: BusAddr, handle: u32 },
     /// Xen refused an unmap (`GNTST_bad_handle` or a bus address mismatch).

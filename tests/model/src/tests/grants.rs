@@ -41,6 +41,8 @@ fn grant_can_be_mapped_only_by_the_domain_it_names() {
     assert_eq!(r.map(A, gref, Access::ReadWrite), Err(GrantMapError::Xen(GNTST_general_error)));
     assert_eq!(r.a.map_count(gref), 0);
     assert!(r.p.window_mappings().is_empty());
+    let error = GrantMapError::Xen(GNTST_general_error);
+    assert!(r.p.trace().contains(&Event::GrantMapFailed { dom: A, gref, error }));
 }
 
 #[test]

@@ -108,3 +108,22 @@ fn backend_pages_are_fresh_ram_outside_scratch_and_tables() {
     }
     assert_eq!(n, cfg.backend_ram_pages - 5 - cfg.table_pool_pages);
 }
+
+#[test]
+fn default_platform_is_valid_and_overlapping_or_too_wide_windows_are_refused() {
+    let p = crate::Platform::default();
+    assert_eq!(p.config(), crate::PlatformConfig::default());
+    let small = super::small_config();
+    let overlap = crate::PlatformConfig { window_base_gfn: 10, ..small };
+    assert_eq!(
+        crate::Platform::new(overlap).err(),
+        Some(crate::ConfigError::BadWindow { base: 10, pages: 16 })
+    );
+    let too_wide = crate::PlatformConfig { window_base_gfn: 1 << 27, ..small };
+    assert!(crate::Platform::new(too_wide).is_err());
+    let tiny = crate::PlatformConfig { backend_ram_pages: 8, ..small };
+    assert_eq!(
+        crate::Platform::new(tiny).err(),
+        Some(crate::ConfigError::RamTooSmall { need: 37, have: 8 })
+    );
+}
