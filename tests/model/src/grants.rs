@@ -55,6 +55,8 @@ pub mod abi {
     pub const GNTST_bad_gntref: i16 = -3;
     /// `GNTST_bad_handle`: unknown or already released mapping handle.
     pub const GNTST_bad_handle: i16 = -4;
+    /// `GNTST_bad_copy_arg`: a copy runs past the end of the page.
+    pub const GNTST_bad_copy_arg: i16 = -10;
     /// `GNTST_no_device_space`: out of maptrack handles / IOMMU space.
     pub const GNTST_no_device_space: i16 = -7;
     /// `GNTST_permission_denied`: refused by XSM policy.
@@ -268,6 +270,48 @@ impl World {
         let e = &mut t.shared[gref.0 as usize];
         e.flags |= GTF_reading | if readonly { 0 } else { GTF_writing };
         Ok(frame)
+    }
+
+    /// Xen's `acquire_grant_for_copy` for `GNTTABOP_copy` with a grant
+    /// reference on `dom`'s side: `copier` must be the grantee, a copy into
+    /// the page (`write`) needs a writable grant. Nothing stays pinned.
+    pub(crate) fn xen_copy_frame(
+        &mut self,
+        copier: DomId,
+        dom: DomId,
+        gref: GrantRef,
+        write: bool,
+    ) -> Result<FrameId, i16> {
+        match self.mem.state(dom) {
+            None | Some(DomainState::Dead) => return Err(GNTST_bad_domain),
+            Some(DomainState::Dying) => return Err(GNTST_general_error),
+            Some(DomainState::Running) => {}
+        }
+        let t = self.grants.entry(dom).or_default();
+        let nr_entries = t.shared.len().max(ENTRIES_PER_FRAME as usize);
+        if gref.0 as usize >= nr_entries {
+            return Err(GNTST_bad_gntref);
+        }
+        if let Some(a) = t.active.get(&gref.0) {
+            // Pinned: the active entry decides (a map by the same domain).
+            if a.mapper != copier {
+                return Err(GNTST_general_error);
+            }
+        }
+        let entry = t.shared.get(gref.0 as usize).copied().unwrap_or_default();
+        let pinned = t.active.get(&gref.0).map(|a| a.frame);
+        if pinned.is_none()
+            && (entry.flags & GTF_type_mask != GTF_permit_access || entry.domid != copier.0)
+        {
+            return Err(GNTST_general_error);
+        }
+        if write && entry.flags & GTF_readonly != 0 {
+            return Err(GNTST_general_error);
+        }
+        match pinned {
+            Some(f) => Ok(f),
+            None => self.mem.frame_of(dom, Gfn(u64::from(entry.frame))).map_err(|_| GNTST_bad_page),
+        }
     }
 
     /// Xen's `unmap_common_complete`: drops one pin and clears

@@ -5,7 +5,8 @@
 //! ([`ModelMapper`]) and [`gtt::GpuTables`] ([`ModelGpu`]) — on top of:
 //!
 //! - [`memory`]: domains, each with a p2m of 4 KiB frames in one global store;
-//! - [`grants`]: Xen grant tables v1 with Xen's checks and `GNTST_*` statuses;
+//! - [`grants`]: Xen grant tables v1 with Xen's checks and `GNTST_*` statuses
+//!   (map, unmap, `GNTTABOP_copy`, end of access, zombie domains);
 //! - [`physmap`]: the backend's RAM, its grant-mapping window and its strict
 //!   IOMMU (only its RAM and currently mapped grants resolve; read-only
 //!   mappings refuse writes);

@@ -13,8 +13,9 @@ use std::rc::Rc;
 use gtt::types::{BusAddr, DomId, GrantRef, PAGE_SHIFT, PAGE_SIZE};
 
 use crate::gpu::{GpuState, ModelGpu};
+use crate::grants::abi::GNTST_bad_copy_arg;
 use crate::grants::{ActiveGrant, GrantEntryV1, GrantError, GrantTable};
-use crate::memory::{DomainState, FrameId, Gfn, MemError, Memory};
+use crate::memory::{in_page, DomainState, FrameId, Gfn, MemError, Memory};
 use crate::physmap::{IommuFault, ModelMapper, Physmap, WindowMapping};
 use crate::trace::{Counters, Event, Trace, Violation};
 
@@ -207,6 +208,45 @@ impl Platform {
             let off = (addr % PAGE_SIZE) as usize;
             w.mem.page_mut(frame)[off..off + range.len()].copy_from_slice(&bytes[range]);
         }
+        Ok(())
+    }
+
+    /// `GNTTABOP_copy` by the backend, from `dom`'s granted page `gref` at
+    /// `offset` into `out`: nothing is mapped, so nothing becomes reachable
+    /// by the GPU. `Err` is the `GNTST_*` status.
+    pub fn copy_from_grant(
+        &self,
+        dom: DomId,
+        gref: GrantRef,
+        offset: usize,
+        out: &mut [u8],
+    ) -> Result<(), i16> {
+        let mut w = self.world_mut();
+        let range = in_page(offset, out.len()).map_err(|_| GNTST_bad_copy_arg)?;
+        let backend = w.cfg.backend;
+        let frame = w.xen_copy_frame(backend, dom, gref, false)?;
+        out.copy_from_slice(&w.mem.page(frame)[range]);
+        w.trace.counters.grant_copies += 1;
+        w.trace.event(Event::GrantCopied { dom, gref, into_grant: false });
+        Ok(())
+    }
+
+    /// `GNTTABOP_copy` by the backend, from `data` into `dom`'s granted page
+    /// `gref` at `offset` (needs a writable grant).
+    pub fn copy_to_grant(
+        &self,
+        dom: DomId,
+        gref: GrantRef,
+        offset: usize,
+        data: &[u8],
+    ) -> Result<(), i16> {
+        let mut w = self.world_mut();
+        let range = in_page(offset, data.len()).map_err(|_| GNTST_bad_copy_arg)?;
+        let backend = w.cfg.backend;
+        let frame = w.xen_copy_frame(backend, dom, gref, true)?;
+        w.mem.page_mut(frame)[range].copy_from_slice(data);
+        w.trace.counters.grant_copies += 1;
+        w.trace.event(Event::GrantCopied { dom, gref, into_grant: true });
         Ok(())
     }
 

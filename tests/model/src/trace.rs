@@ -50,6 +50,8 @@ pub enum Event {
     /// Xen refused a map (`GrantMapError::Xen` with the `GNTST_*` status),
     /// or the window was full.
     GrantMapFailed { dom: DomId, gref: GrantRef, error: GrantMapError },
+    /// The backend copied from (or into) a granted page with `GNTTABOP_copy`.
+    GrantCopied { dom: DomId, gref: GrantRef, into_grant: bool },
     /// The backend unmapped a grant.
     GrantUnmapped { dom: DomId, gref: GrantRef, bus: BusAddr, handle: u32 },
     /// Xen refused an unmap (`GNTST_bad_handle` or a bus address mismatch).
@@ -119,6 +121,8 @@ pub struct Counters {
     pub grant_unmaps: u64,
     /// Refused grant unmaps.
     pub grant_unmap_failures: u64,
+    /// Successful `GNTTABOP_copy` operations.
+    pub grant_copies: u64,
     /// GGTT entry writes (set and clear).
     pub ggtt_writes: u64,
     /// PPGTT entry writes (set leaf, set dir, clear).

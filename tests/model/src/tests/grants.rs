@@ -196,3 +196,37 @@ fn dead_domain_grants_are_bad_domain() {
     r.p.destroy_domain(A);
     assert_eq!(r.map(A, gref, Access::ReadWrite), Err(GrantMapError::Xen(GNTST_bad_domain)));
 }
+
+#[test]
+fn grant_copy_reads_a_granted_page_without_mapping_it() {
+    let r = rig();
+    r.a.write(Gfn(4), 10, b"directory").unwrap();
+    let gref = r.a.grant(Gfn(4), BACKEND, true).unwrap();
+    let mut out = [0; 9];
+    r.p.copy_from_grant(A, gref, 10, &mut out).unwrap();
+    assert_eq!(&out, b"directory");
+    assert!(r.p.window_mappings().is_empty());
+    assert_eq!(r.a.map_count(gref), 0);
+    assert!(r.a.end_access(gref));
+    assert!(r.p.trace().contains(&Event::GrantCopied { dom: A, gref, into_grant: false }));
+}
+
+#[test]
+fn grant_copy_follows_the_same_checks_as_map() {
+    let r = rig();
+    let to_b = r.a.grant(Gfn(0), B, false).unwrap();
+    let ro = r.a.grant(Gfn(1), BACKEND, true).unwrap();
+    let mut page = [0; 4096];
+    assert_eq!(r.p.copy_from_grant(A, to_b, 0, &mut page), Err(GNTST_general_error));
+    assert_eq!(r.p.copy_from_grant(A, GrantRef(1 << 20), 0, &mut page), Err(GNTST_bad_gntref));
+    assert_eq!(r.p.copy_from_grant(DomId(99), ro, 0, &mut page), Err(GNTST_bad_domain));
+    assert_eq!(r.p.copy_from_grant(A, ro, 1, &mut page), Err(GNTST_bad_copy_arg));
+    assert_eq!(r.p.copy_to_grant(A, ro, 0, &[1]), Err(GNTST_general_error));
+    assert_eq!(r.p.copy_from_grant(A, ro, 0, &mut page), Ok(()));
+    let rw = r.a.grant(Gfn(2), BACKEND, false).unwrap();
+    r.p.copy_to_grant(A, rw, 4094, &[7, 7]).unwrap();
+    let mut b = [0; 2];
+    r.a.read(Gfn(2), 4094, &mut b).unwrap();
+    assert_eq!(b, [7, 7]);
+    assert_eq!(r.p.counters().grant_copies, 2);
+}
