@@ -35,11 +35,11 @@ pub mod abi {
     pub const GTF_permit_access: u16 = 1;
     /// `GTF_type_mask`.
     pub const GTF_type_mask: u16 = 3;
-    /// `GTF_readonly`: `domid` may only map read-only. [guest]
+    /// `GTF_readonly`: `domid` may only map read-only. (The guest writes it.)
     pub const GTF_readonly: u16 = 1 << 2;
-    /// `GTF_reading`: currently mapped (for reading at least). [Xen]
+    /// `GTF_reading`: currently mapped (for reading at least). (Xen writes it.)
     pub const GTF_reading: u16 = 1 << 3;
-    /// `GTF_writing`: currently mapped writable. [Xen]
+    /// `GTF_writing`: currently mapped writable. (Xen writes it.)
     pub const GTF_writing: u16 = 1 << 4;
     /// `GTF_sub_page`: copy-only grant of part of a page; cannot be mapped.
     pub const GTF_sub_page: u16 = 1 << 8;
