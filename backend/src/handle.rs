@@ -49,6 +49,29 @@ fn with_outcome(mut rsp: Response, out: BatchOutcome) -> Response {
     rsp
 }
 
+/// Decodes the entries in `bytes` into `out` with `convert`, stopping at the
+/// first entry that does not decode; returns how many were decoded and, if it
+/// stopped, the bad entry's index, status and value.
+#[inline(always)]
+fn decode<T>(
+    bytes: &[u8],
+    op: Op,
+    out: &mut [T],
+    convert: impl Fn(&Entry) -> Result<T, Status>,
+) -> (usize, Option<(u32, Status, u64)>) {
+    for (i, (b, slot)) in bytes.chunks_exact(ENTRY_SIZE).zip(out.iter_mut()).enumerate() {
+        let e = match Entry::parse(b, op, i as u32) {
+            Ok(e) => e,
+            Err(_) => return (i, Some((i as u32, Status::BAD_ENTRY, 0))),
+        };
+        match convert(&e) {
+            Ok(t) => *slot = t,
+            Err(status) => return (i, Some((i as u32, status, e.addr))),
+        }
+    }
+    (bytes.len() / ENTRY_SIZE, None)
+}
+
 fn access(read_only: bool) -> Access {
     if read_only {
         Access::ReadOnly
@@ -163,46 +186,35 @@ impl<M: GrantMapper, W: GpuTables, D: CpuAccess> Backend<M, W, D> {
             Err(rsp) => return rsp,
         };
         // Decode the private copy; a bad entry ends the batch there, like a refusal.
-        let mut bad: Option<(u32, Status, u64)> = None;
-        self.ggtt_buf.clear();
-        self.ppgtt_buf.clear();
-        self.index_buf.clear();
-        self.addr_buf.clear();
-        for (i, b) in self.dir_buf[..len].chunks_exact(ENTRY_SIZE).enumerate() {
-            let i = i as u32;
-            let e: Entry = match Entry::parse(b, req.op, i) {
-                Ok(e) => e,
-                Err(_) => {
-                    bad = Some((i, Status::BAD_ENTRY, 0));
-                    break;
-                }
-            };
-            let index = u32::try_from(e.addr);
-            match (req.op, index) {
-                (Op::GgttMap, Ok(index)) => self.ggtt_buf.push(GgttEntry {
-                    index,
-                    gref: GrantRef(e.gref),
-                    access: access(e.read_only),
-                }),
-                (Op::GgttUnmap, Ok(index)) => self.index_buf.push(index),
-                (Op::GgttMap | Op::GgttUnmap, Err(_)) => {
-                    bad = Some((i, Status::INDEX_OUT_OF_SLICE, e.addr));
-                    break;
-                }
-                (Op::PpgttMap, _) => self.ppgtt_buf.push(PpgttEntry {
-                    addr: e.addr,
-                    gref: GrantRef(e.gref),
-                    access: access(e.read_only),
-                }),
-                _ => self.addr_buf.push(e.addr),
+        let bytes = &self.dir_buf[..len];
+        let (op, ctx) = (req.op, ContextId(req.ctx));
+        let ggtt_index = |e: &Entry| u32::try_from(e.addr).map_err(|_| Status::INDEX_OUT_OF_SLICE);
+        let (out, bad) = match op {
+            Op::GgttMap => {
+                let (n, bad) = decode(bytes, op, &mut self.ggtt_buf, |e| {
+                    let index = ggtt_index(e)?;
+                    Ok(GgttEntry { index, gref: GrantRef(e.gref), access: access(e.read_only) })
+                });
+                (self.engine.ggtt_map(dom, &self.ggtt_buf[..n]), bad)
             }
-        }
-        let ctx = ContextId(req.ctx);
-        let out = match req.op {
-            Op::GgttMap => self.engine.ggtt_map(dom, &self.ggtt_buf),
-            Op::GgttUnmap => self.engine.ggtt_unmap(dom, &self.index_buf),
-            Op::PpgttMap => self.engine.ppgtt_map(dom, ctx, &self.ppgtt_buf),
-            _ => self.engine.ppgtt_unmap(dom, ctx, &self.addr_buf),
+            Op::GgttUnmap => {
+                let (n, bad) = decode(bytes, op, &mut self.index_buf, ggtt_index);
+                (self.engine.ggtt_unmap(dom, &self.index_buf[..n]), bad)
+            }
+            Op::PpgttMap => {
+                let (n, bad) = decode(bytes, op, &mut self.ppgtt_buf, |e| {
+                    Ok(PpgttEntry {
+                        addr: e.addr,
+                        gref: GrantRef(e.gref),
+                        access: access(e.read_only),
+                    })
+                });
+                (self.engine.ppgtt_map(dom, ctx, &self.ppgtt_buf[..n]), bad)
+            }
+            _ => {
+                let (n, bad) = decode(bytes, op, &mut self.addr_buf, |e| Ok(e.addr));
+                (self.engine.ppgtt_unmap(dom, ctx, &self.addr_buf[..n]), bad)
+            }
         };
         let rsp = with_outcome(rsp, out);
         match (out.refusal, bad) {

@@ -33,7 +33,9 @@ use alloc::vec::Vec;
 use gpuif::ring::{BackRing, RingError, SharedPage};
 use gpuif::wire::{MAX_DIR_PAGES, MAX_ENTRIES};
 use gpuif::PAGE_SIZE;
-use gtt::{DomId, Engine, GgttEntry, GpuTables, GrantMapper, PpgttEntry, Released};
+use gtt::{
+    Access, DomId, Engine, GgttEntry, GpuTables, GrantMapper, GrantRef, PpgttEntry, Released,
+};
 
 /// One frontend's connection: its domain and the backend's ring state.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,7 +68,9 @@ pub struct Backend<M, W, D> {
     dir: D,
     debug_readback: bool,
     stats: BackendStats,
+    /// Entry bytes of the current request: inline ones, or copied directory pages.
     dir_buf: Vec<u8>,
+    // Decoded entries of the current request, one buffer per kind (sized at init).
     ggtt_buf: Vec<GgttEntry>,
     ppgtt_buf: Vec<PpgttEntry>,
     index_buf: Vec<u32>,
@@ -83,10 +87,10 @@ impl<M: GrantMapper, W: GpuTables, D: CpuAccess> Backend<M, W, D> {
             debug_readback: false,
             stats: BackendStats::default(),
             dir_buf: alloc::vec![0; MAX_DIR_PAGES * PAGE_SIZE],
-            ggtt_buf: Vec::with_capacity(MAX_ENTRIES),
-            ppgtt_buf: Vec::with_capacity(MAX_ENTRIES),
-            index_buf: Vec::with_capacity(MAX_ENTRIES),
-            addr_buf: Vec::with_capacity(MAX_ENTRIES),
+            ggtt_buf: alloc::vec![GgttEntry { index: 0, gref: GrantRef(0), access: Access::ReadOnly }; MAX_ENTRIES],
+            ppgtt_buf: alloc::vec![PpgttEntry { addr: 0, gref: GrantRef(0), access: Access::ReadOnly }; MAX_ENTRIES],
+            index_buf: alloc::vec![0; MAX_ENTRIES],
+            addr_buf: alloc::vec![0; MAX_ENTRIES],
         }
     }
 

@@ -197,12 +197,15 @@ pub struct Request<'a> {
     pub entries: Entries<'a>,
 }
 
+#[inline]
 fn u16_at(b: &[u8], r: core::ops::Range<usize>) -> u16 {
     u16::from_le_bytes([b[r.start], b[r.start + 1]])
 }
+#[inline]
 fn u32_at(b: &[u8], r: core::ops::Range<usize>) -> u32 {
     u32::from_le_bytes([b[r.start], b[r.start + 1], b[r.start + 2], b[r.start + 3]])
 }
+#[inline]
 fn u64_at(b: &[u8], r: core::ops::Range<usize>) -> u64 {
     let mut x = [0u8; 8];
     x.copy_from_slice(&b[r]);

@@ -4,9 +4,10 @@
 //! # A batch, step by step
 //! 1. **Validate** entries in order; the first invalid entry ends the batch
 //!    there (entries before it are still applied).
-//! 2. **Resolve grants**: each entry's `(guest, gref)` is looked up; grants not
-//!    yet mapped are reserved (deduplicated within the batch), checked against
-//!    the guest's page limit, and mapped with *one* call to the grant mapper.
+//! 2. **Resolve grants** (same pass as 1): each entry's `(guest, gref)` is
+//!    looked up; grants not yet mapped are reserved (deduplicated within the
+//!    batch), checked against the guest's page limit, and mapped with *one*
+//!    call to the grant mapper.
 //! 3. **Apply** in order: write the shadow entry, take a reference on the new
 //!    grant, *then* drop the reference the entry held before. The first entry
 //!    whose grant failed to map ends the batch.
@@ -26,7 +27,7 @@ use alloc::vec::Vec;
 
 use crate::counters::{Counters, GuestStats, Released};
 use crate::error::Refusal;
-use crate::grants::{GrantTable, SlotId, SlotState};
+use crate::grants::{GrantTable, Lookup, SlotId, SlotState};
 use crate::platform::{
     GpuCaps, GpuTables, GrantMapError, GrantMapRequest, GrantMapper, GrantMapping, MappingCap,
 };
@@ -131,6 +132,10 @@ pub struct Engine<M, W> {
     pub(crate) resolved: Vec<SlotId>,
     map_reqs: Vec<GrantMapRequest>,
     map_ids: Vec<SlotId>,
+    /// Grants reserved by this batch's `resolve_grants` (`map_ids[..fresh]`).
+    fresh: usize,
+    /// Some fresh grant may have failed or gone unused: `finish` must look.
+    pub(crate) fresh_unused_possible: bool,
     map_out: Vec<Result<GrantMapping, GrantMapError>>,
     pending_unmap: Vec<SlotId>,
     pending_overflow: bool,
@@ -163,8 +168,13 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
             ggtt: alloc::vec![EMPTY; caps.ggtt_entries as usize],
             counters: Counters::default(),
             resolved: alloc::vec![0; batch],
-            map_reqs: Vec::with_capacity(batch),
-            map_ids: Vec::with_capacity(batch),
+            map_reqs: alloc::vec![
+                GrantMapRequest { dom: DomId(0), gref: GrantRef(0), access: Access::ReadOnly };
+                batch
+            ],
+            map_ids: alloc::vec![0; batch],
+            fresh: 0,
+            fresh_unused_possible: false,
             map_out: alloc::vec![Err(GrantMapError::WindowFull); batch],
             pending_unmap: Vec::with_capacity(batch),
             pending_overflow: false,
@@ -331,26 +341,33 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
 
     // ---- batch machinery -------------------------------------------------
 
-    /// Step 2 of a batch: resolves `keys[..n]` to grant slots in
-    /// `self.resolved`, mapping the missing ones in one call. Returns how many
+    /// Steps 1 and 2 of a batch: validates each entry (`keys` yields its
+    /// grant and access, or why it is invalid) and resolves `keys[..n]` to
+    /// grant slots in `self.resolved`, mapping the missing ones in one call. Returns how many
     /// entries may proceed and the refusal that stopped the rest, if any.
     pub(crate) fn resolve_grants(
         &mut self,
         gi: usize,
         n: usize,
-        key: impl Fn(usize) -> (GrantRef, Access),
+        keys: impl Iterator<Item = Result<(GrantRef, Access), Refusal>>,
     ) -> (usize, Option<Refusal>) {
         let (dom, max_pages, pages) = {
             let g = self.guest(gi);
             (g.dom, g.limits.max_pages, g.stats.pages)
         };
-        self.map_reqs.clear();
-        self.map_ids.clear();
+        let budget = (max_pages as usize).saturating_sub(pages as usize);
+        let mut k = 0;
         let mut stop = None;
-        for i in 0..n {
-            let (gref, access) = key(i);
-            let id = match self.grants.find(dom, gref) {
-                Some(id) => {
+        for (i, (key, r)) in keys.zip(self.resolved[..n].iter_mut()).enumerate() {
+            let (gref, access) = match key {
+                Ok(k) => k,
+                Err(refusal) => {
+                    stop = Some((i, refusal));
+                    break;
+                }
+            };
+            *r = match self.grants.find_or_insert(dom, gref, access, k < budget) {
+                Lookup::Found(id) => {
                     if access == Access::ReadWrite
                         && self.grants.slot(id).access == Access::ReadOnly
                     {
@@ -359,35 +376,40 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
                     }
                     id
                 }
-                None => {
-                    if pages as usize + self.map_ids.len() >= max_pages as usize {
-                        stop = Some((i, Refusal::PageLimit { max: max_pages }));
-                        break;
-                    }
-                    let Some(id) = self.grants.insert(dom, gref, access) else {
-                        stop = Some((i, Refusal::GrantWindowFull));
-                        break;
-                    };
-                    self.map_reqs.push(GrantMapRequest { dom, gref, access });
-                    self.map_ids.push(id);
+                Lookup::Inserted(id) => {
+                    self.map_reqs[k] = GrantMapRequest { dom, gref, access };
+                    self.map_ids[k] = id;
+                    k += 1;
                     id
                 }
+                Lookup::Missing => {
+                    stop = Some((i, Refusal::PageLimit { max: max_pages }));
+                    break;
+                }
+                Lookup::Full => {
+                    stop = Some((i, Refusal::GrantWindowFull));
+                    break;
+                }
             };
-            self.resolved[i] = id;
         }
-        let k = self.map_reqs.len();
+        self.fresh = k;
+        self.fresh_unused_possible = stop.is_some();
         if k > 0 {
-            self.mapper.map(&self.cap, &self.map_reqs, &mut self.map_out[..k]);
+            self.mapper.map(&self.cap, &self.map_reqs[..k], &mut self.map_out[..k]);
             let mut mapped = 0;
-            for j in 0..k {
-                let slot = self.grants.slot_mut(self.map_ids[j]);
-                match self.map_out[j] {
+            for (id, out) in self.map_ids[..k].iter().zip(&self.map_out[..k]) {
+                let slot = self.grants.slot_mut(*id);
+                match *out {
                     Ok(m) => {
                         slot.mapping = m;
                         slot.state = SlotState::Live;
                         mapped += 1;
                     }
-                    Err(e) => slot.state = SlotState::Failed(e),
+                    Err(e) => {
+                        slot.state = SlotState::Failed;
+                        slot.failure = e;
+                        self.fresh_unused_possible = true;
+                    }
                 }
             }
             self.counters.grants_mapped += mapped;
@@ -400,25 +422,21 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
         }
     }
 
-    /// Step 3 helper: the refusal for entry slot `id` if its grant failed to map.
+    /// Step 3 helper: takes a reference on slot `id` for a new entry and
+    /// returns its bus address, or the refusal if its grant failed to map.
     #[inline]
-    pub(crate) fn slot_failure(&self, id: SlotId) -> Option<Refusal> {
-        let s = self.grants.slot(id);
-        match s.state {
-            SlotState::Live => None,
-            SlotState::Failed(GrantMapError::Xen(status)) => {
-                Some(Refusal::GrantMapFailed { gref: s.gref, status })
-            }
-            _ => Some(Refusal::GrantWindowFull),
-        }
-    }
-
-    /// Takes a reference on slot `id` for a new entry; returns its bus address.
-    #[inline]
-    pub(crate) fn take_ref(&mut self, id: SlotId) -> BusAddr {
+    pub(crate) fn acquire(&mut self, id: SlotId) -> Result<BusAddr, Refusal> {
         let s = self.grants.slot_mut(id);
-        s.refs += 1;
-        s.mapping.bus
+        match s.state {
+            SlotState::Live => {
+                s.refs += 1;
+                Ok(s.mapping.bus)
+            }
+            _ => match s.failure {
+                GrantMapError::Xen(status) => Err(Refusal::GrantMapFailed { gref: s.gref, status }),
+                GrantMapError::WindowFull => Err(Refusal::GrantWindowFull),
+            },
+        }
     }
 
     /// Drops an entry's reference on slot `id`; at zero the grant is queued
@@ -453,18 +471,22 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
             self.free_table(n);
             rel.table_pages_freed += 1;
         }
-        // Grants: fresh ones that failed or went unused, and ones whose last
-        // reference was dropped. A slot can be listed twice; `queue_unmap`
-        // moves it out of `Live`, so the second listing is skipped.
-        for j in 0..self.map_ids.len() {
-            let id = self.map_ids[j];
-            if matches!(self.grants.slot(id).state, SlotState::Failed(_)) {
-                self.grants.remove(id);
-            } else {
-                self.queue_unmap(id, rel);
+        // Grants: fresh ones that failed or went unused (possible only if the
+        // batch stopped early), and ones whose last reference was dropped. A
+        // slot can be listed twice; `queue_unmap` moves it out of `Live`, so
+        // the second listing is skipped.
+        if self.fresh_unused_possible {
+            for j in 0..self.fresh {
+                let id = self.map_ids[j];
+                if matches!(self.grants.slot(id).state, SlotState::Failed) {
+                    self.grants.remove(id);
+                } else {
+                    self.queue_unmap(id, rel);
+                }
             }
         }
-        self.map_ids.clear();
+        self.fresh = 0;
+        self.fresh_unused_possible = false;
         if self.pending_overflow {
             self.pending_overflow = false;
             self.pending_unmap.clear();

@@ -30,39 +30,32 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
             let l = self.guest(gi).limits;
             (l.ggtt_base, l.ggtt_len)
         };
-        // 1. validate
+        // 1. validate and 2. resolve grants
         let ro_ok = self.caps.ggtt_read_only;
-        let mut n = entries.len();
-        let mut stop = None;
-        for (i, e) in entries.iter().enumerate() {
-            let r = if e.index >= len {
-                Some(Refusal::GgttIndexOutOfSlice { index: e.index, slice_len: len })
+        let keys = entries.iter().map(|e| {
+            if e.index >= len {
+                Err(Refusal::GgttIndexOutOfSlice { index: e.index, slice_len: len })
             } else if e.access == Access::ReadOnly && !ro_ok {
-                Some(Refusal::ReadOnlyUnsupported)
+                Err(Refusal::ReadOnlyUnsupported)
             } else {
-                None
-            };
-            if let Some(r) = r {
-                n = i;
-                stop = Some(r);
-                break;
+                Ok((e.gref, e.access))
             }
-        }
-        // 2. resolve grants
-        let (n, stop2) = self.resolve_grants(gi, n, |i| (entries[i].gref, entries[i].access));
-        let mut stop = stop2.or(stop);
+        });
+        let (n, mut stop) = self.resolve_grants(gi, entries.len(), keys);
         // 3. apply
         let mut done = n;
         let mut written = 0u32;
         for (i, e) in entries[..n].iter().enumerate() {
             let id = self.resolved[i];
-            if let Some(r) = self.slot_failure(id) {
-                done = i;
-                stop = Some(r);
-                break;
-            }
+            let bus = match self.acquire(id) {
+                Ok(bus) => bus,
+                Err(r) => {
+                    done = i;
+                    stop = Some(r);
+                    break;
+                }
+            };
             let index = base + e.index;
-            let bus = self.take_ref(id);
             self.gpu.ggtt_set(&self.cap, index, bus, e.access);
             let old = core::mem::replace(&mut self.ggtt[index as usize], Leaf::pack(id, e.access));
             if old == EMPTY {
@@ -72,6 +65,7 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
             }
         }
         self.dirty |= done > 0;
+        self.fresh_unused_possible |= done < n;
         self.counters.entries_mapped += done as u64;
         self.guest(gi).stats.ggtt_entries += written;
         // 4. invalidate, release

@@ -30,8 +30,8 @@ pub(crate) enum SlotState {
     Free,
     /// Reserved in this batch; the grant map hypercall has not run yet.
     Pending,
-    /// Xen refused to map it (`GNTST_*` or window full); freed at batch end.
-    Failed(crate::platform::GrantMapError),
+    /// Xen refused to map it (why: `Slot::failure`); freed at batch end.
+    Failed,
     /// Mapped; `mapping` is valid.
     Live,
 }
@@ -42,6 +42,8 @@ pub(crate) struct Slot {
     pub gref: GrantRef,
     pub access: Access,
     pub state: SlotState,
+    /// Why mapping failed, while `Failed`.
+    pub failure: crate::platform::GrantMapError,
     pub refs: u32,
     pub mapping: GrantMapping,
     /// Next free slot while `Free`.
@@ -49,21 +51,47 @@ pub(crate) struct Slot {
 }
 
 const NONE: SlotId = SlotId::MAX;
+
+/// The result of [`GrantTable::find_or_insert`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lookup {
+    /// Already there.
+    Found(SlotId),
+    /// Newly reserved (`Pending`).
+    Inserted(SlotId),
+    /// Not there, and inserting was not allowed.
+    Missing,
+    /// Not there, and no slot is free.
+    Full,
+}
 /// Marks an empty index bucket.
 const EMPTY: u32 = u32::MAX;
+
+/// An index bucket: the key (so probes need not touch the slab) and the slot.
+#[derive(Clone, Copy, Debug)]
+struct Bucket {
+    key: u64,
+    id: SlotId,
+}
+
+const EMPTY_BUCKET: Bucket = Bucket { key: 0, id: EMPTY };
+
+#[inline]
+fn key_of(dom: DomId, gref: GrantRef) -> u64 {
+    ((dom.0 as u64) << 32) | gref.0 as u64
+}
 
 pub(crate) struct GrantTable {
     slots: Vec<Slot>,
     free_head: SlotId,
-    free_count: usize,
-    /// Open addressing with linear probing; each bucket holds a slot id or EMPTY.
-    index: Vec<u32>,
+    /// Open addressing with linear probing; a bucket's id is EMPTY or a slot.
+    index: Vec<Bucket>,
     mask: usize,
 }
 
-fn hash(dom: DomId, gref: GrantRef) -> usize {
+#[inline]
+fn hash(key: u64) -> usize {
     // Fibonacci hashing of the 48-bit key; the high bits are the best mixed.
-    let key = ((dom.0 as u64) << 32) | gref.0 as u64;
     (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize
 }
 
@@ -79,6 +107,7 @@ impl GrantTable {
                 gref: GrantRef(0),
                 access: Access::ReadOnly,
                 state: SlotState::Free,
+                failure: crate::platform::GrantMapError::WindowFull,
                 refs: 0,
                 mapping: GrantMapping { bus: crate::types::BusAddr(0), handle: 0 },
                 next_free: next,
@@ -89,8 +118,7 @@ impl GrantTable {
         GrantTable {
             slots,
             free_head: if capacity > 0 { 0 } else { NONE },
-            free_count: capacity,
-            index: alloc::vec![EMPTY; buckets],
+            index: alloc::vec![EMPTY_BUCKET; buckets],
             mask: buckets - 1,
         }
     }
@@ -101,7 +129,7 @@ impl GrantTable {
 
     #[cfg(test)]
     pub fn free_count(&self) -> usize {
-        self.free_count
+        self.slots.iter().filter(|s| s.state == SlotState::Free).count()
     }
 
     pub fn slot(&self, id: SlotId) -> &Slot {
@@ -113,46 +141,85 @@ impl GrantTable {
     }
 
     /// The slot holding `(dom, gref)`, if any.
-    #[inline]
+    #[cfg(test)]
     pub fn find(&self, dom: DomId, gref: GrantRef) -> Option<SlotId> {
-        let mut b = hash(dom, gref) & self.mask;
+        let key = key_of(dom, gref);
+        let mut b = hash(key) & self.mask;
         loop {
-            let id = self.index[b];
-            if id == EMPTY {
+            let e = self.index[b];
+            if e.id == EMPTY {
                 return None;
             }
-            let s = &self.slots[id as usize];
-            if s.dom == dom && s.gref == gref {
-                return Some(id);
+            if e.key == key {
+                return Some(e.id);
             }
             b = (b + 1) & self.mask;
         }
     }
 
+    /// The slot of `(dom, gref)`, or else (if `may_insert`) a new `Pending`
+    /// slot for it, found and placed with one probe sequence.
+    #[inline(always)]
+    pub fn find_or_insert(
+        &mut self,
+        dom: DomId,
+        gref: GrantRef,
+        access: Access,
+        may_insert: bool,
+    ) -> Lookup {
+        let key = key_of(dom, gref);
+        let mut b = hash(key) & self.mask;
+        loop {
+            let e = self.index[b];
+            if e.id == EMPTY {
+                break;
+            }
+            if e.key == key {
+                return Lookup::Found(e.id);
+            }
+            b = (b + 1) & self.mask;
+        }
+        if !may_insert {
+            return Lookup::Missing;
+        }
+        match self.take_free(dom, gref, access) {
+            Some(id) => {
+                self.index[b] = Bucket { key, id };
+                Lookup::Inserted(id)
+            }
+            None => Lookup::Full,
+        }
+    }
+
     /// Reserves a `Pending` slot for `(dom, gref)`, which must not be present.
     /// `None` when every slot is in use.
+    #[cfg(test)]
     pub fn insert(&mut self, dom: DomId, gref: GrantRef, access: Access) -> Option<SlotId> {
+        let id = self.take_free(dom, gref, access)?;
+        let key = key_of(dom, gref);
+        let mut b = hash(key) & self.mask;
+        while self.index[b].id != EMPTY {
+            b = (b + 1) & self.mask;
+        }
+        self.index[b] = Bucket { key, id };
+        Some(id)
+    }
+
+    /// Pops a free slot and fills it in (not yet indexed).
+    #[inline]
+    fn take_free(&mut self, dom: DomId, gref: GrantRef, access: Access) -> Option<SlotId> {
         let id = self.free_head;
         if id == NONE {
             return None;
         }
         let slot = &mut self.slots[id as usize];
         self.free_head = slot.next_free;
-        self.free_count -= 1;
-        *slot = Slot {
-            dom,
-            gref,
-            access,
-            state: SlotState::Pending,
-            refs: 0,
-            mapping: slot.mapping,
-            next_free: NONE,
-        };
-        let mut b = hash(dom, gref) & self.mask;
-        while self.index[b] != EMPTY {
-            b = (b + 1) & self.mask;
-        }
-        self.index[b] = id;
+        // `refs` is already 0 (reset by `remove`); `mapping`, `failure` and
+        // `next_free` mean nothing until the state says so.
+        slot.dom = dom;
+        slot.gref = gref;
+        slot.access = access;
+        slot.state = SlotState::Pending;
         Some(id)
     }
 
@@ -165,20 +232,19 @@ impl GrantTable {
         };
         // Find the bucket, then close the gap by shifting later entries of the
         // probe run back (deletion without tombstones for linear probing).
-        let mut hole = hash(dom, gref) & self.mask;
-        while self.index[hole] != id {
-            debug_assert!(self.index[hole] != EMPTY, "slot missing from the index");
+        let mut hole = hash(key_of(dom, gref)) & self.mask;
+        while self.index[hole].id != id {
+            debug_assert!(self.index[hole].id != EMPTY, "slot missing from the index");
             hole = (hole + 1) & self.mask;
         }
         let mut b = hole;
         loop {
             b = (b + 1) & self.mask;
             let other = self.index[b];
-            if other == EMPTY {
+            if other.id == EMPTY {
                 break;
             }
-            let o = &self.slots[other as usize];
-            let home = hash(o.dom, o.gref) & self.mask;
+            let home = hash(other.key) & self.mask;
             // `other` may move into the hole if its home is not cyclically in (hole, b].
             let dist_home = b.wrapping_sub(home) & self.mask;
             let dist_hole = b.wrapping_sub(hole) & self.mask;
@@ -187,13 +253,12 @@ impl GrantTable {
                 hole = b;
             }
         }
-        self.index[hole] = EMPTY;
+        self.index[hole] = EMPTY_BUCKET;
         let slot = &mut self.slots[id as usize];
         slot.state = SlotState::Free;
         slot.refs = 0;
         slot.next_free = self.free_head;
         self.free_head = id;
-        self.free_count += 1;
     }
 
     /// Ids of every non-free slot owned by `dom`.
@@ -209,9 +274,9 @@ impl GrantTable {
     #[cfg(test)]
     pub fn check_consistency(&self) {
         let used = self.slots.iter().filter(|s| s.state != SlotState::Free).count();
-        let indexed = self.index.iter().filter(|&&b| b != EMPTY).count();
+        let indexed = self.index.iter().filter(|b| b.id != EMPTY).count();
         assert_eq!(used, indexed);
-        assert_eq!(used + self.free_count, self.slots.len());
+        assert_eq!(used + self.free_count(), self.slots.len());
         for (i, s) in self.slots.iter().enumerate() {
             if s.state != SlotState::Free {
                 assert_eq!(self.find(s.dom, s.gref), Some(i as SlotId));

@@ -50,7 +50,9 @@ pub struct GrantMapping {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GrantMapError {
     /// Xen refused: the `GNTST_*` status from `grant_table.h` (negative), e.g.
-    /// -4 bad gntref, -8 permission denied.
+    /// -3 `GNTST_bad_gntref`; -1 `GNTST_general_error` for a grant made to
+    /// another domain or a writable map of a read-only grant
+    /// (`xen/common/grant_table.c`).
     Xen(i16),
     /// The backend's physmap window has no free frame left.
     WindowFull,

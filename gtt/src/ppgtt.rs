@@ -128,7 +128,7 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
         let level = self.nodes.get(node).level;
         let mut leaves = 0;
         for i in 0..512 {
-            let e = self.nodes.get(node).entries[i];
+            let e = core::mem::replace(&mut self.nodes.get_mut(node).entries[i], EMPTY);
             if e == EMPTY {
                 continue;
             }
@@ -252,38 +252,32 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
             Ok(x) => x,
             Err(r) => return BatchOutcome::refused(r),
         };
-        // 1. validate
+        // 1. validate and 2. resolve grants
         let ro_ok = self.caps.ppgtt_read_only;
-        let mut n = entries.len();
-        let mut stop = None;
-        for (i, e) in entries.iter().enumerate() {
-            let r = if !valid_gpu_addr(e.addr) {
-                Some(Refusal::BadGpuAddress { addr: e.addr })
+        let keys = entries.iter().map(|e| {
+            if !valid_gpu_addr(e.addr) {
+                Err(Refusal::BadGpuAddress { addr: e.addr })
             } else if e.access == Access::ReadOnly && !ro_ok {
-                Some(Refusal::ReadOnlyUnsupported)
+                Err(Refusal::ReadOnlyUnsupported)
             } else {
-                None
-            };
-            if let Some(r) = r {
-                n = i;
-                stop = Some(r);
-                break;
+                Ok((e.gref, e.access))
             }
-        }
-        // 2. resolve grants
-        let (n, stop2) = self.resolve_grants(gi, n, |i| (entries[i].gref, entries[i].access));
-        let mut stop = stop2.or(stop);
+        });
+        let (n, mut stop) = self.resolve_grants(gi, entries.len(), keys);
         // 3. apply; consecutive addresses share a leaf table, so remember the last.
         let mut done = n;
         let mut written = 0u32;
         let mut cached: Option<(u64, NodeId)> = None;
         for (i, e) in entries[..n].iter().enumerate() {
             let id = self.resolved[i];
-            if let Some(r) = self.slot_failure(id) {
-                done = i;
-                stop = Some(r);
-                break;
-            }
+            let bus = match self.acquire(id) {
+                Ok(bus) => bus,
+                Err(r) => {
+                    done = i;
+                    stop = Some(r);
+                    break;
+                }
+            };
             let block = e.addr >> Level::Pd.shift();
             let pt = match cached {
                 Some((b, pt)) if b == block => pt,
@@ -293,6 +287,7 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
                         pt
                     }
                     Err(r) => {
+                        self.drop_ref(id);
                         done = i;
                         stop = Some(r);
                         break;
@@ -300,7 +295,6 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
                 },
             };
             let index = Level::Pt.index(e.addr);
-            let bus = self.take_ref(id);
             let node = self.nodes.get_mut(pt);
             let page = node.page;
             let old =
@@ -315,6 +309,7 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
             }
         }
         self.dirty |= done > 0;
+        self.fresh_unused_possible |= done < n;
         self.counters.entries_mapped += done as u64;
         self.guest(gi).stats.ppgtt_entries += written;
         // 4. invalidate, release

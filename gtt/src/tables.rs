@@ -10,6 +10,8 @@
 //! - A non-root node with `live == 0` is not reachable from its root: it is
 //!   unlinked (its parent entry cleared) in the same step that empties it.
 //! - Every node belongs to exactly one context (`ctx`), and so to one guest.
+//! - A free node's entries are all `EMPTY` (whoever frees a node empties it
+//!   first), so allocation does not need to fill 2 KiB.
 
 use alloc::vec::Vec;
 
@@ -110,13 +112,16 @@ impl Arena {
         n.ctx = ctx;
         n.parent = parent;
         n.parent_index = parent_index;
-        n.live = 0;
-        n.entries = [EMPTY; ENTRIES_PER_TABLE];
+        debug_assert!(n.live == 0 && n.entries.iter().all(|&e| e == EMPTY));
         Some(id)
     }
 
+    /// Returns a node whose entries are all `EMPTY` to the free list.
     pub fn release(&mut self, id: NodeId) {
-        self.nodes[id as usize].ctx = u32::MAX;
+        let n = &mut self.nodes[id as usize];
+        debug_assert!(n.entries.iter().all(|&e| e == EMPTY), "released a non-empty node");
+        n.live = 0;
+        n.ctx = u32::MAX;
         self.free.push(id);
     }
 

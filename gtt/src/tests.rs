@@ -41,8 +41,8 @@ impl GrantMapper for FakeMapper {
         for (r, o) in reqs.iter().zip(out.iter_mut()) {
             self.log.borrow_mut().push(Ev::Map(r.dom.0, r.gref.0));
             *o = match self.grants.get(&(r.dom.0, r.gref.0)) {
-                None => Err(GrantMapError::Xen(-4)),
-                Some(true) if r.access == Access::ReadWrite => Err(GrantMapError::Xen(-8)),
+                None => Err(GrantMapError::Xen(-3)),
+                Some(true) if r.access == Access::ReadWrite => Err(GrantMapError::Xen(-1)),
                 Some(_) => {
                     self.next += 1;
                     let bus = 0x1_0000_0000 + self.next * 4096;
@@ -255,7 +255,7 @@ fn a_read_only_grant_asked_writable_is_refused_by_xen_and_nothing_stays_mapped()
         &[pp(0x1000, 1, Access::ReadWrite), pp(0x2000, 55, Access::ReadWrite)],
     );
     assert_eq!(out.done, 1);
-    assert_eq!(out.refusal, Some((1, Refusal::GrantMapFailed { gref: GrantRef(55), status: -8 })));
+    assert_eq!(out.refusal, Some((1, Refusal::GrantMapFailed { gref: GrantRef(55), status: -1 })));
     assert_eq!(e2.counters().grants_live, 1);
     let ok = e2.ppgtt_map(A, ctx, &[pp(0x3000, 55, Access::ReadOnly)]);
     assert!(ok.is_complete());
@@ -274,10 +274,10 @@ fn a_grant_mapped_read_only_is_not_reused_for_a_writable_entry() {
 #[test]
 fn a_failed_grant_stops_the_batch_and_unused_fresh_grants_are_unmapped() {
     let (mut e, _) = engine();
-    // gref 70 is not granted: Xen says GNTST_bad_gntref.
+    // gref 70 is not granted: Xen says GNTST_bad_gntref (-3).
     let out = e.ggtt_map(A, &[gg(0, 1), gg(1, 70), gg(2, 2)]);
     assert_eq!(out.done, 1);
-    assert_eq!(out.refusal, Some((1, Refusal::GrantMapFailed { gref: GrantRef(70), status: -4 })));
+    assert_eq!(out.refusal, Some((1, Refusal::GrantMapFailed { gref: GrantRef(70), status: -3 })));
     assert_eq!(e.counters().grants_live, 1, "gref 2 was mapped in the batch but never used");
     assert_eq!(e.mapper().live.len(), 1);
 }
