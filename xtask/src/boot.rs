@@ -26,10 +26,10 @@ use std::time::Duration;
 
 /// Xen's command line with the image as PVH dom0 (the emulated IOMMU is required).
 pub const STAGE1_XEN_CMDLINE: &str =
-    "dom0=pvh dom0_mem=256M,max:256M console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot";
+    "dom0=pvh dom0_mem=256M,max:256M console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot bootscrub=0";
 /// Xen's command line with Linux as PV dom0.
 pub const STAGE2_XEN_CMDLINE: &str =
-    "dom0_mem=512M,max:512M console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot";
+    "dom0_mem=512M,max:512M console=com1 com1=115200,8n1 loglvl=all guest_loglvl=all noreboot bootscrub=0";
 /// Linux dom0's command line: its console is Xen's (hvc0), which goes to com1.
 pub const DOM0_LINUX_CMDLINE: &str = "console=hvc0 earlyprintk=xen rdinit=/init loglevel=4";
 /// The domain stage 2 creates; must match `name` in the xl config.
@@ -221,7 +221,8 @@ fn stage1(
                 if watcher.halted && !watcher.success_seen {
                     reason.push_str("; dom0 halted the machine first");
                 }
-                if let Some(t) = ended_text(&run, timeout) {
+                let done_seen = watcher.success_seen;
+                if let Some(t) = ended_text(&run, timeout).filter(|_| !done_seen) {
                     reason.push_str(&format!("; {t}"));
                 }
                 p.note(format!("stage 1 FAIL after {wall:.1} s: {reason}"));
@@ -318,7 +319,8 @@ fn stage2(
         if let Some(f) = watcher.fatal.first() {
             reason.push_str(&format!("; {}: `{}`", f.what, f.line.trim()));
         }
-        if let Some(t) = ended_text(&run, timeout) {
+        let verdict_seen = run.serial.contains(&scenario.fail_marker());
+        if let Some(t) = ended_text(&run, timeout).filter(|_| !verdict_seen) {
             reason.push_str(&format!("; {t}"));
         }
         let expected = scenario.expected_markers();

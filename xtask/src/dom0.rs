@@ -23,6 +23,8 @@ use std::time::Duration;
 pub const XEN_HYPERVISOR: &str = "xen-hypervisor-4.17-amd64";
 pub const XEN_UTILS: &str = "xen-utils-4.17";
 pub const XEN_UTILS_COMMON: &str = "xen-utils-common";
+/// `xenstore-read` and friends (a dependency of xen-utils-common).
+pub const XENSTORE_UTILS: &str = "xenstore-utils";
 pub const BUSYBOX: &str = "busybox-static";
 pub const KERNEL_META: &str = "linux-image-amd64";
 
@@ -71,8 +73,14 @@ pub fn resolve(apt: &Apt, dom0: bool) -> Result<Vec<Package>> {
     if !dom0 {
         return apt.show_all(&[XEN_HYPERVISOR]);
     }
-    let mut pkgs =
-        apt.show_all(&[XEN_HYPERVISOR, XEN_UTILS, XEN_UTILS_COMMON, BUSYBOX, KERNEL_META])?;
+    let mut pkgs = apt.show_all(&[
+        XEN_HYPERVISOR,
+        XEN_UTILS,
+        XEN_UTILS_COMMON,
+        XENSTORE_UTILS,
+        BUSYBOX,
+        KERNEL_META,
+    ])?;
     let meta = pkgs.pop().expect("show_all returns every name asked");
     let concrete = apt::concrete_kernel(&meta).ok_or_else(|| Error::PackageContent {
         package: KERNEL_META.into(),
@@ -81,7 +89,7 @@ pub fn resolve(apt: &Apt, dom0: bool) -> Result<Vec<Package>> {
     pkgs.extend(apt.show_all(&[concrete])?);
     let tools: Vec<Package> = pkgs
         .iter()
-        .filter(|p| [XEN_UTILS, XEN_UTILS_COMMON].contains(&p.name.as_str()))
+        .filter(|p| [XEN_UTILS, XEN_UTILS_COMMON, XENSTORE_UTILS].contains(&p.name.as_str()))
         .cloned()
         .collect();
     pkgs.extend(apt::library_closure(&tools, |names| apt.show(names))?);
@@ -265,10 +273,10 @@ pub fn assemble(
         fs.host_file(&rel, &file, 0o755);
         programs.push(file);
     }
-    let xenstore = utils.dir.join("usr/bin/xenstore");
+    let xenstore = tree(trees, XENSTORE_UTILS)?.dir.join("usr/bin/xenstore");
     if !xenstore.is_file() {
         return Err(Error::PackageContent {
-            package: XEN_UTILS.into(),
+            package: XENSTORE_UTILS.into(),
             what: "no usr/bin/xenstore".into(),
         });
     }

@@ -139,7 +139,7 @@ impl fmt::Display for Error {
                 )
             }
             Error::XlConfig { path, reason } => write!(f, "{}: {reason}", path.display()),
-            Error::Boot { stage, reason, .. } => write!(f, "{stage} failed: {reason}"),
+            Error::Boot { stage, reason, .. } => write!(f, "{stage}: {reason}"),
             Error::Step { tag, index, total, what, source } => {
                 write!(f, "[{tag}] step {index}/{total} ({what}) failed: {source}")
             }

@@ -197,7 +197,7 @@ pub fn domain_up(domain: &str, ready_timeout_s: u32) -> Part {
     let script = format!(
         r#"t0=$(now_ms)
 xl create {cfg} > /tmp/xl-create-{domain}.log 2>&1 || {{ sed 's/^/[xl create] /' /tmp/xl-create-{domain}.log; fail "xl create {cfg} failed (output above)"; }}
-{var}=$(xl domid {domain}) || fail "xl domid {domain} failed right after xl create"
+{var}=$(xl domid {domain}) || fail "{domain} was gone right after xl create: it stopped at once (its console is above)"
 e2e "{domain} created domid=${var} in $(( $(now_ms) - t0 )) ms"
 wait_console {domain} "{domain}: ready" {ready_timeout_s}
 wait_for 10 xs_is /local/domain/${var}/data/{domain}-ready 1 || fail "xenstore /local/domain/${var}/data/{domain}-ready is '$(xenstore-read /local/domain/${var}/data/{domain}-ready 2>&1)', not 1"
