@@ -124,13 +124,25 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
     }
 
     /// Frees `node` and everything below it; returns the leaves released.
+    ///
+    /// The subtree is already unreachable (the root was unlinked and the TLBs
+    /// invalidated); entries are still cleared one by one, each before the
+    /// table it points at is freed, so that no freed page keeps a stale bus
+    /// address (the writer's contract) and no table is freed while referenced.
     fn release_subtree(&mut self, node: NodeId, rel: &mut Released) -> u32 {
-        let level = self.nodes.get(node).level;
+        let (level, page) = {
+            let n = self.nodes.get(node);
+            (n.level, n.page)
+        };
         let mut leaves = 0;
-        for i in 0..512 {
-            let e = core::mem::replace(&mut self.nodes.get_mut(node).entries[i], EMPTY);
+        for i in 0..512u16 {
+            let e = core::mem::replace(&mut self.nodes.get_mut(node).entries[i as usize], EMPTY);
             if e == EMPTY {
                 continue;
+            }
+            // The root's entries were cleared by `unlink_context`.
+            if level != Level::Pml4 {
+                self.gpu.table_clear(&self.cap, page, level, i);
             }
             if level == Level::Pt {
                 self.drop_ref(Leaf::slot(e));
