@@ -94,7 +94,7 @@ pub fn run(paths: &Paths, opts: &Options) -> Result<()> {
     let mut p = Progress::new("boot", total);
     let cache = paths.cache.clone();
 
-    p.step("host tools (qemu-system-x86, dpkg-deb, gzip)", |p| {
+    p.step("host tools for booting (qemu-system-x86, dpkg-deb, gzip)", |p| {
         let installed = host::ensure_tools(
             &[host::QEMU, host::DPKG_DEB, host::GZIP],
             &cache.log("host-tools"),
@@ -324,7 +324,7 @@ fn stage2(
             reason.push_str(&format!("; {t}"));
         }
         let expected = scenario.expected_markers();
-        let missing = markers::missing_markers(&run.serial, &expected);
+        let missing = markers::missing_markers(&run.serial, &expected, &scenario.fail_marker());
         if !missing.is_empty() {
             reason.push_str(&format!("; missing markers: {}", missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")));
         }
