@@ -4,6 +4,9 @@
 //! the PVH entry point. On the host this file compiles to a small program that
 //! says how to build the real image, so that `cargo test --workspace` works
 //! without the bare-metal target.
+//!
+//! Started as PVH dom0, the image runs the unikernel's self-test and powers
+//! off; started as a domU, it connects to xenstore and serves (see `domu`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -13,9 +16,16 @@ fn main() {
 }
 
 #[cfg(target_os = "none")]
-#[panic_handler]
-fn panic(_info: &core::panic::PanicInfo) -> ! {
-    loop {
-        core::hint::spin_loop();
+mod domu;
+
+#[cfg(target_os = "none")]
+unikernel::entry!(gpu_dom_main);
+
+#[cfg(target_os = "none")]
+fn gpu_dom_main(k: unikernel::Kernel) -> ! {
+    if k.dom0 {
+        unikernel::selftest::run(k)
+    } else {
+        domu::run(k)
     }
 }

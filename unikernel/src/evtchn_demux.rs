@@ -68,6 +68,10 @@ impl Default for PortSet {
 }
 
 impl PortSet {
+    /// The empty set.
+    pub const fn new() -> Self {
+        PortSet([0; WORDS])
+    }
     /// Adds `port` (ignored if out of range).
     pub fn insert(&mut self, port: u32) {
         if let Some(w) = self.0.get_mut(port as usize / 64) {

@@ -23,4 +23,13 @@ pub mod window;
 #[cfg(target_os = "none")]
 pub mod arch;
 #[cfg(target_os = "none")]
+pub mod executor;
+#[cfg(target_os = "none")]
+mod kernel;
+#[cfg(target_os = "none")]
+pub mod selftest;
+#[cfg(target_os = "none")]
 pub mod xen;
+
+#[cfg(target_os = "none")]
+pub use kernel::{Kernel, StepError};

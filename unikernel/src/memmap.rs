@@ -56,7 +56,7 @@ impl Range {
 pub const fn align_up(x: u64, align: u64) -> u64 {
     match x.checked_add(align - 1) {
         Some(v) => v & !(align - 1),
-        None => u64::MAX & !(align - 1),
+        None => !(align - 1),
     }
 }
 
@@ -204,7 +204,7 @@ impl MemoryMap {
                     continue;
                 }
                 let piece = Range { start: cursor, end: piece_end };
-                if !piece.is_empty() && best.map_or(true, |b| piece.len() > b.len()) {
+                if !piece.is_empty() && best.is_none_or(|b| piece.len() > b.len()) {
                     best = Some(piece);
                 }
                 if piece_end >= clipped.end {

@@ -1,0 +1,245 @@
+//! What the application gets: a [`Kernel`] with the boot facts, and the
+//! steps that bring up the rest of the Xen interface (each a separate,
+//! fallible call, so that a self-test can report them one by one).
+//!
+//! Order (the one Mini-OS uses for a PVH guest): hypercall page (done at
+//! boot), console, shared info, event upcall, timer, grant table, then
+//! xenstore (by the application).
+
+use crate::arch::x86_64::{alloc as heap, cpu, paging, traps};
+use crate::executor::Executor;
+use crate::layout::{self, Layout};
+use crate::memmap::{MemoryMap, Range};
+use crate::xen::gnttab::{ForeignMapper, GrantTable};
+use crate::xen::{console, events, logger, params, shared, timer, XenError};
+use xen_abi::hvm::{
+    HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
+};
+use xen_abi::memory::{XenMemoryMap, XENMEM_MEMORY_MAP};
+use xen_abi::start_info::{HvmStartInfo, E820_ENTRY_SIZE};
+use xen_abi::version::XENFEAT_DOM0;
+use xen_abi::xen::{SIF_INITDOMAIN, VIRQ_TIMER};
+
+/// Most heap handed to the allocator.
+pub const HEAP_MAX: u64 = 64 << 20;
+
+/// The running domain, as the application sees it.
+pub struct Kernel {
+    /// The start info Xen passed.
+    pub start_info: HvmStartInfo,
+    /// The memory map in use.
+    pub memmap: MemoryMap,
+    /// Where the image is.
+    pub image: Range,
+    /// The heap's RAM.
+    pub heap: Range,
+    /// Xen's version (major, minor), from CPUID.
+    pub xen_version: (u16, u16),
+    /// Started as the initial domain (dom0).
+    pub dom0: bool,
+    /// The reserved physmap region and its parts.
+    pub layout: Layout,
+    /// The event loop.
+    pub executor: Executor,
+    /// Our grant table, once [`Kernel::init_grant_table`] ran.
+    pub grant_table: Option<GrantTable>,
+    /// The foreign-grant mapper, once [`Kernel::init_grant_table`] ran.
+    pub foreign: Option<ForeignMapper>,
+    /// The `VIRQ_TIMER` port, once [`Kernel::init_timer`] ran.
+    pub timer_port: Option<events::Port>,
+    /// The PV console (ring GFN, port), for a domU that has one.
+    pub console_ring: Option<(u64, events::Port)>,
+}
+
+/// `XENMEM_memory_map`: the fallback when the start info carries no map.
+pub fn xenmem_memory_map() -> MemoryMap {
+    static BUF: spin::Mutex<[u8; 128 * E820_ENTRY_SIZE]> =
+        spin::Mutex::new([0; 128 * E820_ENTRY_SIZE]);
+    let mut buf = BUF.lock();
+    let mut arg = XenMemoryMap { nr_entries: 128, buffer: buf.as_mut_ptr() };
+    // SAFETY: `arg` and the 128-entry buffer it points at live across the
+    // call; Xen writes at most `nr_entries` entries.
+    let rc = unsafe {
+        xen_abi::hypercall::memory_op(XENMEM_MEMORY_MAP, (&mut arg as *mut XenMemoryMap).cast())
+    };
+    if rc < 0 {
+        panic!("no memory map: start info has none and XENMEM_memory_map returned {rc}");
+    }
+    let n = (arg.nr_entries as usize).min(128);
+    MemoryMap::from_e820_bytes(&buf[..n * E820_ENTRY_SIZE])
+}
+
+fn phys_limit() -> u64 {
+    let max_ext = cpu::cpuid(0x8000_0000, 0).eax;
+    let bits = if max_ext >= 0x8000_0008 { cpu::cpuid(0x8000_0008, 0).eax & 0xff } else { 36 };
+    (1u64 << bits.clamp(32, 52)).min(1 << 39)
+}
+
+pub(crate) fn init(
+    si: HvmStartInfo,
+    memmap: MemoryMap,
+    reserved: &mut [Range; 16],
+    mut n: usize,
+    xen_version: (u16, u16),
+    image: Range,
+) -> Kernel {
+    logger::init(log::LevelFilter::Info);
+    let features = params::features(0).unwrap_or(0);
+    let dom0 = si.flags & SIF_INITDOMAIN != 0 || features & (1 << XENFEAT_DOM0) != 0;
+
+    let mut console_ring = None;
+    if dom0 {
+        // Xen forwards dom0's console_io to its serial console directly;
+        // port 0xe9 would print every line twice there.
+        console::use_console_io(false);
+    } else if let (Ok(gfn), Ok(port)) =
+        (params::get(HVM_PARAM_CONSOLE_PFN), params::get(HVM_PARAM_CONSOLE_EVTCHN))
+    {
+        if gfn != 0 && gfn < 1 << 20 {
+            console::use_ring(gfn, port as u32);
+            console_ring = Some((gfn, port as u32));
+            reserved[n] = Range::new(gfn << 12, 4096);
+            n += 1;
+        }
+    }
+    if !dom0 {
+        if let Ok(gfn) = params::get(HVM_PARAM_STORE_PFN) {
+            reserved[n] = Range::new(gfn << 12, 4096);
+            n += 1;
+        }
+    }
+    log::info!(
+        "Xen {}.{}, start info v{} flags {:#x}, memory map from {:?}: {} entries, {} MiB RAM",
+        xen_version.0,
+        xen_version.1,
+        si.version,
+        si.flags,
+        memmap.source,
+        memmap.regions().len(),
+        memmap.ram_bytes() >> 20
+    );
+
+    let free = memmap
+        .largest_free(1 << 20, 1 << 32, &reserved[..n])
+        .unwrap_or_else(|| panic!("no free RAM below 4 GiB for the heap"));
+    let heap_range = Range { start: free.start, end: free.start + free.len().min(HEAP_MAX) };
+    heap::init(heap_range.start, heap_range.end);
+
+    let layout = layout::plan(&memmap, phys_limit())
+        .unwrap_or_else(|e| panic!("no room for the reserved physmap region: {e:?}"));
+    if let Err(e) = paging::map_gigabyte(layout.region.start) {
+        panic!("cannot map the reserved region at {:#x}: {e:?}", layout.region.start);
+    }
+    log::info!(
+        "image {:#x}..{:#x}, heap {:#x}..{:#x}, reserved region {:#x}..{:#x}",
+        image.start,
+        image.end,
+        heap_range.start,
+        heap_range.end,
+        layout.region.start,
+        layout.region.end
+    );
+
+    Kernel {
+        start_info: si,
+        memmap,
+        image,
+        heap: heap_range,
+        xen_version,
+        dom0,
+        layout,
+        executor: Executor::new(),
+        grant_table: None,
+        foreign: None,
+        timer_port: None,
+        console_ring,
+    }
+}
+
+/// A bring-up step that failed.
+#[derive(Clone, Copy, Debug)]
+pub struct StepError {
+    /// Which step.
+    pub step: &'static str,
+    /// The hypercall that failed.
+    pub error: XenError,
+}
+
+impl core::fmt::Display for StepError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}: {}", self.step, self.error)
+    }
+}
+
+impl Kernel {
+    /// Places the shared-info page in the reserved region.
+    pub fn map_shared_info(&mut self) -> Result<(), XenError> {
+        shared::map(self.layout.shared_info_gfn)
+    }
+
+    /// Registers the upcall vector and enables interrupts.
+    pub fn enable_events(&mut self) -> Result<(), XenError> {
+        events::init_upcall(traps::UPCALL_VECTOR, traps::SPURIOUS_VECTOR)?;
+        self.executor.collect();
+        cpu::interrupts_on();
+        Ok(())
+    }
+
+    /// Binds `VIRQ_TIMER` and stops the periodic timer.
+    pub fn init_timer(&mut self) -> Result<events::Port, XenError> {
+        let _ = timer::stop_periodic();
+        let port = events::bind_virq(VIRQ_TIMER)?;
+        self.executor.set_timer_port(port);
+        self.timer_port = Some(port);
+        Ok(port)
+    }
+
+    /// Sets up our grant table and the foreign-grant mapper.
+    pub fn init_grant_table(&mut self) -> Result<(u32, u32), XenError> {
+        let gt = GrantTable::setup(self.layout.grant_frames_gfn, layout::GRANT_FRAMES_MAX)?;
+        let frames = gt.frames();
+        self.grant_table = Some(gt);
+        self.foreign = Some(ForeignMapper::new(self.layout.window_gfn, layout::WINDOW_FRAMES));
+        Ok(frames)
+    }
+
+    /// Every step, in order.
+    pub fn bring_up(&mut self) -> Result<(), StepError> {
+        let step = |step: &'static str| move |error| StepError { step, error };
+        self.map_shared_info().map_err(step("shared_info"))?;
+        self.enable_events().map_err(step("events"))?;
+        self.init_timer().map_err(step("timer"))?;
+        self.init_grant_table().map_err(step("grant_table"))?;
+        Ok(())
+    }
+
+    /// The xenstore ring (GFN, port) from the HVM params (a domU's).
+    pub fn xenstore(&self) -> Result<(u64, events::Port), XenError> {
+        Ok((
+            params::get(HVM_PARAM_STORE_PFN)?,
+            params::get(HVM_PARAM_STORE_EVTCHN)? as events::Port,
+        ))
+    }
+
+    /// Xen system time (ns); needs the shared-info page.
+    pub fn now_ns(&self) -> u64 {
+        timer::now_ns()
+    }
+
+    /// Shuts the domain down with `reason` (`SHUTDOWN_*`).
+    pub fn shutdown(&self, reason: u32) -> ! {
+        crate::xen::crash::shutdown(reason)
+    }
+}
+
+/// Names the image's main function: `unikernel::entry!(main)` with
+/// `fn main(k: unikernel::Kernel) -> !`.
+#[macro_export]
+macro_rules! entry {
+    ($main:path) => {
+        #[no_mangle]
+        fn __unikernel_main(k: $crate::Kernel) -> ! {
+            $main(k)
+        }
+    };
+}

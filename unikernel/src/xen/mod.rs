@@ -1,0 +1,16 @@
+//! The typed layer over `xen-abi`: each submodule owns one Xen facility and
+//! is the only code that calls its hypercalls or touches its shared pages.
+
+pub mod console;
+pub mod crash;
+pub mod error;
+pub mod events;
+pub mod gnttab;
+pub mod hcall;
+pub mod logger;
+pub mod params;
+pub mod sched;
+pub mod shared;
+pub mod timer;
+
+pub use error::XenError;
