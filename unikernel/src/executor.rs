@@ -95,6 +95,14 @@ impl Executor {
     pub fn collect(&mut self) {
         let fired = &mut self.fired;
         events::scan(|p| fired.insert(p));
+        // A watched port whose selector bit was already consumed (by a
+        // transport's own wait) is still pending: take it directly, so that
+        // `SCHEDOP_poll` never returns at once for a bit nobody clears.
+        for &p in &self.watched[..self.n] {
+            if events::clear_pending(p) {
+                fired.insert(p);
+            }
+        }
         if let Some(t) = self.timer_port {
             fired.take(t);
         }

@@ -221,6 +221,25 @@ impl Kernel {
         ))
     }
 
+    /// The command line from the start info ("" if none), up to 1 KiB.
+    pub fn cmdline(&self) -> &'static str {
+        let p = self.start_info.cmdline_paddr;
+        if p == 0 || p >= 1 << 32 {
+            return "";
+        }
+        // SAFETY: Xen wrote a NUL-terminated string at `p` (below 4 GiB,
+        // identity-mapped, reserved from the heap at boot); at most 1 KiB is
+        // read, and the bytes are never written.
+        let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, 1024) };
+        let len = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+        core::str::from_utf8(&bytes[..len]).unwrap_or("")
+    }
+
+    /// The value of `key=value` on the command line.
+    pub fn cmdline_option(&self, key: &str) -> Option<&'static str> {
+        self.cmdline().split_ascii_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    }
+
     /// Xen system time (ns); needs the shared-info page.
     pub fn now_ns(&self) -> u64 {
         timer::now_ns()

@@ -259,10 +259,40 @@ fn grant_self_map(k: &mut Kernel) -> Check {
     ))
 }
 
+/// Deliberate faults, to check the crash reports (`gpu-dom.fault=<kind>` on
+/// the command line).
+#[inline(never)]
+fn inject_fault(kind: &str) {
+    log::info!("injecting fault {kind:?}");
+    match kind {
+        "panic" => panic!("deliberate panic (gpu-dom.fault=panic)"),
+        "page_fault" => {
+            // SAFETY: deliberately faulting: the stack guard page is unmapped.
+            unsafe { core::ptr::read_volatile(paging::stack_guard() as *const u8) };
+        }
+        "stack_overflow" => {
+            #[inline(never)]
+            #[allow(unconditional_recursion)]
+            fn recurse(n: u64) -> u64 {
+                let buf = [n; 64];
+                core::hint::black_box(&buf);
+                recurse(n + 1) + buf[3]
+            }
+            core::hint::black_box(recurse(0));
+        }
+        // SAFETY: deliberately faulting with an invalid opcode.
+        "invalid_opcode" => unsafe { core::arch::asm!("ud2") },
+        other => log::warn!("unknown gpu-dom.fault={other}"),
+    }
+}
+
 /// Runs every check, prints the summary, and powers the domain off.
 pub fn run(mut k: Kernel) -> ! {
     let mut r = Report { passed: 0, failed: 0 };
-    log::info!("started as PVH dom0: running the self-test");
+    log::info!("started as PVH dom0 (cmdline {:?}): running the self-test", k.cmdline());
+    if let Some(kind) = k.cmdline_option("gpu-dom.fault") {
+        inject_fault(kind);
+    }
     r.record("hypercall_page", hypercall_page(&k));
     r.record("console", console());
     r.record("memory_map", memory(&k));

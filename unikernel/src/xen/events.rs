@@ -138,3 +138,9 @@ pub fn scan(fired: impl FnMut(Port)) -> usize {
     shared::upcall_pending().store(0, Ordering::SeqCst);
     evtchn_demux::scan(&SharedWords, fired)
 }
+
+/// Clears `port`'s pending bit; returns whether it was set.
+pub fn clear_pending(port: Port) -> bool {
+    let bit = 1 << (port % 64);
+    shared::pending(port as usize / 64).fetch_and(!bit, Ordering::SeqCst) & bit != 0
+}

@@ -12,5 +12,6 @@ pub mod params;
 pub mod sched;
 pub mod shared;
 pub mod timer;
+pub mod xenstore;
 
 pub use error::XenError;
