@@ -16,7 +16,7 @@ mod perm;
 mod reply;
 mod request;
 
-pub use error::{ErrName, XsError};
+pub use error::{ErrName, XsError, ERR_NAME_MAX};
 pub use perm::{Access, Perm, PermList};
 pub use reply::{NulList, NulListIter, Reply, TxId, WatchEvent};
 pub use request::{Request, RequestError};
