@@ -49,7 +49,7 @@ impl XenstorePage {
 
 impl StorePage for XenstorePage {
     fn read_u32(&self, offset: usize) -> u32 {
-        if !Self::inside(offset, 4) || offset % 4 != 0 {
+        if !Self::inside(offset, 4) || !offset.is_multiple_of(4) {
             return 0;
         }
         // SAFETY: an aligned u32 inside the ring page (checked), which Xen
@@ -59,7 +59,7 @@ impl StorePage for XenstorePage {
     }
 
     fn write_u32(&mut self, offset: usize, value: u32) {
-        if Self::inside(offset, 4) && offset % 4 == 0 {
+        if Self::inside(offset, 4) && offset.is_multiple_of(4) {
             // SAFETY: as in `read_u32`; we own the indexes we write.
             unsafe { core::ptr::write_volatile((self.base + offset as u64) as *mut u32, value) }
         }
