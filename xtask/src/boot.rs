@@ -36,6 +36,14 @@ pub const DOM0_LINUX_CMDLINE: &str = "console=hvc0 earlyprintk=xen rdinit=/init 
 pub const DOMAIN: &str = "gpu-dom";
 /// Where the image lands in the dom0 initramfs (the xl config's `kernel`).
 pub const IMAGE_IN_DOM0: &str = "/usr/lib/gpu-dom/gpu-dom";
+/// What gpu-dom's console must show once it is ready (besides `gpu-dom: ready`).
+pub const GPU_DOM_UP_CONSOLE: &[&str] = &[
+    "gpu-dom: started as domU",
+    "gpu-dom: xenstore name=gpu-dom domid={domid}",
+    "gpu-dom: watching backend/vgpu",
+];
+/// What gpu-dom's console must show after `xl shutdown`.
+pub const GPU_DOM_DOWN_CONSOLE: &[&str] = &["gpu-dom: shutdown requested (poweroff)"];
 /// The xl config in the repository.
 pub const XL_CONFIG: &str = "xl-configs/gpu-dom.cfg";
 
@@ -70,7 +78,10 @@ pub fn stage2_scenario(image: &Path, xl_cfg: String) -> Scenario {
                 mode: 0o644,
             },
         ],
-        parts: vec![scenario::domain_up(DOMAIN, 60), scenario::domain_down(DOMAIN, 60)],
+        parts: vec![
+            scenario::domain_up(DOMAIN, 30, GPU_DOM_UP_CONSOLE),
+            scenario::domain_down(DOMAIN, 60, GPU_DOM_DOWN_CONSOLE),
+        ],
         timeout: Duration::from_secs(300),
     }
 }
