@@ -45,6 +45,8 @@ pub struct Frontend {
     pub pages: Vec<PageInfo>,
     /// Contexts the backend created for this guest.
     pub contexts: Vec<ContextId>,
+    /// Directory pages, granted read-only to the backend once and reused.
+    pub dir_pages: Vec<(Gfn, GrantRef)>,
     /// The backend side: its connection, its mapping of the ring.
     conn: Connection,
     back_page: BusRingPage,
@@ -71,6 +73,12 @@ impl Frontend {
         let back_page =
             BusRingPage { platform: platform.clone(), bus: mapping.bus, slot_reads: Cell::new(0) };
         let conn = Connection::new(dom, &back_page);
+        let dir_pages = guest
+            .alloc_pages(gpuif::wire::MAX_DIR_PAGES as u32)
+            .expect("directory pages")
+            .into_iter()
+            .map(|gfn| (gfn, guest.grant(gfn, BACKEND, true).expect("grant directory page")))
+            .collect();
         Frontend {
             dom,
             guest,
@@ -80,6 +88,7 @@ impl Frontend {
             next_id: 1,
             pages: Vec::new(),
             contexts: Vec::new(),
+            dir_pages,
             conn,
             back_page,
             ring_mapping: Some(mapping),
@@ -148,44 +157,28 @@ impl Frontend {
     }
 
     /// Builds the request for `entries`: inline if they fit, otherwise in
-    /// directory pages granted read-only (returned, to revoke afterwards).
-    pub fn request(&mut self, op: Op, ctx: u16, entries: &[Entry]) -> (Slot, Vec<GrantRef>) {
-        let (slot, dirs) = self.request_with_pages(op, ctx, entries);
-        (slot, dirs.into_iter().map(|(_, r)| r).collect())
-    }
-
-    /// Like [`Frontend::request`], also returning each directory page's gfn
-    /// (so a hostile test can scribble on it).
-    pub fn request_with_pages(
-        &mut self,
-        op: Op,
-        ctx: u16,
-        entries: &[Entry],
-    ) -> (Slot, Vec<(Gfn, GrantRef)>) {
+    /// the frontend's directory pages. Returns the directory pages used.
+    pub fn request(&mut self, op: Op, ctx: u16, entries: &[Entry]) -> (Slot, Vec<(Gfn, GrantRef)>) {
         let id = self.id();
         if entries.len() <= gpuif::wire::INLINE_ENTRIES {
             return (RequestBuilder::inline(id, op, ctx, entries).expect("inline"), Vec::new());
         }
         let pages = dir_pages_for(entries.len());
-        let gfns = self.guest.alloc_pages(pages as u32).expect("directory pages");
-        let mut refs = Vec::new();
-        for (chunk, gfn) in entries.chunks(ENTRIES_PER_DIR_PAGE).zip(gfns) {
+        let used: Vec<(Gfn, GrantRef)> = self.dir_pages[..pages].to_vec();
+        for (chunk, (gfn, _)) in entries.chunks(ENTRIES_PER_DIR_PAGE).zip(&used) {
             let mut page = [0u8; PAGE_SIZE];
             RequestBuilder::dir_page(chunk, &mut page).expect("dir page");
-            self.guest.write(gfn, 0, &page).expect("write dir page");
-            refs.push((gfn, self.guest.grant(gfn, BACKEND, true).expect("grant dir page")));
+            self.guest.write(*gfn, 0, &page).expect("write dir page");
         }
-        let raw: Vec<u32> = refs.iter().map(|(_, r)| r.0).collect();
+        let raw: Vec<u32> = used.iter().map(|(_, r)| r.0).collect();
         let slot =
             RequestBuilder::indirect(id, op, ctx, entries.len() as u16, &raw).expect("indirect");
-        (slot, refs)
+        (slot, used)
     }
 
-    /// Ends the access of directory pages once their request was answered.
-    pub fn revoke(&mut self, refs: &[GrantRef]) {
-        for r in refs {
-            assert!(self.guest.end_access(*r), "directory page still in use by the backend");
-        }
+    /// Whether `gref` is one of this frontend's directory pages.
+    pub fn is_dir_page(&self, gref: GrantRef) -> bool {
+        self.dir_pages.iter().any(|(_, r)| *r == gref)
     }
 
     /// Writes raw bytes into the ring page (hostile frontends).

@@ -90,8 +90,8 @@ impl Rig {
         self.frontends[fe].take_response()
     }
 
-    /// Sends `entries` as one request (inline or through directory pages,
-    /// revoked again afterwards) and returns the response.
+    /// Sends `entries` as one request (inline or through directory pages)
+    /// and returns the response.
     pub fn batch(
         &mut self,
         fe: usize,
@@ -99,10 +99,8 @@ impl Rig {
         ctx: u16,
         entries: &[gpuif::Entry],
     ) -> gpuif::Response {
-        let (slot, dirs) = self.frontends[fe].request(op, ctx, entries);
-        let rsp = self.call(fe, &slot).expect("the backend answers");
-        self.frontends[fe].revoke(&dirs);
-        rsp
+        let (slot, _) = self.frontends[fe].request(op, ctx, entries);
+        self.call(fe, &slot).expect("the backend answers")
     }
 
     /// Creates a PPGTT context for frontend `fe`.
