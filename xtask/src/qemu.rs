@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::host;
 use crate::markers::{Next, Watcher};
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -90,7 +90,8 @@ pub struct Run {
     pub qemu_log: PathBuf,
 }
 
-/// Boots `machine`, writing `dir/serial.log`, `dir/qemu.log` and
+/// Boots `machine`, writing `dir/serial.log`, `dir/serial.timed.log` (each
+/// line with the wall time at which it was read), `dir/qemu.log` and
 /// `dir/command.txt` (to rerun by hand); `on_line` sees every serial line
 /// as it appears.
 pub fn run(
@@ -114,6 +115,9 @@ pub fn run(
         .spawn()
         .map_err(|source| Error::Spawn { program: host::QEMU.program.into(), source })?;
     let mut reader = File::open(&serial_path).map_err(|e| Error::io("opening", &serial_path, e))?;
+    let timed_path = dir.join("serial.timed.log");
+    let timed = File::create(&timed_path).map_err(|e| Error::io("creating", &timed_path, e))?;
+    let mut timed = BufWriter::new(timed);
     let mut serial = Vec::new();
     let mut consumed = 0usize;
     let mut stop_at: Option<Instant> = None;
@@ -123,6 +127,7 @@ pub fn run(
             let line = String::from_utf8_lossy(&serial[consumed..consumed + nl]);
             let line = line.trim_end_matches('\r');
             consumed += nl + 1;
+            let _ = writeln!(timed, "[{:8.3}] {line}", t0.elapsed().as_secs_f64());
             on_line(line);
             if let Next::StopAfter(grace) = watcher.feed(line) {
                 let at = Instant::now() + grace;
