@@ -179,6 +179,10 @@ impl Kernel {
 
     /// Registers the upcall vector and enables interrupts.
     pub fn enable_events(&mut self) -> Result<(), XenError> {
+        if !self.dom0 {
+            // dom0's PIC belongs to Xen; a domU's (HVM) is ours to silence.
+            cpu::mask_legacy_pic();
+        }
         events::init_upcall(traps::UPCALL_VECTOR, traps::SPURIOUS_VECTOR)?;
         self.executor.collect();
         cpu::interrupts_on();

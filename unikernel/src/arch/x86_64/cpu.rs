@@ -119,3 +119,12 @@ pub fn invlpg(addr: u64) {
     // SAFETY: INVLPG only drops a cached translation.
     unsafe { asm!("invlpg [{}]", in(reg) addr, options(nostack, preserves_flags)) }
 }
+
+/// Masks every line of the legacy 8259 PICs (ports 0x21 and 0xa1). An HVM
+/// domU reaches us after SeaBIOS, which leaves the PIC's timer line unmasked
+/// with its vectors at 0x08..0x0f: once interrupts are on, those would land
+/// on exception vectors. PVH has no PIC; the writes are then ignored.
+pub fn mask_legacy_pic() {
+    outb(0x21, 0xff);
+    outb(0xa1, 0xff);
+}
