@@ -231,6 +231,14 @@ pub fn kernel(trees: &BTreeMap<String, Tree>) -> Result<(PathBuf, String)> {
     Ok((vmlinuz, release))
 }
 
+/// Whether `path` is an ELF file that needs a dynamic loader.
+fn is_dynamic_elf(path: &Path) -> Result<bool> {
+    let bytes = host::read(path)?;
+    let Ok(elf) = crate::elf::Elf::parse(&bytes) else { return Ok(false) };
+    let interp = elf.interpreter().map_err(|source| Error::Elf { path: path.into(), source })?;
+    Ok(interp.is_some())
+}
+
 /// What went into an initramfs.
 #[derive(Debug)]
 pub struct Assembled {
@@ -285,6 +293,14 @@ pub fn assemble(
         fs.symlink(&format!("usr/bin/{c}"), "xenstore");
     }
     programs.push(xenstore);
+    // Executable scenario files (e.g. a host-built CLI) get their libraries too.
+    for f in &scenario.files {
+        if let (Source::Host(path), true) = (&f.source, f.mode & 0o111 != 0) {
+            if is_dynamic_elf(path)? {
+                programs.push(path.clone());
+            }
+        }
+    }
     let xl_conf = tree(trees, XEN_UTILS_COMMON)?.dir.join("etc/xen/xl.conf");
     let xl_conf = if xl_conf.is_file() { Source::Host(xl_conf) } else { Source::Bytes(Vec::new()) };
     fs.file("etc/xen/xl.conf", xl_conf, 0o644);
