@@ -61,6 +61,18 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
         }
     }
 
+    /// The contexts `dom` has now.
+    pub fn contexts(&self, dom: DomId) -> impl Iterator<Item = ContextId> + '_ {
+        let g = self.guest_index(dom).ok().and_then(|gi| self.guests[gi].as_ref());
+        g.into_iter().flat_map(|g| {
+            g.contexts
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c != NO_CTX)
+                .map(|(i, _)| ContextId(i as u16))
+        })
+    }
+
     /// Where the GPU finds context `ctx`'s root table (the PML4 pointer a
     /// hardware context needs).
     pub fn context_root(&self, dom: DomId, ctx: ContextId) -> Result<BusAddr, Refusal> {

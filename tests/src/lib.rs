@@ -152,10 +152,8 @@ impl Rig {
                 if let Some(l) = engine.guest_limits(f.dom) {
                     v = v.with_ggtt(l.ggtt_base..l.ggtt_base + l.ggtt_len);
                 }
-                for &ctx in &f.contexts {
-                    if let Ok(root) = engine.context_root(f.dom, ctx) {
-                        v = v.with_root(root);
-                    }
+                for ctx in engine.contexts(f.dom) {
+                    v = v.with_root(engine.context_root(f.dom, ctx).expect("listed context"));
                 }
                 v
             })
