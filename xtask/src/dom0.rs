@@ -369,3 +369,46 @@ pub fn assemble(
         builtin_modules: plan.builtin,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::elf::testing::{dynamic_elf, module_elf};
+    use crate::testdir::TestDir;
+
+    #[test]
+    fn only_elf_files_with_an_interpreter_count_as_dynamic_programs() {
+        let t = TestDir::new("dynamic");
+        t.file("vgpu", &dynamic_elf(&["libc.so.6"], Some("/lib64/ld-linux-x86-64.so.2")));
+        t.file("static", &module_elf(&[]));
+        t.file("script", b"#!/bin/sh\n");
+        assert!(is_dynamic_elf(&t.path("vgpu")).unwrap());
+        assert!(!is_dynamic_elf(&t.path("static")).unwrap());
+        assert!(!is_dynamic_elf(&t.path("script")).unwrap());
+    }
+
+    #[test]
+    fn prune_removes_only_other_versions_of_current_packages() {
+        let t = TestDir::new("prune");
+        let cache = Cache { root: t.root().into() };
+        let pkg = |name: &str, version: &str| Package {
+            name: name.into(),
+            version: version.into(),
+            arch: "amd64".into(),
+            section: "libs".into(),
+            depends: vec![],
+        };
+        let current = [pkg("libxenstore4", "4.17.5-1")];
+        t.file("debs/libxenstore4_4.17.5-1_amd64.deb", b"new");
+        t.file("debs/libxenstore4_4.17.3-1_amd64.deb", b"old");
+        t.file("debs/busybox-static_1%3a1.35_amd64.deb", b"other package");
+        t.mkdir("unpacked/libxenstore4_4.17.3-1_amd64/usr");
+        t.mkdir("unpacked/libxenstore4_4.17.5-1_amd64/usr");
+        assert_eq!(prune(&cache, &current).unwrap(), 2);
+        assert!(t.path("debs/libxenstore4_4.17.5-1_amd64.deb").exists());
+        assert!(!t.path("debs/libxenstore4_4.17.3-1_amd64.deb").exists());
+        assert!(t.path("debs/busybox-static_1%3a1.35_amd64.deb").exists());
+        assert!(t.path("unpacked/libxenstore4_4.17.5-1_amd64").exists());
+        assert!(!t.path("unpacked/libxenstore4_4.17.3-1_amd64").exists());
+    }
+}
