@@ -62,13 +62,23 @@ impl Error {
         }
     }
 
+    /// Whether the end of [`Error::log`] says more than the message (a
+    /// command's own output, rather than a serial log already summarised).
+    pub fn log_tail_helps(&self) -> bool {
+        match self {
+            Error::CommandFailed { .. } | Error::CommandTimeout { .. } => true,
+            Error::Step { source, .. } => source.log_tail_helps(),
+            _ => false,
+        }
+    }
+
     /// What to do next.
     pub fn hint(&self) -> String {
         match self {
             Error::Usage(_) => "run `cargo xtask help`".into(),
-            Error::Io { .. } => "check permissions and free space under target/".into(),
+            Error::Io { .. } => "check that the path exists, its permissions, and free space under target/".into(),
             Error::Spawn { program, .. } => format!("install `{program}` or put it on PATH"),
-            Error::CommandFailed { log: Some(_), .. } => "read the log above, fix the cause and rerun".into(),
+            Error::CommandFailed { log: Some(_), .. } => "read the log (its end is shown above), fix the cause and rerun".into(),
             Error::CommandFailed { log: None, .. } => "fix the cause printed above and rerun".into(),
             Error::CommandTimeout { .. } => {
                 "rerun; if it hangs again, run the command by hand to see where it stops".into()

@@ -105,6 +105,7 @@ pub fn make_elf32(elf: &Path, log: &Path) -> Result<PathBuf> {
 /// The build as numbered steps of `p`. `quiet` sends cargo's output to a log.
 pub fn build(paths: &Paths, p: &mut Progress, quiet: bool) -> Result<Image> {
     let log = paths.boot_logs().join("build.log");
+    let _ = std::fs::remove_file(&log); // one run per log
     p.step(
         format!("host tools for the image ({}, rustup target {TARGET})", host::OBJCOPY.program),
         |p| {

@@ -144,6 +144,15 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if let (true, Some(log)) = (e.log_tail_helps(), e.log()) {
+                let text = std::fs::read_to_string(log).unwrap_or_default();
+                let lines: Vec<&str> = text.lines().collect();
+                eprintln!("--- last lines of {} ---", log.display());
+                for l in &lines[lines.len().saturating_sub(20)..] {
+                    eprintln!("{l}");
+                }
+                eprintln!("---");
+            }
             eprintln!("error: {e}");
             if let Some(log) = e.log() {
                 eprintln!("  log:  {}", log.display());

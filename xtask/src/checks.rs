@@ -1,0 +1,186 @@
+//! Host-side checks: bounded fuzzing (`cargo xtask fuzz`), the instruction
+//! count of the 512-entry batch (`cargo xtask bench`), and the whole test
+//! run (`cargo xtask test`) that CI and the README use.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::host::{self, Tool};
+use crate::paths::Paths;
+use crate::progress::Progress;
+
+/// The cargo-fuzz targets in `fuzz/`, each with a checked-in seed corpus.
+pub const FUZZ_TARGETS: [&str; 3] = ["ring_decode", "backend_path", "xenstore_decode"];
+
+const VALGRIND: Tool = Tool { program: "valgrind", package: "valgrind" };
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Installs cargo-fuzz into ~/.cargo/bin if `cargo fuzz` is not available.
+fn ensure_cargo_fuzz(log: &Path) -> Result<()> {
+    let have = cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if have {
+        return Ok(());
+    }
+    host::run_logged(
+        cargo().args(["install", "cargo-fuzz", "--locked", "--version", "^0.13"]),
+        log,
+        Duration::from_secs(900),
+    )
+}
+
+/// Runs every fuzz target for `seconds`, starting from a copy of its
+/// checked-in corpus (the checked-in files are never modified). A crash
+/// fails with the log and the reproducer's path.
+pub fn fuzz(paths: &Paths, seconds: u64) -> Result<()> {
+    let work = paths.target.join("fuzz");
+    let mut p = Progress::new("fuzz", 1 + FUZZ_TARGETS.len());
+    p.step("cargo-fuzz (installs it if missing)", |_| ensure_cargo_fuzz(&work.join("install.log")))?;
+    for t in FUZZ_TARGETS {
+        p.step(format!("{t} for {seconds} s"), |p| {
+            let corpus = work.join("corpus").join(t);
+            let artifacts = work.join("artifacts").join(t);
+            host::mkdirs(&corpus)?;
+            host::mkdirs(&artifacts)?;
+            let seeds = paths.root.join("fuzz/corpus").join(t);
+            let log = work.join(format!("{t}.log"));
+            let _ = fs::remove_file(&log);
+            let mut cmd = cargo();
+            // Stable toolchain: no sanitizer (the fuzzed crates forbid
+            // `unsafe`; panics and debug assertions are what we look for).
+            cmd.current_dir(paths.root.join("fuzz"))
+                .args(["fuzz", "run", "--sanitizer", "none", t])
+                .arg(&corpus)
+                .arg(&seeds)
+                .arg("--")
+                .arg(format!("-max_total_time={seconds}"))
+                .arg(format!("-artifact_prefix={}/", artifacts.display()))
+                .arg("-print_final_stats=1");
+            // Building takes a while the first time; the run itself is bounded.
+            let r = host::run_logged(&mut cmd, &log, Duration::from_secs(seconds + 900));
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            if let Some(line) = text.lines().rev().find(|l| l.starts_with("Done ")) {
+                p.note(format!("{t}: {line}"));
+            }
+            r.map_err(|_| Error::Boot {
+                stage: format!("fuzz {t}"),
+                reason: "the fuzzer found a crash or failed to build".into(),
+                log: log.clone(),
+                hint: format!("reproduce with: cd fuzz && cargo fuzz run --sanitizer none {t} {}/<crash-file>", paths.show(&artifacts)),
+            })
+        })?;
+    }
+    Ok(())
+}
+
+/// Where the batch lands, as the counting example names it.
+const VARIANTS: [(&str, &str); 2] = [
+    ("existing", "512 new grants into existing leaf tables"),
+    ("fresh", "512 new grants into a fresh 2 MiB region (allocates PDP, PD, PT)"),
+];
+const BATCHES: u64 = 20;
+const ENTRIES: u64 = 512;
+
+/// Counts the instructions of one 512-entry PPGTT map batch (decode ->
+/// validate -> grant map with a no-op mapper -> shadow write) under
+/// callgrind; with `criterion`, also runs the criterion benchmark.
+pub fn bench(paths: &Paths, criterion: bool) -> Result<Vec<(String, f64)>> {
+    let dir = paths.target.join("bench");
+    let mut p = Progress::new("bench", 3 + criterion as usize);
+    p.step("valgrind (installs it if missing)", |_| {
+        host::ensure_tools(&[VALGRIND], &dir.join("apt.log")).map(|_| ())
+    })?;
+    let exe = p.step("building examples/ppgtt_batch_count (release)", |_| {
+        host::run_logged(
+            cargo().current_dir(&paths.root).args(["build", "--release", "-p", "backend", "--example", "ppgtt_batch_count"]),
+            &dir.join("build.log"),
+            Duration::from_secs(900),
+        )?;
+        Ok(cargo_target_dir(paths).join("release/examples/ppgtt_batch_count"))
+    })?;
+    let results = p.step("callgrind instruction counts", |p| {
+        let mut out = Vec::new();
+        for (variant, what) in VARIANTS {
+            let log = dir.join(format!("callgrind-{variant}.log"));
+            let data = dir.join(format!("callgrind-{variant}.out"));
+            let mut cmd = Command::new("valgrind");
+            cmd.args(["--tool=callgrind", "--collect-atstart=no", "--toggle-collect=*Bench*map_batch*"])
+                .arg(format!("--callgrind-out-file={}", data.display()))
+                .arg(&exe)
+                .args([variant, &BATCHES.to_string()]);
+            host::run_logged(&mut cmd, &log, Duration::from_secs(600))?;
+            let text = fs::read_to_string(&log).map_err(|e| Error::io("reading", &log, e))?;
+            let total = collected(&text).ok_or_else(|| Error::Boot {
+                stage: "bench".into(),
+                reason: "no `Collected :` line in callgrind's output".into(),
+                log: log.clone(),
+                hint: "check that valgrind runs on this machine".into(),
+            })?;
+            let per_entry = total as f64 / (BATCHES * ENTRIES) as f64;
+            p.note(format!("{what}: {per_entry:.1} instructions per entry ({total} for {BATCHES} batches)"));
+            out.push((variant.to_string(), per_entry));
+        }
+        let summary: String = out.iter().map(|(v, n)| format!("{v} {n:.1}\n")).collect();
+        host::write(&dir.join("instructions_per_entry.txt"), summary)?;
+        Ok(out)
+    })?;
+    if criterion {
+        p.step("criterion (cargo bench -p backend)", |_| {
+            host::run_visible(cargo().current_dir(&paths.root).args(["bench", "-p", "backend"]), Duration::from_secs(1800))
+        })?;
+    }
+    Ok(results)
+}
+
+/// callgrind's `Collected : N` (the events counted while collection was on).
+fn collected(text: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (_, rest) = l.split_once("Collected :")?;
+        rest.trim().replace(',', "").parse().ok()
+    })
+}
+
+fn cargo_target_dir(paths: &Paths) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| paths.target.clone())
+}
+
+/// The host part of `cargo xtask test`: format, lints, the workspace tests.
+pub fn host_tests(paths: &Paths) -> Result<()> {
+    let mut p = Progress::new("test", 3);
+    let dir = paths.target.join("test-logs");
+    p.step("cargo fmt --check", |_| {
+        host::run_logged(cargo().current_dir(&paths.root).args(["fmt", "--all", "--", "--check"]), &dir.join("fmt.log"), Duration::from_secs(300))
+    })?;
+    p.step("cargo clippy --workspace --all-targets -D warnings", |_| {
+        host::run_logged(
+            cargo().current_dir(&paths.root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+            &dir.join("clippy.log"),
+            Duration::from_secs(1800),
+        )
+    })?;
+    p.step("cargo test --workspace", |_| {
+        host::run_visible(cargo().current_dir(&paths.root).args(["test", "--workspace"]), Duration::from_secs(2400))
+    })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::collected;
+
+    #[test]
+    fn reads_callgrinds_collected_line() {
+        let log = "==1== Events    : Ir\n==1== Collected : 1,017,420\n==1==\n==1== I   refs:      1,017,420\n";
+        assert_eq!(collected(log), Some(1_017_420));
+        assert_eq!(collected("nothing here"), None);
+    }
+}
