@@ -23,11 +23,8 @@ fn cargo() -> Command {
 
 /// Installs cargo-fuzz into ~/.cargo/bin if `cargo fuzz` is not available.
 fn ensure_cargo_fuzz(log: &Path) -> Result<()> {
-    let have = cargo()
-        .args(["fuzz", "--version"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
+    let have =
+        cargo().args(["fuzz", "--version"]).output().map(|o| o.status.success()).unwrap_or(false);
     if have {
         return Ok(());
     }
@@ -44,7 +41,9 @@ fn ensure_cargo_fuzz(log: &Path) -> Result<()> {
 pub fn fuzz(paths: &Paths, seconds: u64) -> Result<()> {
     let work = paths.target.join("fuzz");
     let mut p = Progress::new("fuzz", 1 + FUZZ_TARGETS.len());
-    p.step("cargo-fuzz (installs it if missing)", |_| ensure_cargo_fuzz(&work.join("install.log")))?;
+    p.step("cargo-fuzz (installs it if missing)", |_| {
+        ensure_cargo_fuzz(&work.join("install.log"))
+    })?;
     for t in FUZZ_TARGETS {
         p.step(format!("{t} for {seconds} s"), |p| {
             let corpus = work.join("corpus").join(t);
@@ -52,6 +51,14 @@ pub fn fuzz(paths: &Paths, seconds: u64) -> Result<()> {
             host::mkdirs(&corpus)?;
             host::mkdirs(&artifacts)?;
             let seeds = paths.root.join("fuzz/corpus").join(t);
+            if !seeds.is_dir() {
+                return Err(Error::Boot {
+                    stage: format!("fuzz {t}"),
+                    reason: format!("the seed corpus {} is missing", paths.show(&seeds)),
+                    log: seeds.clone(),
+                    hint: "restore it from git (`git checkout -- fuzz/corpus`)".into(),
+                });
+            }
             let log = work.join(format!("{t}.log"));
             let _ = fs::remove_file(&log);
             let mut cmd = cargo();
@@ -73,7 +80,7 @@ pub fn fuzz(paths: &Paths, seconds: u64) -> Result<()> {
             }
             r.map_err(|_| Error::Boot {
                 stage: format!("fuzz {t}"),
-                reason: "the fuzzer found a crash or failed to build".into(),
+                reason: "the fuzzer stopped with an error (a crash, or a build failure: see the log)".into(),
                 log: log.clone(),
                 hint: format!("reproduce with: cd fuzz && cargo fuzz run --sanitizer none {t} {}/<crash-file>", paths.show(&artifacts)),
             })
@@ -101,7 +108,14 @@ pub fn bench(paths: &Paths, criterion: bool) -> Result<Vec<(String, f64)>> {
     })?;
     let exe = p.step("building examples/ppgtt_batch_count (release)", |_| {
         host::run_logged(
-            cargo().current_dir(&paths.root).args(["build", "--release", "-p", "backend", "--example", "ppgtt_batch_count"]),
+            cargo().current_dir(&paths.root).args([
+                "build",
+                "--release",
+                "-p",
+                "backend",
+                "--example",
+                "ppgtt_batch_count",
+            ]),
             &dir.join("build.log"),
             Duration::from_secs(900),
         )?;
@@ -113,10 +127,14 @@ pub fn bench(paths: &Paths, criterion: bool) -> Result<Vec<(String, f64)>> {
             let log = dir.join(format!("callgrind-{variant}.log"));
             let data = dir.join(format!("callgrind-{variant}.out"));
             let mut cmd = Command::new("valgrind");
-            cmd.args(["--tool=callgrind", "--collect-atstart=no", "--toggle-collect=*Bench*map_batch*"])
-                .arg(format!("--callgrind-out-file={}", data.display()))
-                .arg(&exe)
-                .args([variant, &BATCHES.to_string()]);
+            cmd.args([
+                "--tool=callgrind",
+                "--collect-atstart=no",
+                "--toggle-collect=*Bench*map_batch*",
+            ])
+            .arg(format!("--callgrind-out-file={}", data.display()))
+            .arg(&exe)
+            .args([variant, &BATCHES.to_string()]);
             host::run_logged(&mut cmd, &log, Duration::from_secs(600))?;
             let text = fs::read_to_string(&log).map_err(|e| Error::io("reading", &log, e))?;
             let total = collected(&text).ok_or_else(|| Error::Boot {
@@ -126,7 +144,9 @@ pub fn bench(paths: &Paths, criterion: bool) -> Result<Vec<(String, f64)>> {
                 hint: "check that valgrind runs on this machine".into(),
             })?;
             let per_entry = total as f64 / (BATCHES * ENTRIES) as f64;
-            p.note(format!("{what}: {per_entry:.1} instructions per entry ({total} for {BATCHES} batches)"));
+            p.note(format!(
+                "{what}: {per_entry:.1} instructions per entry ({total} for {BATCHES} batches)"
+            ));
             out.push((variant.to_string(), per_entry));
         }
         let summary: String = out.iter().map(|(v, n)| format!("{v} {n:.1}\n")).collect();
@@ -135,7 +155,10 @@ pub fn bench(paths: &Paths, criterion: bool) -> Result<Vec<(String, f64)>> {
     })?;
     if criterion {
         p.step("criterion (cargo bench -p backend)", |_| {
-            host::run_visible(cargo().current_dir(&paths.root).args(["bench", "-p", "backend"]), Duration::from_secs(1800))
+            host::run_visible(
+                cargo().current_dir(&paths.root).args(["bench", "-p", "backend"]),
+                Duration::from_secs(1800),
+            )
         })?;
     }
     Ok(results)
@@ -158,17 +181,31 @@ pub fn host_tests(paths: &Paths) -> Result<()> {
     let mut p = Progress::new("test", 3);
     let dir = paths.target.join("test-logs");
     p.step("cargo fmt --check", |_| {
-        host::run_logged(cargo().current_dir(&paths.root).args(["fmt", "--all", "--", "--check"]), &dir.join("fmt.log"), Duration::from_secs(300))
+        host::run_logged(
+            cargo().current_dir(&paths.root).args(["fmt", "--all", "--", "--check"]),
+            &dir.join("fmt.log"),
+            Duration::from_secs(300),
+        )
     })?;
     p.step("cargo clippy --workspace --all-targets -D warnings", |_| {
         host::run_logged(
-            cargo().current_dir(&paths.root).args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]),
+            cargo().current_dir(&paths.root).args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ]),
             &dir.join("clippy.log"),
             Duration::from_secs(1800),
         )
     })?;
     p.step("cargo test --workspace", |_| {
-        host::run_visible(cargo().current_dir(&paths.root).args(["test", "--workspace"]), Duration::from_secs(2400))
+        host::run_visible(
+            cargo().current_dir(&paths.root).args(["test", "--workspace"]),
+            Duration::from_secs(2400),
+        )
     })?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 
 mod apt;
 mod boot;
+mod checks;
 mod cpio;
 mod dom0;
 mod elf;
@@ -36,9 +37,35 @@ const HELP: &str = "\
 cargo xtask: build the gpu-dom image and boot it under Xen 4.17 in QEMU
 
 USAGE:
+    cargo xtask demo
+    cargo xtask test
     cargo xtask build
     cargo xtask boot [--stage 1|2] [--image PATH] [--timeout SECS]
+    cargo xtask fuzz [--seconds N]
+    cargo xtask bench [--criterion]
     cargo xtask help
+
+demo
+    The main job: builds gpu-dom and boots the whole Xen demo in QEMU (both
+    boot stages below), printing what happens.
+
+test
+    Everything CI runs: cargo fmt --check, cargo clippy (warnings are errors),
+    cargo test --workspace (unit, integration and property tests on the
+    platform model), `fuzz --seconds 20`, `bench`, and `boot`.
+
+fuzz
+    Runs each cargo-fuzz target (ring_decode, backend_path, xenstore_decode)
+    for N seconds (default 60) on the stable toolchain, from a copy of
+    fuzz/corpus/<target> in target/fuzz/corpus; installs cargo-fuzz if
+    missing. Crashes land in target/fuzz/artifacts/<target>/.
+
+bench
+    Counts, under callgrind, the instructions of one 512-entry PPGTT map
+    batch (decode -> validate -> grant map with a no-op mapper -> shadow
+    write), into existing tables and into a fresh region; prints
+    instructions per entry (also in target/bench/). --criterion also runs
+    the criterion benchmark (`cargo bench -p backend`) for wall time.
 
 build
     Adds the rustup target x86_64-unknown-none if missing, runs
@@ -70,8 +97,12 @@ boot
 ";
 
 enum Cmd {
+    Demo,
+    Test,
     Build,
     Boot(Options),
+    Fuzz { seconds: u64 },
+    Bench { criterion: bool },
     Help,
 }
 
@@ -81,6 +112,24 @@ fn parse(args: &[String]) -> Result<Cmd> {
     let rest = &args[1..];
     match cmd.as_str() {
         "help" | "-h" | "--help" => Ok(Cmd::Help),
+        "demo" | "test" if !rest.is_empty() => {
+            Err(usage(format!("`{cmd}` takes no arguments, got `{}`", rest[0])))
+        }
+        "demo" => Ok(Cmd::Demo),
+        "test" => Ok(Cmd::Test),
+        "fuzz" => match rest {
+            [] => Ok(Cmd::Fuzz { seconds: 60 }),
+            [flag, v] if flag == "--seconds" => v
+                .parse()
+                .map(|seconds| Cmd::Fuzz { seconds })
+                .map_err(|_| usage(format!("--seconds takes a number, got `{v}`"))),
+            _ => Err(usage("`fuzz` takes only `--seconds N`".into())),
+        },
+        "bench" => match rest {
+            [] => Ok(Cmd::Bench { criterion: false }),
+            [flag] if flag == "--criterion" => Ok(Cmd::Bench { criterion: true }),
+            _ => Err(usage("`bench` takes only `--criterion`".into())),
+        },
         "build" => match rest.first() {
             None => Ok(Cmd::Build),
             Some(a) => Err(usage(format!("`build` takes no arguments, got `{a}`"))),
@@ -130,6 +179,21 @@ fn build(paths: &Paths) -> Result<()> {
     Ok(())
 }
 
+fn all_stages() -> Options {
+    Options { stages: vec![Stage::One, Stage::Two], image: None, timeout: None }
+}
+
+/// `cargo xtask test`: what CI runs (see HELP).
+fn test(paths: &Paths) -> Result<()> {
+    let t0 = std::time::Instant::now();
+    checks::host_tests(paths)?;
+    checks::fuzz(paths, 20)?;
+    checks::bench(paths, false)?;
+    boot::run(paths, &all_stages())?;
+    println!("[test] all passed in {:.0} s", t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let paths = Paths::workspace();
@@ -140,6 +204,10 @@ fn main() -> ExitCode {
         }
         Cmd::Build => build(&paths),
         Cmd::Boot(opts) => boot::run(&paths, &opts),
+        Cmd::Demo => boot::run(&paths, &all_stages()),
+        Cmd::Test => test(&paths),
+        Cmd::Fuzz { seconds } => checks::fuzz(&paths, seconds),
+        Cmd::Bench { criterion } => checks::bench(&paths, criterion).map(|_| ()),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
