@@ -16,6 +16,7 @@
 //!   been cleared exactly once (by this scan).
 //! - Masked pending ports stay pending (they are reported after unmask).
 //! - Ports are reported in ascending order within one scan.
+#![forbid(unsafe_code)]
 
 use xen_abi::shared_info::XEN_ULONG_BITS;
 

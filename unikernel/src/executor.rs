@@ -13,6 +13,7 @@
 //! # Invariants
 //! - At most [`MAX_WATCHED`] ports are watched (Xen's poll limit, minus the timer).
 //! - `wait` returns only when a watched port fired or the deadline passed.
+#![forbid(unsafe_code)]
 
 use crate::evtchn_demux::PortSet;
 use crate::xen::{events, sched, timer, XenError};

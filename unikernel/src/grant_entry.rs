@@ -10,6 +10,7 @@
 //! - [`RefAllocator`] never hands out the reserved refs `0..8`, nor a ref twice
 //!   before it is freed.
 //! - [`encode_permit`] refuses frames that do not fit the v1 32-bit field.
+#![forbid(unsafe_code)]
 
 use xen_abi::grant_table::{
     GrantRef, GNTTAB_NR_RESERVED_ENTRIES, GTF_PERMIT_ACCESS, GTF_READING, GTF_READONLY, GTF_WRITING,

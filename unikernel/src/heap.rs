@@ -13,6 +13,7 @@
 //! - Every allocation lies inside `[start, end)`, is aligned as asked, and no
 //!   two live allocations overlap.
 //! - Arithmetic cannot wrap: a request that does not fit returns `None`.
+#![forbid(unsafe_code)]
 
 /// Bump allocator state over `[start, end)`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

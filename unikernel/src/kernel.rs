@@ -5,6 +5,7 @@
 //! Order (the one Mini-OS uses for a PVH guest): hypercall page (done at
 //! boot), console, shared info, event upcall, timer, grant table, then
 //! xenstore (by the application).
+#![forbid(unsafe_code)]
 
 use crate::arch::x86_64::{alloc as heap, cpu, paging, traps};
 use crate::executor::Executor;
@@ -15,8 +16,7 @@ use crate::xen::{console, events, logger, params, shared, timer, XenError};
 use xen_abi::hvm::{
     HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
 };
-use xen_abi::memory::{XenMemoryMap, XENMEM_MEMORY_MAP};
-use xen_abi::start_info::{HvmStartInfo, E820_ENTRY_SIZE};
+use xen_abi::start_info::HvmStartInfo;
 use xen_abi::version::XENFEAT_DOM0;
 use xen_abi::xen::{SIF_INITDOMAIN, VIRQ_TIMER};
 
@@ -49,24 +49,7 @@ pub struct Kernel {
     pub timer_port: Option<events::Port>,
     /// The PV console (ring GFN, port), for a domU that has one.
     pub console_ring: Option<(u64, events::Port)>,
-}
-
-/// `XENMEM_memory_map`: the fallback when the start info carries no map.
-pub fn xenmem_memory_map() -> MemoryMap {
-    static BUF: spin::Mutex<[u8; 128 * E820_ENTRY_SIZE]> =
-        spin::Mutex::new([0; 128 * E820_ENTRY_SIZE]);
-    let mut buf = BUF.lock();
-    let mut arg = XenMemoryMap { nr_entries: 128, buffer: buf.as_mut_ptr() };
-    // SAFETY: `arg` and the 128-entry buffer it points at live across the
-    // call; Xen writes at most `nr_entries` entries.
-    let rc = unsafe {
-        xen_abi::hypercall::memory_op(XENMEM_MEMORY_MAP, (&mut arg as *mut XenMemoryMap).cast())
-    };
-    if rc < 0 {
-        panic!("no memory map: start info has none and XENMEM_memory_map returned {rc}");
-    }
-    let n = (arg.nr_entries as usize).min(128);
-    MemoryMap::from_e820_bytes(&buf[..n * E820_ENTRY_SIZE])
+    cmdline: &'static str,
 }
 
 fn phys_limit() -> u64 {
@@ -77,6 +60,7 @@ fn phys_limit() -> u64 {
 
 pub(crate) fn init(
     si: HvmStartInfo,
+    cmdline: &'static str,
     memmap: MemoryMap,
     reserved: &mut [Range; 16],
     mut n: usize,
@@ -153,6 +137,7 @@ pub(crate) fn init(
         foreign: None,
         timer_port: None,
         console_ring,
+        cmdline,
     }
 }
 
@@ -225,18 +210,9 @@ impl Kernel {
         ))
     }
 
-    /// The command line from the start info ("" if none), up to 1 KiB.
+    /// The command line from the start info ("" if none).
     pub fn cmdline(&self) -> &'static str {
-        let p = self.start_info.cmdline_paddr;
-        if p == 0 || p >= 1 << 32 {
-            return "";
-        }
-        // SAFETY: Xen wrote a NUL-terminated string at `p` (below 4 GiB,
-        // identity-mapped, reserved from the heap at boot); at most 1 KiB is
-        // read, and the bytes are never written.
-        let bytes = unsafe { core::slice::from_raw_parts(p as *const u8, 1024) };
-        let len = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
-        core::str::from_utf8(&bytes[..len]).unwrap_or("")
+        self.cmdline
     }
 
     /// The value of `key=value` on the command line.

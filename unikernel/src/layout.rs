@@ -11,6 +11,7 @@
 //! - The region overlaps no memory-map entry and ends at or below the limit
 //!   (CPU physical address bits, one 512 GiB PML4 slot, what the IOMMU covers).
 //! - The three parts are disjoint and inside the region.
+#![forbid(unsafe_code)]
 
 use crate::memmap::{align_up, MemoryMap, Range};
 

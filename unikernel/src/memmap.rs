@@ -13,6 +13,7 @@
 //!   page aligned.
 //! - Parsing never panics: a table longer than [`MAX_REGIONS`] is truncated
 //!   and reported.
+#![forbid(unsafe_code)]
 
 use xen_abi::start_info::{E820_ENTRY_SIZE, XEN_HVM_MEMMAP_TYPE_RAM};
 

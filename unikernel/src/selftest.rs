@@ -2,6 +2,7 @@
 //! needed): one `SELFTEST <name> ok` or `SELFTEST <name> FAIL <reason>` line
 //! per check, then `SELFTEST done passed=<n> failed=<m>`. The harness
 //! (`cargo xtask boot`) reads exactly these lines.
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 
@@ -13,7 +14,7 @@ use crate::Kernel;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use xen_abi::xen::{CONSOLEIO_WRITE, DOMID_SELF};
+use xen_abi::xen::DOMID_SELF;
 
 type Check = Result<String, String>;
 
@@ -58,14 +59,8 @@ fn hypercall_page(k: &Kernel) -> Check {
 }
 
 fn console() -> Check {
-    let line = b"gpu-dom: console_io reachable\n";
-    // SAFETY: the page is installed; `line` is valid for its length.
-    let rc = unsafe {
-        xen_abi::hypercall::console_io(CONSOLEIO_WRITE, line.len() as u32, line.as_ptr())
-    };
-    if rc < 0 {
-        return Err(format!("CONSOLEIO_write returned {rc}"));
-    }
+    crate::xen::console::console_io_write(b"gpu-dom: console_io reachable\n")
+        .map_err(|e| format!("{e}"))?;
     Ok(String::new())
 }
 
@@ -214,17 +209,15 @@ fn grant_self_map(k: &mut Kernel) -> Check {
     let (Some(gt), Some(fm)) = (k.grant_table.as_ref(), k.foreign.as_mut()) else {
         return Err("grant table not set up".into());
     };
-    let layout = core::alloc::Layout::from_size_align(4096, 4096).map_err(|e| format!("{e}"))?;
-    // SAFETY: a non-zero-sized layout; the page is never freed (see above).
-    let page = unsafe { alloc::alloc::alloc(layout) };
-    if page.is_null() {
-        return Err("no page for the grant".into());
+    #[repr(C, align(4096))]
+    struct Page([u8; 4096]);
+    let mut page = alloc::boxed::Box::new(Page([0; 4096]));
+    for (i, b) in page.0.iter_mut().enumerate() {
+        *b = (i as u8) ^ 0xa5;
     }
-    for i in 0..4096 {
-        // SAFETY: `page` is a fresh 4096-byte allocation.
-        unsafe { page.add(i).write_volatile((i as u8) ^ 0xa5) };
-    }
-    let gfn = page as u64 >> 12;
+    // Abandoned, never freed: its GFN may be gone after the self-map.
+    let page: &'static Page = alloc::boxed::Box::leak(page);
+    let gfn = page as *const Page as u64 >> 12;
     let gref = gt.grant(0, gfn, false).map_err(|e| format!("grant: {e:?}"))?;
     let mut out = [Err(crate::xen::gnttab::MapError::WindowFull)];
     fm.map(&[MapRequest { dom: 0, gref, readonly: false }], &mut out);
@@ -235,15 +228,9 @@ fn grant_self_map(k: &mut Kernel) -> Check {
             return Err(format!("map of gref {gref}: {e:?}"));
         }
     };
-    let mut bad = 0;
-    for i in 0..4096u64 {
-        // SAFETY: the window GFN is identity-mapped (reserved region) and now
-        // backed by the granted page.
-        let b = unsafe { core::ptr::read_volatile(((m.gfn << 12) + i) as *const u8) };
-        if b != (i as u8) ^ 0xa5 {
-            bad += 1;
-        }
-    }
+    let mut seen = [0u8; 4096];
+    fm.read(&m, &mut seen);
+    let bad = seen.iter().enumerate().filter(|(i, b)| **b != (*i as u8) ^ 0xa5).count();
     let refused = fm.unmap(&[m]);
     let ended = gt.end_grant(gref);
     if bad != 0 {
@@ -259,39 +246,13 @@ fn grant_self_map(k: &mut Kernel) -> Check {
     ))
 }
 
-/// Deliberate faults, to check the crash reports (`gpu-dom.fault=<kind>` on
-/// the command line).
-#[inline(never)]
-fn inject_fault(kind: &str) {
-    log::info!("injecting fault {kind:?}");
-    match kind {
-        "panic" => panic!("deliberate panic (gpu-dom.fault=panic)"),
-        "page_fault" => {
-            // SAFETY: deliberately faulting: the stack guard page is unmapped.
-            unsafe { core::ptr::read_volatile(paging::stack_guard() as *const u8) };
-        }
-        "stack_overflow" => {
-            #[inline(never)]
-            #[allow(unconditional_recursion)]
-            fn recurse(n: u64) -> u64 {
-                let buf = [n; 64];
-                core::hint::black_box(&buf);
-                recurse(n + 1) + buf[3]
-            }
-            core::hint::black_box(recurse(0));
-        }
-        // SAFETY: deliberately faulting with an invalid opcode.
-        "invalid_opcode" => unsafe { core::arch::asm!("ud2") },
-        other => log::warn!("unknown gpu-dom.fault={other}"),
-    }
-}
-
 /// Runs every check, prints the summary, and powers the domain off.
 pub fn run(mut k: Kernel) -> ! {
     let mut r = Report { passed: 0, failed: 0 };
     log::info!("started as PVH dom0 (cmdline {:?}): running the self-test", k.cmdline());
     if let Some(kind) = k.cmdline_option("gpu-dom.fault") {
-        inject_fault(kind);
+        log::info!("injecting fault {kind:?}");
+        crate::arch::x86_64::fault::inject(kind);
     }
     r.record("hypercall_page", hypercall_page(&k));
     r.record("console", console());

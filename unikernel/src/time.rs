@@ -2,6 +2,7 @@
 //! (`xen.h`, `struct vcpu_time_info`):
 //! `system_time + ((((tsc - tsc_timestamp) << tsc_shift) * tsc_to_system_mul) >> 32)`,
 //! where a negative shift shifts right.
+#![forbid(unsafe_code)]
 
 use xen_abi::shared_info::VcpuTimeInfo;
 

@@ -4,6 +4,7 @@
 //! # Invariants
 //! - A slot is handed out at most once until it is released.
 //! - A GFN converts back to a slot only if it lies inside the window.
+#![forbid(unsafe_code)]
 
 extern crate alloc;
 use alloc::vec;

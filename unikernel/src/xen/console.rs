@@ -68,6 +68,15 @@ fn console_io(bytes: &[u8]) {
     }
 }
 
+/// One `CONSOLEIO_write` of `bytes` (at most 1 KiB), with its result.
+pub fn console_io_write(bytes: &[u8]) -> Result<(), super::XenError> {
+    let n = bytes.len().min(1024);
+    // SAFETY: the hypercall page is installed at boot, before any caller;
+    // `bytes` is valid for `n` bytes, and Xen only reads them.
+    let rc = unsafe { xen_abi::hypercall::console_io(CONSOLEIO_WRITE, n as u32, bytes.as_ptr()) };
+    super::XenError::check("CONSOLEIO_write", rc).map(|_| ())
+}
+
 fn ring(bytes: &[u8]) {
     let gfn = RING_GFN.load(Ordering::Relaxed);
     let port = RING_PORT.load(Ordering::Relaxed);
@@ -189,4 +198,20 @@ macro_rules! println {
         let mut w = $crate::xen::console::LineWriter::new();
         let _ = writeln!(w, $($arg)*);
     }};
+}
+
+/// The PV console ring's (out_cons, out_prod), if the ring is in use.
+pub fn ring_indexes() -> Option<(u32, u32)> {
+    if MODE.load(Ordering::Acquire) != MODE_RING {
+        return None;
+    }
+    let intf = (RING_GFN.load(Ordering::Relaxed) << 12) as *const XenconsInterface;
+    // SAFETY: as in `ring`: the ring page is mapped; the indexes are read
+    // with volatile loads.
+    unsafe {
+        Some((
+            core::ptr::read_volatile(core::ptr::addr_of!((*intf).out_cons)),
+            core::ptr::read_volatile(core::ptr::addr_of!((*intf).out_prod)),
+        ))
+    }
 }

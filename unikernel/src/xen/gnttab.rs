@@ -198,6 +198,21 @@ impl ForeignMapper {
         self.window.in_use()
     }
 
+    /// Copies the page mapped at `m` into `buf` (CPU access through the
+    /// window, e.g. to check a mapping).
+    pub fn read(&self, m: &Mapped, buf: &mut [u8; 4096]) -> bool {
+        if !self.window.contains(m.gfn) {
+            return false;
+        }
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `m.gfn` is a window GFN (checked), identity-mapped in the
+            // reserved region; if the grant was unmapped meanwhile, the read
+            // returns Xen's filler for an empty GFN, never another page.
+            *b = unsafe { core::ptr::read_volatile(((m.gfn << 12) + i as u64) as *const u8) };
+        }
+        true
+    }
+
     /// Maps `reqs` (in batches of [`BATCH`] per hypercall); `out[i]` gets
     /// the outcome of `reqs[i]`.
     pub fn map(&mut self, reqs: &[MapRequest], out: &mut [Result<Mapped, MapError>]) {

@@ -8,6 +8,7 @@ pub mod events;
 pub mod gnttab;
 pub mod hcall;
 pub mod logger;
+pub mod memory;
 pub mod params;
 pub mod sched;
 pub mod shared;

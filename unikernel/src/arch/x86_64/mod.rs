@@ -3,6 +3,7 @@
 pub mod alloc;
 pub mod boot;
 pub mod cpu;
+pub mod fault;
 pub mod lapic;
 pub mod paging;
 pub mod start;

@@ -76,8 +76,23 @@ fn memory_map(si: &HvmStartInfo) -> MemoryMap {
         let bytes = unsafe { core::slice::from_raw_parts(si.memmap_paddr as *const u8, len) };
         MemoryMap::from_start_info_bytes(bytes)
     } else {
-        kernel::xenmem_memory_map()
+        crate::xen::memory::memory_map().unwrap_or_else(|e| {
+            panic!("no memory map: start info v{} has none and {e}", si.version)
+        })
     }
+}
+
+/// The start info's command line ("" if none or not UTF-8), up to 1 KiB.
+fn read_cmdline(paddr: u64) -> &'static str {
+    if paddr == 0 || paddr >= 1 << 32 {
+        return "";
+    }
+    // SAFETY: Xen wrote a NUL-terminated string at `paddr` (below 4 GiB,
+    // identity-mapped, reserved from the heap with 4 KiB around it); at most
+    // 1 KiB is read, and the bytes are never written.
+    let bytes = unsafe { core::slice::from_raw_parts(paddr as *const u8, 1024) };
+    let len = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    core::str::from_utf8(&bytes[..len]).unwrap_or("")
 }
 
 /// The Rust entry, called by `boot.rs` on the main stack.
@@ -111,7 +126,8 @@ extern "C" fn unikernel_start64(start_info_paddr: u64) -> ! {
         reserved[r] = Range::new(m.paddr, m.size);
         r += 1;
     }
-    let k = kernel::init(si, map, &mut reserved, r, xen_version, image);
+    let k =
+        kernel::init(si, read_cmdline(si.cmdline_paddr), map, &mut reserved, r, xen_version, image);
     // SAFETY: `entry!` defines this function with exactly this signature.
     unsafe { __unikernel_main(k) }
 }

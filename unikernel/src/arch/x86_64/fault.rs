@@ -1,0 +1,29 @@
+//! Deliberate faults, to check the crash reports end to end
+//! (`gpu-dom.fault=<kind>` on the dom0 command line; see `selftest`).
+
+/// Triggers fault `kind`: `panic`, `page_fault` (read of the stack guard
+/// page), `stack_overflow` (unbounded recursion into the guard page),
+/// `invalid_opcode`. Returns only for an unknown kind.
+#[inline(never)]
+pub fn inject(kind: &str) {
+    match kind {
+        "panic" => panic!("deliberate panic (gpu-dom.fault=panic)"),
+        "page_fault" => {
+            // SAFETY: deliberately faulting: the stack guard page is unmapped.
+            unsafe { core::ptr::read_volatile(super::paging::stack_guard() as *const u8) };
+        }
+        "stack_overflow" => {
+            #[inline(never)]
+            #[allow(unconditional_recursion)]
+            fn recurse(n: u64) -> u64 {
+                let buf = [n; 64];
+                core::hint::black_box(&buf);
+                recurse(n + 1) + buf[3]
+            }
+            core::hint::black_box(recurse(0));
+        }
+        // SAFETY: deliberately faulting with an invalid opcode.
+        "invalid_opcode" => unsafe { core::arch::asm!("ud2") },
+        other => log::warn!("unknown gpu-dom.fault={other}"),
+    }
+}
