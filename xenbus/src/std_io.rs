@@ -14,6 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// The xenstored socket of current Xen tools.
 pub const SOCKET_PATH: &str = "/run/xenstored/socket";
@@ -115,6 +116,23 @@ impl StdTransport {
     /// Where this transport is connected.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// Bounds each blocking `recv` to `timeout` (`None`: wait indefinitely).
+    /// A `recv` that times out fails with `WouldBlock` or `TimedOut`, the
+    /// client returns that as [`crate::ClientError::Transport`] and stays usable.
+    /// Only the socket supports it; the device answers `Unsupported` (callers
+    /// then poll instead of blocking).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        match &self.stream {
+            Stream::Socket(s) => {
+                s.set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))))
+            }
+            Stream::Device(_) => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("read timeouts are not supported on {}", self.endpoint),
+            )),
+        }
     }
 
     fn io(&mut self) -> &mut dyn ReadWrite {
@@ -236,6 +254,22 @@ mod tests {
                 "device /dev/xen/xenbus"
             ]
         );
+    }
+
+    #[test]
+    fn socket_read_timeout_bounds_a_silent_xenstored() {
+        let path = temp_socket("silent");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut xs = Client::<StdTransport>::open(&[Endpoint::socket(&path)]).unwrap();
+        let (_conn, _) = listener.accept().unwrap();
+        xs.transport_mut().set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        let err = xs.read(TxId::NONE, "/x").unwrap_err();
+        assert!(
+            matches!(err, crate::ClientError::Transport(ref e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)),
+            "{err:?}"
+        );
+        let _ = std::fs::remove_file(&path);
     }
 
     /// A one-request xenstored on a real Unix socket: answers READ with a value.
