@@ -22,10 +22,14 @@
 
 extern crate alloc;
 
+pub mod device;
 mod handle;
+pub mod service;
 mod status;
 
+pub use device::{Connector, DeviceError};
 pub use handle::{BackendStats, CpuAccess};
+pub use service::{Change, Service};
 pub use status::refusal_status;
 
 use alloc::vec::Vec;

@@ -1,0 +1,417 @@
+//! The backend service: every vgpu device the toolstack created for gpu-dom,
+//! driven by xenstore watches and event-channel notifications.
+//!
+//! The caller (the unikernel's event loop, or a host test) owns the xenstore
+//! client and the event channels; it calls [`Service::start`] once, then
+//! [`Service::on_watch`] for every watch event, [`Service::on_event`] for
+//! every notification on a port, and [`Service::shutdown`] before gpu-dom
+//! exits. All waiting happens in the caller.
+//!
+//! # Invariants
+//! - Only devices under gpu-dom's own `backend/vgpu/` that validate are
+//!   served (see `device.rs`): the toolstack decides whom gpu-dom serves.
+//! - A device whose directory disappears, whose guest disappears, whose
+//!   guest closes, or whose guest breaks the ring protocol is revoked before
+//!   anything else happens to it; other devices are not disturbed.
+
+use core::fmt::Write as _;
+
+use gpuif::keys;
+use gpuif::wire::MAX_ENTRIES;
+use gpuif::RING_SIZE;
+use gtt::{DomId, GpuTables, GrantMapper};
+use xenbus::wire::TxId;
+use xenbus::{Client, Transport, XenbusState};
+
+use crate::device::{self, Connector, Device, DeviceError, Path};
+use crate::{Backend, CpuAccess};
+
+/// Devices served at once.
+pub const MAX_DEVICES: usize = 16;
+/// Watch token for gpu-dom's `backend/vgpu` tree.
+pub const TOKEN_BACKEND: &str = "vgpu-backend";
+/// Watch token for `@releaseDomain` (some domain died).
+pub const TOKEN_RELEASE: &str = "vgpu-release";
+/// Watch token for the frontends' directories.
+pub const TOKEN_FRONTEND: &str = "vgpu-frontend";
+/// Where gpu-dom publishes the GGTT size it manages (read by `vgpu attach`).
+pub const GGTT_TOTAL_NODE: &str = "data/vgpu-ggtt-entries";
+/// Requests served per notification before yielding to other devices.
+const BUDGET: u32 = 2 * RING_SIZE;
+
+/// What happened to a device, for the caller's log and tests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    /// Validated and waiting for the frontend.
+    InitWait { fe: DomId, devid: u32 },
+    /// Ring mapped, event channel bound (`port` is the local port to wait on).
+    Connected { fe: DomId, devid: u32, port: u32 },
+    /// Not served: validation or connection failed.
+    Refused { fe: DomId, devid: u32, error: DeviceError },
+    /// Revoked and closed (`why` says what triggered it).
+    Closed { fe: DomId, devid: u32, why: &'static str, grants_unmapped: u32 },
+}
+
+/// The backend service.
+pub struct Service<M, W, D, C: Connector> {
+    pub backend: Backend<M, W, D>,
+    pub connector: C,
+    devices: heapless::Vec<Device<C::Ring>, MAX_DEVICES>,
+}
+
+impl<M, W, D, C> Service<M, W, D, C>
+where
+    M: GrantMapper,
+    W: GpuTables,
+    D: CpuAccess,
+    C: Connector,
+{
+    /// A service around a backend.
+    pub fn new(backend: Backend<M, W, D>, connector: C) -> Self {
+        Service { backend, connector, devices: heapless::Vec::new() }
+    }
+
+    /// The devices known now.
+    pub fn devices(&self) -> impl Iterator<Item = &Device<C::Ring>> {
+        self.devices.iter()
+    }
+
+    /// Publishes what gpu-dom offers and sets its watches; then serves the
+    /// devices that already exist.
+    pub fn start<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        changes: &mut impl FnMut(Change),
+    ) -> Result<(), xenbus::ClientError<T::Error>> {
+        let mut total: heapless::String<16> = heapless::String::new();
+        let _ = write!(total, "{}", self.backend.engine().caps().ggtt_entries);
+        xs.write(TxId::NONE, GGTT_TOTAL_NODE, total.as_bytes())?;
+        xs.watch("backend/vgpu", TOKEN_BACKEND)?;
+        xs.watch("@releaseDomain", TOKEN_RELEASE)?;
+        self.rescan(xs, changes);
+        Ok(())
+    }
+
+    /// Handles one watch event (any token of ours rescans everything: the
+    /// device set is small and a rescan is idempotent).
+    pub fn on_watch<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        token: &str,
+        changes: &mut impl FnMut(Change),
+    ) {
+        if matches!(token, TOKEN_BACKEND | TOKEN_RELEASE | TOKEN_FRONTEND) {
+            self.rescan(xs, changes);
+        }
+    }
+
+    /// Serves the device bound to local `port`. Returns true if requests
+    /// remain (call again after other work).
+    pub fn on_event<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        port: u32,
+        changes: &mut impl FnMut(Change),
+    ) -> bool {
+        let Some(i) =
+            self.devices.iter().position(|d| d.live.as_ref().is_some_and(|l| l.port == port))
+        else {
+            return false;
+        };
+        let dev = &mut self.devices[i];
+        let live = dev.live.as_mut().expect("found by its live port");
+        match self.backend.serve(&mut live.conn, &mut live.ring, BUDGET) {
+            Ok(served) => {
+                if served.notify {
+                    self.connector.notify(port);
+                }
+                self.publish_stats(xs, i);
+                served.more
+            }
+            Err(_) => {
+                self.close(xs, i, "ring protocol violation", changes);
+                false
+            }
+        }
+    }
+
+    /// Revokes every device and writes Closed (gpu-dom is shutting down).
+    pub fn shutdown<T: Transport>(&mut self, xs: &mut Client<T>, changes: &mut impl FnMut(Change)) {
+        for i in 0..self.devices.len() {
+            self.close(xs, i, "backend shutting down", changes);
+        }
+    }
+
+    /// Brings every device in line with xenstore.
+    fn rescan<T: Transport>(&mut self, xs: &mut Client<T>, changes: &mut impl FnMut(Change)) {
+        // Devices whose directory vanished: revoke and forget.
+        let mut i = 0;
+        while i < self.devices.len() {
+            let be = self.devices[i].be_path();
+            if exists(xs, &be) {
+                i += 1;
+            } else {
+                self.close_silently(i, "backend directory removed", changes);
+                self.devices.swap_remove(i);
+            }
+        }
+        // New devices.
+        for (fe, devid) in list_devices(xs) {
+            if self.devices.iter().any(|d| d.fe == fe && d.devid == devid) {
+                continue;
+            }
+            if self.devices.push(Device::new(fe, devid)).is_err() {
+                log::warn!("vgpu dom{}/{devid}: more than {MAX_DEVICES} devices; not served", fe.0);
+                continue;
+            }
+            let dev = self.devices.last().expect("just pushed");
+            let fe_state = path_of(format_args!("{}/{}", dev.fe_path(), "state"));
+            let _ = xs.watch(&fe_state, TOKEN_FRONTEND);
+        }
+        for i in 0..self.devices.len() {
+            self.step(xs, i, changes);
+        }
+    }
+
+    /// Moves device `i` one step along the handshake, given xenstore now.
+    fn step<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        i: usize,
+        changes: &mut impl FnMut(Change),
+    ) {
+        let dev = &self.devices[i];
+        let fe_state = match device::frontend_state(xs, dev) {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        let online = device::online(xs, dev).unwrap_or(true);
+        let closing = matches!(fe_state, None | Some(XenbusState::Closing | XenbusState::Closed));
+        if !online || closing {
+            if dev.attached || dev.live.is_some() || !matches!(dev.state, XenbusState::Closed) {
+                let why = if !online {
+                    "toolstack detach"
+                } else if fe_state.is_none() {
+                    "guest gone"
+                } else {
+                    "frontend closed"
+                };
+                self.close(xs, i, why, changes);
+            }
+            return;
+        }
+        match dev.state {
+            // New, or closed earlier and the frontend starts over.
+            XenbusState::Unknown | XenbusState::Closed => self.probe(xs, i, changes),
+            XenbusState::InitWait
+                if matches!(fe_state, Some(XenbusState::Initialised | XenbusState::Connected)) =>
+            {
+                self.connect(xs, i, changes)
+            }
+            _ => {}
+        }
+    }
+
+    /// Validates device `i`, attaches its guest, moves to InitWait.
+    fn probe<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        i: usize,
+        changes: &mut impl FnMut(Change),
+    ) {
+        let dev = &self.devices[i];
+        let (fe, devid) = (dev.fe, dev.devid);
+        let limits = match device::validate(xs, dev) {
+            Ok(l) => l,
+            Err(e) => return self.refuse(xs, i, e, changes),
+        };
+        if let Err(r) = self.backend.engine_mut().attach(fe, limits) {
+            return self.refuse(xs, i, DeviceError::Refused(r), changes);
+        }
+        let dev = &mut self.devices[i];
+        dev.attached = true;
+        dev.error = None;
+        let be = dev.be_path();
+        let mut n: heapless::String<16> = heapless::String::new();
+        let _ = write!(n, "{}", MAX_ENTRIES.min(self.backend.engine().config().max_batch));
+        let mut slots: heapless::String<16> = heapless::String::new();
+        let _ = write!(slots, "{RING_SIZE}");
+        let mut ok =
+            xs.write(TxId::NONE, &path_of(format_args!("{be}/{}", keys::VERSIONS)), b"1").is_ok();
+        ok &= xs
+            .write(TxId::NONE, &path_of(format_args!("{be}/{}", keys::MAX_ENTRIES)), n.as_bytes())
+            .is_ok();
+        ok &= xs
+            .write(
+                TxId::NONE,
+                &path_of(format_args!("{be}/{}", keys::RING_SLOTS)),
+                slots.as_bytes(),
+            )
+            .is_ok();
+        ok &= device::set_state(xs, dev, XenbusState::InitWait).is_ok();
+        if ok {
+            log::info!(
+                "vgpu dom{}/{devid}: attached: GGTT slice {}+{}, {} contexts, {} pages",
+                fe.0,
+                limits.ggtt_base,
+                limits.ggtt_len,
+                limits.max_contexts,
+                limits.max_pages
+            );
+            changes(Change::InitWait { fe, devid });
+        }
+    }
+
+    /// Maps the ring and binds the event channel of device `i`.
+    fn connect<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        i: usize,
+        changes: &mut impl FnMut(Change),
+    ) {
+        let dev = &self.devices[i];
+        let (fe, devid) = (dev.fe, dev.devid);
+        match device::connect(xs, dev, &mut self.connector) {
+            Ok(live) => {
+                let port = live.port;
+                let dev = &mut self.devices[i];
+                dev.live = Some(live);
+                if device::set_state(xs, dev, XenbusState::Connected).is_ok() {
+                    log::info!("vgpu dom{}/{devid}: connected (local port {port})", fe.0);
+                    changes(Change::Connected { fe, devid, port });
+                }
+            }
+            Err(e) => self.refuse(xs, i, e, changes),
+        }
+    }
+
+    /// Device `i` is not served: says why in xenstore and the log, revokes
+    /// anything attached, and closes.
+    fn refuse<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        i: usize,
+        error: DeviceError,
+        changes: &mut impl FnMut(Change),
+    ) {
+        let (fe, devid) = (self.devices[i].fe, self.devices[i].devid);
+        log::warn!("vgpu dom{}/{devid}: not served: {error}", fe.0);
+        let dev = &mut self.devices[i];
+        let mut msg: heapless::String<160> = heapless::String::new();
+        let _ = write!(msg, "{error}");
+        let _ =
+            xs.write(TxId::NONE, &path_of(format_args!("{}/error", dev.be_path())), msg.as_bytes());
+        device::disconnect(&mut self.backend, dev, &mut self.connector);
+        let _ = device::set_state(xs, dev, XenbusState::Closed);
+        dev.error = Some(error.clone());
+        changes(Change::Refused { fe, devid, error });
+    }
+
+    /// Revokes device `i` and writes Closed.
+    fn close<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        i: usize,
+        why: &'static str,
+        changes: &mut impl FnMut(Change),
+    ) {
+        self.close_silently(i, why, changes);
+        let dev = &mut self.devices[i];
+        if exists(xs, &dev.be_path()) {
+            let _ = device::set_state(xs, dev, XenbusState::Closed);
+        }
+    }
+
+    /// Revokes device `i` without touching xenstore (its directory is gone).
+    fn close_silently(&mut self, i: usize, why: &'static str, changes: &mut impl FnMut(Change)) {
+        let dev = &mut self.devices[i];
+        let was_active = dev.attached || dev.live.is_some();
+        let rel = device::disconnect(&mut self.backend, dev, &mut self.connector);
+        dev.state = XenbusState::Closed;
+        if was_active {
+            log::info!(
+                "vgpu dom{}/{}: closed ({why}): {} grants unmapped",
+                dev.fe.0,
+                dev.devid,
+                rel.grants_unmapped
+            );
+            changes(Change::Closed {
+                fe: dev.fe,
+                devid: dev.devid,
+                why,
+                grants_unmapped: rel.grants_unmapped,
+            });
+        }
+    }
+
+    /// Writes the device's statistics under `stats/` where they changed.
+    fn publish_stats<T: Transport>(&mut self, xs: &mut Client<T>, i: usize) {
+        let dev = &self.devices[i];
+        let Some(s) = self.backend.engine().guest_stats(dev.fe) else { return };
+        let now = [
+            s.pages as u64,
+            (s.ggtt_entries + s.ppgtt_entries) as u64,
+            s.contexts as u64,
+            s.refused,
+        ];
+        let be = dev.be_path();
+        let names = ["pages", "entries", "contexts", "refused"];
+        for (k, name) in names.iter().enumerate() {
+            if now[k] != self.devices[i].published[k] {
+                let mut v: heapless::String<24> = heapless::String::new();
+                let _ = write!(v, "{}", now[k]);
+                if xs
+                    .write(TxId::NONE, &path_of(format_args!("{be}/stats/{name}")), v.as_bytes())
+                    .is_ok()
+                {
+                    self.devices[i].published[k] = now[k];
+                }
+            }
+        }
+    }
+}
+
+fn path_of(args: core::fmt::Arguments<'_>) -> Path {
+    let mut p = Path::new();
+    let _ = p.write_fmt(args);
+    p
+}
+
+fn exists<T: Transport>(xs: &mut Client<T>, p: &str) -> bool {
+    match xs.read(TxId::NONE, p) {
+        Ok(_) => true,
+        Err(e) => !e.is_not_found(),
+    }
+}
+
+/// Every `(frontend, devid)` under `backend/vgpu/`. Entries that are not
+/// numbers are ignored (and logged).
+fn list_devices<T: Transport>(xs: &mut Client<T>) -> heapless::Vec<(DomId, u32), MAX_DEVICES> {
+    let mut out = heapless::Vec::new();
+    let mut fes: heapless::Vec<u16, MAX_DEVICES> = heapless::Vec::new();
+    if let Ok(list) = xs.directory(TxId::NONE, "backend/vgpu") {
+        for name in list.iter() {
+            match gpuif::keys::parse_u32(name).and_then(|v| u16::try_from(v).ok()) {
+                Some(fe) => {
+                    let _ = fes.push(fe);
+                }
+                None => log::debug!("backend/vgpu: ignoring entry that is not a domid"),
+            }
+        }
+    }
+    for fe in fes {
+        let dir = path_of(format_args!("backend/vgpu/{fe}"));
+        let mut devids: heapless::Vec<u32, MAX_DEVICES> = heapless::Vec::new();
+        if let Ok(list) = xs.directory(TxId::NONE, &dir) {
+            for name in list.iter() {
+                if let Some(d) = gpuif::keys::parse_u32(name) {
+                    let _ = devids.push(d);
+                }
+            }
+        }
+        for d in devids {
+            let _ = out.push((DomId(fe), d));
+        }
+    }
+    out
+}
