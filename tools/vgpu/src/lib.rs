@@ -1,0 +1,80 @@
+//! # vgpu — the toolstack's command for gpu-dom devices (dom0)
+//!
+//! gpu-dom serves only the guests the toolstack attached: a device is a pair
+//! of xenstore directories, the backend one holding the guest's limits in a
+//! dom0-owned `limits/` directory (see [`layout`]). This crate creates
+//! ([`attach`]), removes ([`detach`]) and shows ([`list`]) such devices the
+//! way libxl does for split drivers, over [`xenbus::Client`].
+//!
+//! | module | what |
+//! |---|---|
+//! | [`cli`] | the command line and its help |
+//! | [`store`] | xenstore calls with typed errors, bounded transactions and waits |
+//! | [`domains`] | domains by name or domid |
+//! | [`layout`] | the paths, values and permissions of a device |
+//! | [`slice`] | GGTT slice placement |
+//! | [`attach`], [`detach`], [`list`] | the commands |
+//! | [`error`] | what goes wrong, and what to do next |
+//!
+//! Everything runs against any [`store::Bounded`] transport, so the tests
+//! drive the real client code against an in-memory xenstored.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod attach;
+pub mod cli;
+pub mod detach;
+pub mod domains;
+pub mod error;
+pub mod layout;
+pub mod list;
+pub mod slice;
+pub mod store;
+
+use std::io::Write;
+
+pub use cli::{Command, Parsed};
+pub use error::Error;
+pub use store::{Bounded, Store};
+
+/// Runs `command`; the result goes to `out`, notes (with `verbose`) and
+/// warnings to `err`.
+pub fn run<T: Bounded>(
+    xs: &mut Store<T>,
+    command: &Command,
+    verbose: bool,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<(), Error> {
+    match command {
+        Command::Attach(args) => {
+            let done = attach::attach(xs, args)?;
+            for w in &done.warnings {
+                let _ = writeln!(err, "vgpu: warning: {w}");
+            }
+            if verbose {
+                for n in &done.notes {
+                    let _ = writeln!(err, "vgpu: {n}");
+                }
+            }
+            let _ = writeln!(out, "{}", done.summary());
+            if let Some(timeout) = args.wait {
+                let took = attach::wait_connected(xs, &done, timeout)?;
+                let _ = writeln!(
+                    out,
+                    "connected in {:.1} s (frontend Connected, backend Connected)",
+                    took.as_secs_f64()
+                );
+            }
+        }
+        Command::Detach(args) => {
+            let done = detach::detach(xs, args)?;
+            let _ = writeln!(out, "{}", done.summary());
+        }
+        Command::List { backend } => {
+            let listing = list::list(xs, backend)?;
+            let _ = write!(out, "{}", listing.render());
+        }
+    }
+    Ok(())
+}
