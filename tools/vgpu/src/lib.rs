@@ -78,3 +78,44 @@ pub fn run<T: Bounded>(
     }
     Ok(())
 }
+
+/// The whole program after the arguments are split: parses `args`, connects
+/// with `connect` only if a command is to run, runs it, prints the result to
+/// `out` and problems to `err`. Returns the exit status: 0 done, 1 failed,
+/// 2 usage error.
+pub fn main_with<T: Bounded>(
+    args: &[String],
+    connect: impl FnOnce() -> Result<Store<T>, String>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> u8 {
+    let (verbose, command) = match cli::parse(args) {
+        Ok(Parsed::Run { verbose, command }) => (verbose, command),
+        Ok(Parsed::Help(text)) => {
+            let _ = write!(out, "{text}");
+            return 0;
+        }
+        Ok(Parsed::Version) => {
+            let _ = writeln!(out, "vgpu {}", env!("CARGO_PKG_VERSION"));
+            return 0;
+        }
+        Err(e) => {
+            let _ = writeln!(err, "vgpu: {e}\nTry `vgpu --help`.");
+            return e.exit_code();
+        }
+    };
+    let mut xs = match connect() {
+        Ok(xs) => xs,
+        Err(text) => {
+            let _ = writeln!(err, "vgpu: {text}");
+            return 1;
+        }
+    };
+    match run(&mut xs, &command, verbose, out, err) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(err, "vgpu: {e}");
+            e.exit_code()
+        }
+    }
+}
