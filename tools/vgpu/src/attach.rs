@@ -299,7 +299,7 @@ pub fn wait_connected<T: Bounded>(
     match waited {
         Waited::Done(Ok(()), took) => Ok(took),
         Waited::Done(Err(e), _) => Err(e),
-        Waited::TimedOut(took) => {
+        Waited::TimedOut(_) => {
             let (f, b) = states(xs, &dev)?;
             let hint = if is(&b, XenbusState::Initialising) || b.is_none() {
                 format!(
@@ -318,7 +318,7 @@ pub fn wait_connected<T: Bounded>(
                     done.backend.label()
                 )
             };
-            Err(Error::Timeout { what, waited: took, stuck: describe(&f, &b), hint })
+            Err(Error::Timeout { what, waited: timeout, stuck: describe(&f, &b), hint })
         }
     }
 }

@@ -88,8 +88,8 @@ impl Detached {
         let b = self.backend.as_ref().map_or_else(|| "its backend".to_string(), |b| b.to_string());
         match self.how {
             How::Closed(took) => format!(
-                "detached vgpu {d} of {g} from {b}: backend Closed after {:.1} s; removed both directories",
-                took.as_secs_f64()
+                "detached vgpu {d} of {g} from {b}: backend Closed after {}; removed both directories",
+                crate::store::took(took)
             ),
             How::Forced => format!(
                 "removed vgpu {d} of {g} from {b} without waiting (--force); \
@@ -202,11 +202,11 @@ pub fn detach<T: Bounded>(xs: &mut Store<T>, args: &DetachArgs) -> Result<Detach
             xs.transact(|xs, tx| remove(xs, tx, &dev, true))?;
             Ok(done(Some(backend), How::Closed(took)))
         }
-        Waited::TimedOut(took) => {
+        Waited::TimedOut(_) => {
             let state = xs.read(TxId::NONE, &state_path)?;
             Err(Error::Timeout {
                 what: format!("vgpu {} of {} was not closed by {}", args.devid, guest, backend),
-                waited: took,
+                waited: args.timeout,
                 stuck: format!("backend {} (waiting for Closed)", state_name(state.as_deref())),
                 hint: format!(
                     "gpu-dom may still be revoking the guest's mappings (`xl console {}`); \

@@ -116,7 +116,7 @@ pub enum Error {
     Timeout {
         /// What we waited for.
         what: String,
-        /// How long.
+        /// The bound that ran out.
         waited: Duration,
         /// Where the device is stuck, e.g. `frontend Initialising, backend InitWait`.
         stuck: String,

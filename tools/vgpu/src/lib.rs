@@ -62,8 +62,8 @@ pub fn run<T: Bounded>(
                 let took = attach::wait_connected(xs, &done, timeout)?;
                 let _ = writeln!(
                     out,
-                    "connected in {:.1} s (frontend Connected, backend Connected)",
-                    took.as_secs_f64()
+                    "connected in {} (frontend Connected, backend Connected)",
+                    store::took(took)
                 );
             }
         }

@@ -51,6 +51,15 @@ impl Bounded for StdTransport {
     }
 }
 
+/// A measured duration for a person: `38 ms` below a second, else `1.2 s`.
+pub fn took(d: Duration) -> String {
+    if d < Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 /// How a bounded wait ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Waited<R> {

@@ -52,7 +52,7 @@ fn detach_waits_for_closed_then_removes_both_dirs() {
         "{}",
         r.out
     );
-    assert!(r.out.ends_with(" s; removed both directories\n"), "{}", r.out);
+    assert!(r.out.ends_with(" ms; removed both directories\n"), "{}", r.out);
     assert_eq!(*seen.lock().unwrap(), ["online=Some(\"0\") both-dirs=true"]);
     assert!(!exists(&xs, BE) && !exists(&xs, FE));
     // Empty parents go too (as libxl's path cleanup); the backend's root and `device/` stay.

@@ -2,6 +2,7 @@
 //! of domains, simulated gpu-dom and frontends, and a way to run `vgpu`.
 #![allow(dead_code)]
 
+pub mod socket;
 pub mod tree;
 pub mod xenstored;
 

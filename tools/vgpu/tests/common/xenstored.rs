@@ -247,7 +247,8 @@ impl Xenstored {
         });
     }
 
-    fn run_idle(&self) {
+    /// Runs the idle hooks once.
+    pub fn run_idle(&self) {
         let mut s = self.lock();
         let mut hooks = std::mem::take(&mut s.idle);
         for h in hooks.iter_mut() {

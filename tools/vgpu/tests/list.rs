@@ -1,0 +1,60 @@
+//! `vgpu list` against the model xenstored.
+
+mod common;
+
+use common::{system, vgpu};
+
+#[test]
+fn list_shows_states_slices_statistics_and_stale_devices() {
+    let xs = system();
+    xs.add_domain(9, "doomed");
+    for line in [
+        "guest1",
+        "guest2 --ggtt-entries 8192",
+        "guest2 --devid 1 --ggtt-entries 16",
+        "doomed --contexts 2",
+    ] {
+        let r = vgpu(&xs, &format!("attach {line}"));
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+    let be = "/local/domain/1/backend/vgpu";
+    xs.write(0, &format!("{be}/ggtt-entries-total"), "262144");
+    // guest1 is connected and gpu-dom published its statistics.
+    xs.write(1, &format!("{be}/5/0/state"), "4");
+    xs.write(5, "/local/domain/5/device/vgpu/0/state", "4");
+    for (key, value) in [("pages", "12"), ("entries", "4096"), ("contexts", "2"), ("refused", "0")]
+    {
+        xs.write(1, &format!("{be}/5/0/stats/{key}"), value);
+    }
+    // guest2's first device waits for its frontend; a statistic is malformed.
+    xs.write(1, &format!("{be}/7/0/state"), "2");
+    xs.write(1, &format!("{be}/7/0/stats/refused"), "many");
+    // doomed was destroyed without detaching its device.
+    xs.with(|m| m.rm(0, "/local/domain/9")).unwrap();
+    xs.write(1, &format!("{be}/9/0/state"), "6");
+    let r = vgpu(&xs, "list");
+    assert_eq!(r.code, 0, "{r:?}");
+    let expected = "\
+gpu-dom (domid 1): GGTT of 262144 entries, 4 vgpu device(s)
+GUEST   DOMID  DEVID  FRONTEND      BACKEND       GGTT-SLICE  PAGES  ENTRIES  CONTEXTS  REFUSED
+guest1      5      0  Connected     Connected     0+4096         12     4096         2        0
+guest2      7      0  Initialising  InitWait      4096+8192       -        -         -        ?
+guest2      7      1  Initialising  Initialising  12288+16        -        -         -        -
+-           9      0  -             Closed        12304+4096      -        -         -        -
+stale: domain 9 no longer exists but its vgpu 0 is still attached to gpu-dom; run `vgpu detach 9 --devid 0`
+";
+    assert_eq!(r.out, expected, "\n{}", r.out);
+}
+
+#[test]
+fn an_empty_backend_says_so_and_an_unknown_one_is_an_error() {
+    let xs = system();
+    let r = vgpu(&xs, "list");
+    assert_eq!(
+        (r.code, r.out.as_str()),
+        (0, "gpu-dom (domid 1): GGTT of 65536 entries (assumed: not published by the backend), no vgpu devices attached\n")
+    );
+    let r = vgpu(&xs, "list --backend gpu-dom2");
+    assert_eq!(r.code, 1);
+    assert!(r.err.starts_with("vgpu: no domain 'gpu-dom2' to use as backend"), "{r:?}");
+}
