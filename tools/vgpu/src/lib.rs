@@ -12,7 +12,7 @@
 //! | [`store`] | xenstore calls with typed errors, bounded transactions and waits |
 //! | [`domains`] | domains by name or domid |
 //! | [`layout`] | the paths, values and permissions of a device |
-//! | [`slice`] | GGTT slice placement |
+//! | [`slice`](mod@slice) | GGTT slice placement |
 //! | [`attach`], [`detach`], [`list`] | the commands |
 //! | [`error`] | what goes wrong, and what to do next |
 //!
