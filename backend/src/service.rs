@@ -34,8 +34,6 @@ pub const TOKEN_BACKEND: &str = "vgpu-backend";
 pub const TOKEN_RELEASE: &str = "vgpu-release";
 /// Watch token for the frontends' directories.
 pub const TOKEN_FRONTEND: &str = "vgpu-frontend";
-/// Where gpu-dom publishes the GGTT size it manages (read by `vgpu attach`).
-pub const GGTT_TOTAL_NODE: &str = "data/vgpu-ggtt-entries";
 /// Requests served per notification before yielding to other devices.
 const BUDGET: u32 = 2 * RING_SIZE;
 
@@ -85,7 +83,7 @@ where
     ) -> Result<(), xenbus::ClientError<T::Error>> {
         let mut total: heapless::String<16> = heapless::String::new();
         let _ = write!(total, "{}", self.backend.engine().caps().ggtt_entries);
-        xs.write(TxId::NONE, GGTT_TOTAL_NODE, total.as_bytes())?;
+        xs.write(TxId::NONE, keys::GGTT_TOTAL, total.as_bytes())?;
         xs.watch("backend/vgpu", TOKEN_BACKEND)?;
         xs.watch("@releaseDomain", TOKEN_RELEASE)?;
         self.rescan(xs, changes);

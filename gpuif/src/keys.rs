@@ -38,6 +38,11 @@ pub const RING_SLOTS: &str = "ring-slots";
 /// Both: the xenbus state, as a decimal string.
 pub const STATE: &str = "state";
 
+/// Backend: the number of GGTT entries it manages, relative to the backend
+/// domain's home path (`/local/domain/<backend>/`): a node the backend can
+/// write (`data/` is the domain's own), read by `vgpu attach` to place slices.
+pub const GGTT_TOTAL: &str = "data/vgpu-ggtt-entries";
+
 /// The dom0-owned directory of limits inside the backend directory.
 pub const LIMITS_DIR: &str = "limits";
 /// Limit keys, relative to [`LIMITS_DIR`].

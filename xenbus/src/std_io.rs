@@ -215,6 +215,30 @@ impl<const EVENTS: usize> Client<StdTransport, EVENTS> {
     }
 }
 
+/// A transport whose blocking reads can be bounded (so a dom0 tool never
+/// hangs on xenstored).
+pub trait Bounded: Transport {
+    /// Bounds every later blocking read to `timeout` (`None`: unbounded).
+    /// Returns `false` if this transport cannot (then callers poll).
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> bool;
+    /// Whether `err` is a read that timed out.
+    fn is_timeout(err: &Self::Error) -> bool;
+    /// `err` for a person.
+    fn describe(err: &Self::Error) -> String;
+}
+
+impl Bounded for StdTransport {
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> bool {
+        self.set_read_timeout(timeout).is_ok()
+    }
+    fn is_timeout(err: &io::Error) -> bool {
+        matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+    }
+    fn describe(err: &io::Error) -> String {
+        err.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

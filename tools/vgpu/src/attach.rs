@@ -7,7 +7,7 @@ use xenbus::{DomId, TxId, XenbusState};
 
 use crate::domains::{self, Domain, Gone};
 use crate::error::Error;
-use crate::layout::{self, Device, Limits, DEFAULT_GGTT_TOTAL, GGTT_TOTAL_KEY};
+use crate::layout::{self, Device, Limits, DEFAULT_GGTT_TOTAL};
 use crate::slice::{self, Refused, Slice};
 use crate::store::{Bounded, Store, Waited};
 
@@ -124,7 +124,7 @@ pub fn ggtt_total<T: Bounded>(
     tx: TxId,
     backend: DomId,
 ) -> Result<(u32, bool), Error> {
-    let path = format!("{}/{GGTT_TOTAL_KEY}", layout::backend_root(backend));
+    let path = layout::ggtt_total_path(backend);
     Ok(match xs.read_u32(tx, &path)? {
         Some(n) => (n, true),
         None => (DEFAULT_GGTT_TOTAL, false),
@@ -188,9 +188,9 @@ pub fn attach<T: Bounded>(xs: &mut Store<T>, args: &AttachArgs) -> Result<Attach
         }
         let note = (!published).then(|| {
             format!(
-                "{} has not published {}/{GGTT_TOTAL_KEY}; assumed a GGTT of {total} entries",
+                "{} has not published {}; assumed a GGTT of {total} entries",
                 backend,
-                layout::backend_root(backend.id)
+                layout::ggtt_total_path(backend.id)
             )
         });
         Ok((limits, note))

@@ -30,9 +30,11 @@ use gpuif::keys;
 
 use crate::slice::Slice;
 
-/// Published by gpu-dom next to the device directories: the GGTT entries it manages.
-pub const GGTT_TOTAL_KEY: &str = "ggtt-entries-total";
-/// Assumed when gpu-dom has not published [`GGTT_TOTAL_KEY`].
+/// Where a backend publishes the GGTT entries it manages.
+pub fn ggtt_total_path(backend: DomId) -> String {
+    format!("/local/domain/{backend}/{}", keys::GGTT_TOTAL)
+}
+/// Assumed when gpu-dom has not published [`ggtt_total_path`].
 pub const DEFAULT_GGTT_TOTAL: u32 = 65536;
 /// Directory of the statistics gpu-dom publishes in each device directory.
 pub const STATS_DIR: &str = "stats";

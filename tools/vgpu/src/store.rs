@@ -14,8 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use xenbus::std_io::StdTransport;
-use xenbus::{Client, ClientError, Perm, Transport, TxId, TxOutcome, XsError};
+use xenbus::{Client, ClientError, Perm, TxId, TxOutcome, XsError};
 
 use crate::error::Error;
 
@@ -28,28 +27,7 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// Interval of the polling fallback for transports without read timeouts.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
-/// A transport whose blocking reads can be bounded.
-pub trait Bounded: Transport {
-    /// Bounds every later blocking read to `timeout` (`None`: unbounded).
-    /// Returns `false` if this transport cannot.
-    fn set_timeout(&mut self, timeout: Option<Duration>) -> bool;
-    /// Whether `err` is a read that timed out.
-    fn is_timeout(err: &Self::Error) -> bool;
-    /// `err` for a person.
-    fn describe(err: &Self::Error) -> String;
-}
-
-impl Bounded for StdTransport {
-    fn set_timeout(&mut self, timeout: Option<Duration>) -> bool {
-        self.set_read_timeout(timeout).is_ok()
-    }
-    fn is_timeout(err: &std::io::Error) -> bool {
-        matches!(err.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)
-    }
-    fn describe(err: &std::io::Error) -> String {
-        err.to_string()
-    }
-}
+pub use xenbus::std_io::Bounded;
 
 /// A measured duration for a person: `38 ms` below a second, else `1.2 s`.
 pub fn took(d: Duration) -> String {

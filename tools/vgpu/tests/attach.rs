@@ -136,8 +136,8 @@ fn automatic_slice_placement_avoids_existing_slices() {
 fn automatic_placement_uses_the_published_ggtt_size_and_says_when_it_assumes_one() {
     let xs = system();
     let r = attach_line(&xs, "guest1 -v");
-    assert!(r.err.contains("has not published /local/domain/1/backend/vgpu/ggtt-entries-total; assumed a GGTT of 65536 entries"), "{r:?}");
-    xs.write(0, "/local/domain/1/backend/vgpu/ggtt-entries-total", "8192");
+    assert!(r.err.contains("has not published /local/domain/1/data/vgpu-ggtt-entries; assumed a GGTT of 65536 entries"), "{r:?}");
+    xs.write(0, "/local/domain/1/data/vgpu-ggtt-entries", "8192");
     let r = attach_line(&xs, "guest2 --ggtt-entries 4097");
     assert_eq!(r.code, 1);
     assert!(
@@ -210,8 +210,7 @@ fn endless_eagain_gives_up_after_bounded_attempts() {
     let xs = system();
     for i in 0..vgpu::store::MAX_TRIES {
         xs.before_commit(move |m| {
-            m.write(0, "/local/domain/1/backend/vgpu/ggtt-entries-total", &format!("{}", 60000 + i))
-                .unwrap()
+            m.write(0, "/local/domain/1/data/vgpu-ggtt-entries", &format!("{}", 60000 + i)).unwrap()
         });
     }
     let r = attach_line(&xs, "guest1");

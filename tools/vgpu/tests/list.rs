@@ -18,7 +18,7 @@ fn list_shows_states_slices_statistics_and_stale_devices() {
         assert_eq!(r.code, 0, "{r:?}");
     }
     let be = "/local/domain/1/backend/vgpu";
-    xs.write(0, &format!("{be}/ggtt-entries-total"), "262144");
+    xs.write(0, "/local/domain/1/data/vgpu-ggtt-entries", "262144");
     // guest1 is connected and gpu-dom published its statistics.
     xs.write(1, &format!("{be}/5/0/state"), "4");
     xs.write(5, "/local/domain/5/device/vgpu/0/state", "4");

@@ -2,9 +2,8 @@
 //! of domains, simulated gpu-dom and frontends, and a way to run `vgpu`.
 #![allow(dead_code)]
 
-pub mod socket;
-pub mod tree;
-pub mod xenstored;
+#[allow(unused_imports)]
+pub use xenstored_model::{socket, tree, xenstored};
 
 use vgpu::Store;
 use xenbus::{Client, DomId};

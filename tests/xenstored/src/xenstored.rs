@@ -4,7 +4,7 @@
 //!
 //! What it implements: READ, WRITE, MKDIR, RM, DIRECTORY, GET_PERMS,
 //! SET_PERMS, WATCH, UNWATCH, TRANSACTION_START/END, GET_DOMAIN_PATH, with
-//! permissions as in [`super::tree`]. Transactions work on a snapshot and
+//! permissions as in [`crate::tree`]. Transactions work on a snapshot and
 //! record the generation of every node they touch; the commit fails with
 //! EAGAIN if any of them changed meanwhile (as C xenstored does), else the
 //! transaction's operations are replayed and watches fire. Watches fire on
@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use xenbus::wire::{Header, MsgType, HEADER_LEN};
 use xenbus::{DomId, Framer, Perm, Transport};
 
-use super::tree::{is_under, Change, Op, Tree};
+use crate::tree::{is_under, Change, Op, Tree};
 
 type Hook = Box<dyn FnMut(&mut Model) + Send>;
 type OnceHook = Box<dyn FnOnce(&mut Model) + Send>;
@@ -298,7 +298,7 @@ fn request(m: &mut Model, conn: usize, ty: MsgType, tx_id: u32, payload: &[u8]) 
     let ok = |t| Ok((t, b"OK\0".to_vec()));
     let first = strings(payload).into_iter().next().unwrap_or_default();
     let path = absolute(domid, &first);
-    if tx_id != 0 && !m.txs.get(&tx_id).is_some_and(|t| t.conn == conn) {
+    if tx_id != 0 && m.txs.get(&tx_id).is_none_or(|t| t.conn != conn) {
         return Err("ENOENT");
     }
     let op = match ty {
@@ -373,7 +373,7 @@ fn request(m: &mut Model, conn: usize, ty: MsgType, tx_id: u32, payload: &[u8]) 
     };
     match m.txs.get_mut(&tx_id) {
         Some(tx) => {
-            for p in [Some(op.path()), super::tree::parent(op.path())].into_iter().flatten() {
+            for p in [Some(op.path()), crate::tree::parent(op.path())].into_iter().flatten() {
                 tx.accessed.entry(p.to_string()).or_insert_with(|| tx.snapshot.gen(p));
             }
             tx.snapshot.apply(domid, &op)?;
@@ -471,7 +471,9 @@ impl Transport for Conn {
     }
 }
 
-impl vgpu::Bounded for Conn {
+impl xenbus::std_io::Bounded for Conn {
+    /// A read past the deadline fails with `WouldBlock`; `false` when this
+    /// connection models a transport that cannot bound reads ([`Conn::bounded`]).
     fn set_timeout(&mut self, timeout: Option<Duration>) -> bool {
         if self.bounded {
             self.deadline = timeout.map(|t| Instant::now() + t);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use xenbus::Transport;
 
-use super::Xenstored;
+use crate::xenstored::Xenstored;
 
 /// A listening socket; stops and removes itself when dropped.
 pub struct Server {
