@@ -7,7 +7,8 @@
 //! 1. **validates** it before serving anything: the `frontend` and
 //!    `frontend-id` nodes name the guest the directory is for; every limit is
 //!    present, a number, owned by dom0 and not writable by the guest; the
-//!    backend directory itself is not writable by the guest;
+//!    backend directory itself is not writable by the guest (a dom0 frontend
+//!    is the toolstack's own domain: for it only ownership is checked);
 //! 2. attaches the guest to `gtt` with those limits and moves to **InitWait**,
 //!    publishing `versions`, `max-entries` and `ring-slots`;
 //! 3. when the frontend is Initialised (or Connected), reads `version`,
@@ -68,6 +69,8 @@ pub enum DeviceError {
     GuestWritable(&'static str),
     /// A limit is not owned by dom0 (the owner is shown).
     NotToolstackOwned { node: &'static str, owner: u16 },
+    /// gpu-dom may not read a node it needs (`EACCES`).
+    Unreadable(&'static str),
     /// `gtt` refused to attach the guest with these limits.
     Refused(gtt::Refusal),
     /// The frontend speaks no protocol version we do.
@@ -90,6 +93,12 @@ impl fmt::Display for DeviceError {
             }
             DeviceError::NotToolstackOwned { node, owner } => {
                 write!(f, "{node} is owned by domain {owner}, not by dom0")
+            }
+            DeviceError::Unreadable(n) => {
+                write!(
+                    f,
+                    "{n} is not readable by gpu-dom (the toolstack must grant it read access)"
+                )
             }
             DeviceError::Refused(r) => write!(f, "refused by gtt: {r}"),
             DeviceError::Version => write!(f, "no common protocol version"),
@@ -180,6 +189,7 @@ type XsResult<T, E> = Result<T, xenbus::ClientError<E>>;
 fn read_u32<T: Transport>(
     xs: &mut Client<T>,
     p: &str,
+    node: &'static str,
 ) -> Result<Option<Result<u32, heapless::String<16>>>, DeviceError> {
     match xs.read(TxId::NONE, p) {
         Ok(v) => {
@@ -187,7 +197,18 @@ fn read_u32<T: Transport>(
             Ok(Some(s.ok_or_else(|| short(v))))
         }
         Err(e) if e.is_not_found() => Ok(None),
-        Err(_) => Err(DeviceError::Xenstore),
+        Err(e) => Err(read_error(&e, node)),
+    }
+}
+
+/// What a failed read of `node` means for the device.
+fn read_error<E>(e: &xenbus::ClientError<E>, node: &'static str) -> DeviceError {
+    if e.is_not_found() {
+        DeviceError::Missing(node)
+    } else if e.is_xs(&xenbus::XsError::AccessDenied) {
+        DeviceError::Unreadable(node)
+    } else {
+        DeviceError::Xenstore
     }
 }
 
@@ -197,7 +218,7 @@ fn require_u32<T: Transport>(
     dir: &str,
     node: &'static str,
 ) -> Result<u32, DeviceError> {
-    match read_u32(xs, &path(format_args!("{dir}/{node}")))? {
+    match read_u32(xs, &path(format_args!("{dir}/{node}")), node)? {
         None => Err(DeviceError::Missing(node)),
         Some(Ok(v)) => Ok(v),
         Some(Err(value)) => Err(DeviceError::BadValue { node, value }),
@@ -214,11 +235,12 @@ fn check_perms<T: Transport>(
 ) -> Result<(), DeviceError> {
     let perms = match xs.get_perms(TxId::NONE, p) {
         Ok(perms) => perms,
-        Err(e) if e.is_not_found() => return Err(DeviceError::Missing(node)),
-        Err(_) => return Err(DeviceError::Xenstore),
+        Err(e) => return Err(read_error(&e, node)),
     };
     let owner = perms.owner().dom;
-    if matches!(perms.access_of(guest.0), Access::Write | Access::Both) {
+    // dom0 is the toolstack itself: a dom0 frontend can always write what
+    // the toolstack wrote, and is trusted to; only ownership is checked then.
+    if guest.0 != 0 && matches!(perms.access_of(guest.0), Access::Write | Access::Both) {
         return Err(DeviceError::GuestWritable(node));
     }
     if toolstack && owner != 0 {
@@ -253,8 +275,7 @@ pub fn validate<T: Transport, R>(
     match xs.read(TxId::NONE, &fe_node) {
         Ok(v) if v == dev.fe_path().as_bytes() => {}
         Ok(v) => return Err(DeviceError::BadValue { node: "frontend", value: short(v) }),
-        Err(e) if e.is_not_found() => return Err(DeviceError::Missing("frontend")),
-        Err(_) => return Err(DeviceError::Xenstore),
+        Err(e) => return Err(read_error(&e, "frontend")),
     }
     let limits_dir = path(format_args!("{be}/{}", keys::LIMITS_DIR));
     check_perms(xs, &limits_dir, "limits", dev.fe, true)?;
@@ -262,6 +283,7 @@ pub fn validate<T: Transport, R>(
     for (slot, (key, node)) in v.iter_mut().zip(LIMIT_NODES) {
         *slot = require_u32(xs, &limits_dir, key).map_err(|e| match e {
             DeviceError::Missing(_) => DeviceError::Missing(node),
+            DeviceError::Unreadable(_) => DeviceError::Unreadable(node),
             DeviceError::BadValue { value, .. } => DeviceError::BadValue { node, value },
             other => other,
         })?;
@@ -305,7 +327,7 @@ pub fn frontend_state<T: Transport, R>(
 /// Whether the toolstack still wants the device (`online` absent counts as 1).
 pub fn online<T: Transport, R>(xs: &mut Client<T>, dev: &Device<R>) -> Result<bool, DeviceError> {
     let p = path(format_args!("{}/{}", dev.be_path(), xenbus::state::keys::ONLINE));
-    Ok(!matches!(read_u32(xs, &p)?, Some(Ok(0))))
+    Ok(!matches!(read_u32(xs, &p, "online")?, Some(Ok(0))))
 }
 
 /// Reads the frontend's connection details and connects (step 3).
