@@ -22,7 +22,9 @@
 //!
 //! # Invariants
 //! - A guest is attached to `gtt` only after its device validated; nothing
-//!   is served for a directory that failed validation.
+//!   is served for a directory that failed validation, and a served device is
+//!   validated again on every change under `backend/vgpu` (limits that turn
+//!   guest-writable or change end service).
 //! - `Closed` is written only after every mapping of the guest was released,
 //!   so the guest's domain can be destroyed completely.
 
@@ -71,6 +73,8 @@ pub enum DeviceError {
     NotToolstackOwned { node: &'static str, owner: u16 },
     /// gpu-dom may not read a node it needs (`EACCES`).
     Unreadable(&'static str),
+    /// The limits changed while the guest was served (detach and attach again).
+    LimitsChanged,
     /// `gtt` refused to attach the guest with these limits.
     Refused(gtt::Refusal),
     /// The frontend speaks no protocol version we do.
@@ -93,6 +97,12 @@ impl fmt::Display for DeviceError {
             }
             DeviceError::NotToolstackOwned { node, owner } => {
                 write!(f, "{node} is owned by domain {owner}, not by dom0")
+            }
+            DeviceError::LimitsChanged => {
+                write!(
+                    f,
+                    "the limits changed while the guest was served; detach and attach it again"
+                )
             }
             DeviceError::Unreadable(n) => {
                 write!(

@@ -199,12 +199,36 @@ where
             return;
         }
         match dev.state {
-            // New, or closed earlier and the frontend starts over.
-            XenbusState::Unknown | XenbusState::Closed => self.probe(xs, i, changes),
-            XenbusState::InitWait
-                if matches!(fe_state, Some(XenbusState::Initialised | XenbusState::Connected)) =>
-            {
-                self.connect(xs, i, changes)
+            XenbusState::Unknown => self.probe(xs, i, changes),
+            XenbusState::Closed => {
+                // Refused earlier: re-checked without writing anything (a
+                // write would fire our own watch again), and served once
+                // the toolstack fixed the device. Closed cleanly earlier:
+                // served again when the frontend starts over.
+                let again = if dev.error.is_some() {
+                    device::validate(xs, dev).is_ok()
+                } else {
+                    matches!(fe_state, Some(XenbusState::Initialising | XenbusState::InitWait))
+                };
+                if again {
+                    self.probe(xs, i, changes);
+                }
+            }
+            XenbusState::InitWait | XenbusState::Connected => {
+                // The toolstack's decision can change under a served device:
+                // limits that became guest-writable or different end service.
+                match device::validate(xs, dev) {
+                    Err(e) => return self.refuse(xs, i, e, changes),
+                    Ok(l) if Some(l) != self.backend.engine().guest_limits(dev.fe) => {
+                        return self.refuse(xs, i, DeviceError::LimitsChanged, changes)
+                    }
+                    Ok(_) => {}
+                }
+                let ready =
+                    matches!(fe_state, Some(XenbusState::Initialised | XenbusState::Connected));
+                if dev.state == XenbusState::InitWait && ready {
+                    self.connect(xs, i, changes)
+                }
             }
             _ => {}
         }

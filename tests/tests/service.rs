@@ -115,7 +115,10 @@ impl World {
         w
     }
 
-    /// Delivers pending watch events to the service, as gpu-dom's loop does.
+    /// Delivers pending watch events to the service, as gpu-dom's loop
+    /// does, until none is left. The service must reach that fixed point:
+    /// its own writes fire its watches, and a step that writes every time
+    /// would loop forever under a real xenstored.
     fn pump(&mut self) {
         for _ in 0..50 {
             match self.client.poll_event() {
@@ -128,6 +131,7 @@ impl World {
                 _ => return,
             }
         }
+        panic!("watch loop: the service keeps firing its own watches");
     }
 
     /// `vgpu <line>` as dom0.
@@ -292,6 +296,29 @@ fn limits_the_backend_cannot_read_are_refused_with_a_clear_reason() {
     assert_eq!(w.be_state(5).as_deref(), Some("6"));
     let err = w.xs.read("/local/domain/1/backend/vgpu/5/0/error").unwrap();
     assert!(err.contains("limits/max-pages is not readable by gpu-dom"), "{err}");
+}
+
+#[test]
+fn limits_that_turn_guest_writable_after_attach_end_service_and_a_fix_restores_it() {
+    let mut w = World::new();
+    assert_eq!(w.vgpu("attach guest1 --ggtt-entries 64").0, 0);
+    w.pump();
+    let _f = Front::connect(&mut w, GUEST);
+    w.pump();
+    assert_eq!(w.be_state(5).as_deref(), Some("4"));
+    let node = "/local/domain/1/backend/vgpu/5/0/limits/max-pages";
+    let (n0, r1) = (Perm::new(0, xenbus::Access::None), Perm::new(1, xenbus::Access::Read));
+    w.xs.with(|m| m.set_perms(0, node, &[n0, r1, Perm::new(5, xenbus::Access::Both)]).unwrap());
+    w.pump();
+    assert_eq!(w.be_state(5).as_deref(), Some("6"), "served no more");
+    assert!(w.service.backend.engine().guest_stats(GUEST).is_none(), "revoked");
+    // The toolstack fixes the permissions: served again (this frontend
+    // still offers its ring, so the backend goes through InitWait to Connected).
+    w.xs.with(|m| m.set_perms(0, node, &[n0, r1, Perm::new(5, xenbus::Access::Read)]).unwrap());
+    w.pump();
+    let inits = w.changes.iter().filter(|c| matches!(c, Change::InitWait { .. })).count();
+    assert_eq!(inits, 2, "validated and attached a second time");
+    assert_eq!(w.be_state(5).as_deref(), Some("4"), "connected again");
 }
 
 #[test]
