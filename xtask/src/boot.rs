@@ -98,13 +98,23 @@ pub fn dom0_xl_config(paths: &Paths) -> Result<String> {
     xlcfg::with_kernel(&text, IMAGE_IN_DOM0).map_err(bad)
 }
 
-pub fn run(paths: &Paths, opts: &Options) -> Result<()> {
-    let (s1, s2) = (opts.stages.contains(&Stage::One), opts.stages.contains(&Stage::Two));
-    let build_steps = if opts.image.is_some() { 1 } else { 4 };
-    let total = 1 + build_steps + 4 + usize::from(s1) + 2 * usize::from(s2);
-    let mut p = Progress::new("boot", total);
-    let cache = paths.cache.clone();
+/// What every boot needs: the image, Xen and (for a Linux dom0) the unpacked
+/// Debian packages.
+pub struct System {
+    pub image: Image,
+    pub trees: BTreeMap<String, Tree>,
+    pub xen: PathBuf,
+}
 
+/// Installs host tools, builds (or checks) the image, fetches and unpacks the
+/// Debian packages (with the dom0 ones if `dom0`), and extracts Xen.
+pub fn prepare(
+    paths: &Paths,
+    p: &mut Progress,
+    image: Option<&Path>,
+    dom0: bool,
+) -> Result<System> {
+    let cache = paths.cache.clone();
     p.step("host tools for booting (qemu-system-x86, dpkg-deb, gzip)", |p| {
         let installed = host::ensure_tools(
             &[host::QEMU, host::DPKG_DEB, host::GZIP],
@@ -115,9 +125,9 @@ pub fn run(paths: &Paths, opts: &Options) -> Result<()> {
         }
         Ok(())
     })?;
-    let image = match &opts.image {
+    let image = match image {
         Some(path) => p.step(format!("checking {}", path.display()), |_| image::external(path))?,
-        None => image::build(paths, &mut p, true)?,
+        None => image::build(paths, p, true)?,
     };
     p.note(format!(
         "image {} ({} bytes, PVH entry {:#x})",
@@ -128,7 +138,7 @@ pub fn run(paths: &Paths, opts: &Options) -> Result<()> {
 
     let apt = Apt { log: cache.log("apt") };
     let pkgs = p.step("resolving Debian packages (apt-cache)", |p| {
-        let pkgs = dom0::resolve(&apt, s2)?;
+        let pkgs = dom0::resolve(&apt, dom0)?;
         let libs = pkgs.iter().filter(|x| x.is_library()).count();
         let main: Vec<String> = pkgs
             .iter()
@@ -162,6 +172,15 @@ pub fn run(paths: &Paths, opts: &Options) -> Result<()> {
     let xen = p.step("xen-4.17-amd64.gz -> multiboot ELF for QEMU -kernel", |_| {
         dom0::xen_elf(&trees, &cache)
     })?;
+    Ok(System { image, trees, xen })
+}
+
+pub fn run(paths: &Paths, opts: &Options) -> Result<()> {
+    let (s1, s2) = (opts.stages.contains(&Stage::One), opts.stages.contains(&Stage::Two));
+    let build_steps = if opts.image.is_some() { 1 } else { 4 };
+    let total = 1 + build_steps + 4 + usize::from(s1) + 2 * usize::from(s2);
+    let mut p = Progress::new("boot", total);
+    let System { image, trees, xen } = prepare(paths, &mut p, opts.image.as_deref(), s2)?;
 
     let mut results: Vec<(&str, Result<()>)> = Vec::new();
     if s1 {
@@ -271,13 +290,47 @@ fn stage2(
     timeout: Option<Duration>,
 ) -> Result<()> {
     let dir = paths.stage("stage2");
+    let cfg = dom0_xl_config(paths)?;
+    host::write(&dir.join("gpu-dom.cfg"), &cfg)?;
+    let scenario = stage2_scenario(&image.elf, cfg);
+    let run = Dom0Run {
+        dir: "stage2",
+        label: "stage 2",
+        what: format!("Linux PV dom0 + xl create {DOMAIN}"),
+        rerun: "cargo xtask boot --stage 2",
+    };
+    run_dom0_scenario(paths, p, xen, trees, &scenario, &run, timeout)
+}
+
+/// How a Linux-dom0 scenario run is named in progress lines and errors.
+pub struct Dom0Run {
+    /// Directory under `target/boot/`.
+    pub dir: &'static str,
+    /// Short name ("stage 2", "e2e").
+    pub label: &'static str,
+    /// What the QEMU run does, for its progress line.
+    pub what: String,
+    /// The command that reruns just this.
+    pub rerun: &'static str,
+}
+
+/// Builds the dom0 initramfs for `scenario` and boots Xen with Debian's Linux
+/// as PV dom0; passes when dom0's `/init` reports the scenario's PASS marker.
+pub fn run_dom0_scenario(
+    paths: &Paths,
+    p: &mut Progress,
+    xen: &Path,
+    trees: &BTreeMap<String, Tree>,
+    scenario: &Scenario,
+    run_info: &Dom0Run,
+    timeout: Option<Duration>,
+) -> Result<()> {
+    let dir = paths.stage(run_info.dir);
     let cpio = dir.join("initramfs.cpio");
-    let (scenario, vmlinuz) = p.step("stage 2: assembling the dom0 initramfs", |p| {
+    let label = run_info.label;
+    let vmlinuz = p.step(format!("{label}: assembling the dom0 initramfs"), |p| {
         let (vmlinuz, release) = dom0::kernel(trees)?;
-        let cfg = dom0_xl_config(paths)?;
-        host::write(&dir.join("gpu-dom.cfg"), &cfg)?;
-        let scenario = stage2_scenario(&image.elf, cfg);
-        let a = dom0::assemble(trees, &release, &scenario, &cpio)?;
+        let a = dom0::assemble(trees, &release, scenario, &cpio)?;
         host::write(&dir.join("init"), &a.init)?;
         p.note(format!(
             "{} ({:.1} MiB): kernel {release}, {} libraries, modules {}{}",
@@ -297,10 +350,10 @@ fn stage2(
                 a.host_libs.join(" ")
             ));
         }
-        Ok((scenario, vmlinuz))
+        Ok(vmlinuz)
     })?;
     let timeout = timeout.unwrap_or(scenario.timeout);
-    p.step(format!("stage 2: Linux PV dom0 + xl create {DOMAIN} (QEMU TCG)"), |p| {
+    p.step(format!("{label}: {} (QEMU TCG)", run_info.what), |p| {
         let machine = Machine {
             xen: xen.into(),
             xen_cmdline: STAGE2_XEN_CMDLINE.into(),
@@ -318,9 +371,10 @@ fn stage2(
             }
         })?;
         let wall = run.wall.as_secs_f64();
-        let passed = run.serial.contains(&scenario.pass_marker()) && !run.serial.contains(&scenario.fail_marker());
+        let passed = run.serial.contains(&scenario.pass_marker())
+            && !run.serial.contains(&scenario.fail_marker());
         if passed {
-            p.note(format!("stage 2 PASS in {wall:.1} s"));
+            p.note(format!("{label} PASS in {wall:.1} s"));
             return Ok(());
         }
         let mut reason = match markers::after_marker(&run.serial, &scenario.fail_marker()) {
@@ -337,18 +391,22 @@ fn stage2(
         let expected = scenario.expected_markers();
         let missing = markers::missing_markers(&run.serial, &expected, &scenario.fail_marker());
         if !missing.is_empty() {
-            reason.push_str(&format!("; missing markers: {}", missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")));
+            reason.push_str(&format!(
+                "; missing markers: {}",
+                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+            ));
         }
-        p.note(format!("stage 2 FAIL after {wall:.1} s: {reason}"));
+        p.note(format!("{label} FAIL after {wall:.1} s: {reason}"));
         Err(Error::Boot {
-            stage: "stage 2".into(),
+            stage: label.into(),
             reason,
             log: run.serial_path.clone(),
             hint: format!(
-                "read the serial log (Xen, dom0 and the copied gpu-dom console); the dom0 script is {}, \
-                 the QEMU command {}; rerun only this stage with `cargo xtask boot --stage 2`",
+                "read the serial log (Xen, dom0 and the copied guest consoles); the dom0 script is {}, \
+                 the QEMU command {}; rerun only this with `{}`",
                 paths.show(&dir.join("init")),
-                paths.show(&dir.join("command.txt"))
+                paths.show(&dir.join("command.txt")),
+                run_info.rerun
             ),
         })
     })

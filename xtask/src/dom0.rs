@@ -41,6 +41,7 @@ pub const XENSTORE_CLIENTS: &[&str] = &[
     "xenstore-rm",
     "xenstore-exists",
     "xenstore-watch",
+    "xenstore-chmod",
 ];
 /// Loaded with dlopen, so no `DT_NEEDED` names it.
 pub const DLOPENED: &[&str] = &["libgcc_s.so.1"];

@@ -54,17 +54,34 @@ pub fn ensure_target(log: &Path) -> Result<bool> {
 /// `cargo build --release --target x86_64-unknown-none -p gpu-dom` into the
 /// workspace's `target/`. With `log`, cargo's output goes there, else to the terminal.
 pub fn cargo_build(paths: &Paths, log: Option<&Path>) -> Result<PathBuf> {
+    cargo_build_package(paths, PACKAGE, Some(TARGET), log)
+}
+
+/// `cargo build --release [--target T] -p <package>` into the workspace's
+/// `target/`; returns the path of the package's binary of the same name.
+pub fn cargo_build_package(
+    paths: &Paths,
+    package: &str,
+    target: Option<&str>,
+    log: Option<&Path>,
+) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&paths.root)
-        .args(["build", "--release", "--target", TARGET, "-p", PACKAGE, "--target-dir"])
-        .arg(&paths.target);
+    cmd.current_dir(&paths.root).args(["build", "--release", "-p", package]);
+    if let Some(t) = target {
+        cmd.args(["--target", t]);
+    }
+    cmd.arg("--target-dir").arg(&paths.target);
     let timeout = Duration::from_secs(1800);
     match log {
         Some(log) => host::run_logged(&mut cmd, log, timeout)?,
         None => host::run_visible(&mut cmd, timeout)?,
     }
-    Ok(paths.target.join(TARGET).join("release").join(PACKAGE))
+    let dir = match target {
+        Some(t) => paths.target.join(t),
+        None => paths.target.clone(),
+    };
+    Ok(dir.join("release").join(package))
 }
 
 /// The PVH entry address of the ELF64 x86-64 image at `path`.

@@ -35,6 +35,26 @@ pub fn with_kernel(cfg: &str, kernel: &str) -> Result<String, String> {
     Ok(out)
 }
 
+/// `cfg` with `key = "value"`: the existing setting replaced, or appended.
+pub fn with_string(cfg: &str, key: &str, value: &str) -> String {
+    let mut out = String::with_capacity(cfg.len() + value.len() + key.len() + 8);
+    let mut found = false;
+    for line in cfg.lines() {
+        match setting(line, key) {
+            Some((indent, _)) => {
+                found = true;
+                out.push_str(&format!("{}{key} = \"{value}\"", " ".repeat(indent)));
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    if !found {
+        out.push_str(&format!("{key} = \"{value}\"\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,6 +69,15 @@ mod tests {
         assert!(!out.contains("target/x86_64"));
         assert_eq!(get_string(&out, "kernel").unwrap(), "/usr/lib/gpu-dom/gpu-dom");
         assert!(out.contains("memory = 64"));
+    }
+
+    #[test]
+    fn with_string_replaces_a_setting_or_appends_it() {
+        let out = with_string(CFG, "name", "guest1");
+        assert_eq!(get_string(&out, "name").as_deref(), Some("guest1"));
+        assert_eq!(out.matches("name = ").count(), 1);
+        let out = with_string(&out, "cmdline", "mode=good pages=300");
+        assert!(out.ends_with("cmdline = \"mode=good pages=300\"\n"), "{out}");
     }
 
     #[test]

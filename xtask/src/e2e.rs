@@ -1,0 +1,274 @@
+//! `cargo xtask e2e`: gpu-dom serving real guests under Xen, in QEMU.
+//!
+//! Debian's Linux as PV dom0 (the stage 2 system) with three more things in
+//! its initramfs: the test guest image (`guests/test-guest`), the `vgpu`
+//! toolstack command, and one xl config per test domain derived from
+//! `xl-configs/test-guest.cfg`. Its `/init` then:
+//!
+//! 1. `xl create`s gpu-dom (with `gpu-dom.debug=readback`) and waits for its
+//!    backend to be ready;
+//! 2. creates two good guests paused, `vgpu attach`es each, unpauses it, and
+//!    waits until gpu-dom reports it Connected (timed) and the guest reports
+//!    that every GGTT and PPGTT entry read back its own bytes;
+//! 3. runs a hostile guest (foreign and revoked grants, read-only asked
+//!    writable, out-of-slice indexes, garbage directory pages, a runaway
+//!    `req_prod`): it gets errors, then is disconnected; the good guests stay
+//!    Connected and report no mismatch;
+//! 4. boots a guest nobody attached (it finds no device), and one whose limits
+//!    the "toolstack" then makes guest-writable (gpu-dom refuses it);
+//! 5. `xl destroy`s a guest in the middle of its batches: gpu-dom revokes
+//!    everything and the domain leaves `xl list` (no zombie), timed;
+//! 6. `xl shutdown`s gpu-dom with the good guests attached: they see the
+//!    backend close, and gpu-dom goes away.
+
+use std::time::Duration;
+
+use crate::boot::{self, Dom0Run, DOMAIN};
+use crate::error::{Error, Result};
+use crate::image;
+use crate::initramfs::Source;
+use crate::paths::Paths;
+use crate::progress::Progress;
+use crate::scenario::{self, Part, Scenario, ScenarioFile};
+use crate::xlcfg;
+
+/// Where the test guest image and `vgpu` land in the dom0 initramfs.
+pub const GUEST_IMAGE_IN_DOM0: &str = "/usr/lib/gpu-dom/test-guest";
+pub const VGPU_IN_DOM0: &str = "/usr/bin/vgpu";
+/// The example config every test domain's config is derived from.
+pub const GUEST_XL_CONFIG: &str = "xl-configs/test-guest.cfg";
+/// gpu-dom's command line in the e2e run: lets guests verify entries.
+pub const GPU_DOM_CMDLINE: &str = "gpu-dom.debug=readback";
+
+/// The test domains: (name, command line).
+pub const GUESTS: &[(&str, &str)] = &[
+    ("guest1", "mode=good pages=300"),
+    ("guest2", "mode=good pages=300"),
+    ("hostile", "mode=hostile"),
+    ("lonely", "mode=unattached"),
+    ("lonely2", "mode=unattached"),
+    ("busy", "mode=busy"),
+];
+
+pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
+    let mut p = Progress::new("e2e", 13);
+    let sys = boot::prepare(paths, &mut p, None, true)?;
+    let guest =
+        p.step("cargo build --release --target x86_64-unknown-none -p test-guest", |_| {
+            let elf = image::cargo_build_package(
+                paths,
+                "test-guest",
+                Some(image::TARGET),
+                Some(&paths.boot_logs().join("build-test-guest.log")),
+            )?;
+            image::check_pvh(&elf)?;
+            Ok(elf)
+        })?;
+    let vgpu = p.step("cargo build --release -p vgpu (the dom0 command)", |_| {
+        image::cargo_build_package(
+            paths,
+            "vgpu",
+            None,
+            Some(&paths.boot_logs().join("build-vgpu.log")),
+        )
+    })?;
+    let gpu_cfg = xlcfg::with_string(&boot::dom0_xl_config(paths)?, "cmdline", GPU_DOM_CMDLINE);
+    let template_path = paths.root.join(GUEST_XL_CONFIG);
+    let template = std::fs::read_to_string(&template_path)
+        .map_err(|e| Error::io("reading", &template_path, e))?;
+    let mut files = vec![
+        file(boot::IMAGE_IN_DOM0, Source::Host(sys.image.elf.clone()), 0o644),
+        file(&scenario::xl_cfg_path(DOMAIN), Source::Bytes(gpu_cfg.into_bytes()), 0o644),
+        file(GUEST_IMAGE_IN_DOM0, Source::Host(guest), 0o644),
+        file(VGPU_IN_DOM0, Source::Host(vgpu), 0o755),
+    ];
+    for (name, cmdline) in GUESTS {
+        let cfg = guest_config(&template, name, cmdline)
+            .map_err(|reason| Error::XlConfig { path: template_path.clone(), reason })?;
+        files.push(file(&scenario::xl_cfg_path(name), Source::Bytes(cfg.into_bytes()), 0o644));
+    }
+    let scenario = e2e_scenario(files);
+    let run = Dom0Run {
+        dir: "e2e",
+        label: "e2e",
+        what: "Linux PV dom0, gpu-dom and six test guests".into(),
+        rerun: "cargo xtask e2e",
+    };
+    let r = boot::run_dom0_scenario(paths, &mut p, &sys.xen, &sys.trees, &scenario, &run, timeout);
+    println!("[e2e] wall time per step:\n{}", p.summary());
+    r
+}
+
+fn file(dest: &str, source: Source, mode: u32) -> ScenarioFile {
+    ScenarioFile { dest: dest.into(), source, mode }
+}
+
+/// The template with this domain's name, the image's place and its mode.
+fn guest_config(template: &str, name: &str, cmdline: &str) -> std::result::Result<String, String> {
+    let cfg = xlcfg::with_kernel(template, GUEST_IMAGE_IN_DOM0)?;
+    let cfg = xlcfg::with_string(&cfg, "name", name);
+    Ok(xlcfg::with_string(&cfg, "cmdline", cmdline))
+}
+
+/// Helpers of the e2e script (busybox ash), on top of the scenario prelude.
+const HELPERS: &str = r#"GD=$GPU_DOM_DOMID
+be_dir() { echo "/local/domain/$GD/backend/vgpu/$1/0"; }
+be_state() { xenstore-read "$(be_dir "$1")/state" 2>/dev/null; }
+# guest_create NAME VAR: xl create -p, store the domid in VAR.
+guest_create() {
+    xl create -p "/etc/xen/$1.cfg" > "/tmp/xl-create-$1.log" 2>&1 || { sed 's/^/[xl create] /' "/tmp/xl-create-$1.log"; fail "xl create -p $1 failed (output above)"; }
+    gc_id=$(xl domid "$1") || fail "$1 vanished right after xl create"
+    eval "$2=$gc_id"
+}
+# vgpu_run ARGS...: the toolstack command, its output shown.
+vgpu_run() {
+    vgpu "$@" > /tmp/vgpu.log 2>&1; vr_rc=$?
+    sed 's/^/E2E: [vgpu] /' /tmp/vgpu.log
+    return $vr_rc
+}
+domid_gone() { ! xl list | awk 'NR > 1 { print $2 }' | grep -qx "$1"; }
+# attach_and_start NAME ID: vgpu attach, unpause, wait for Connected (timed).
+attach_and_start() {
+    as_t0=$(now_ms)
+    vgpu_run attach "$1" --backend gpu-dom || fail "vgpu attach $1 failed (output above)"
+    xl unpause "$1"
+    wait_for 60 xs_is "$(be_dir "$2")/state" 4 || fail "$1 (domid $2): gpu-dom state is '$(be_state "$2")', not Connected (4), 60 s after vgpu attach"
+    e2e "$1 (domid $2): vgpu attach to Connected in $(( $(now_ms) - as_t0 )) ms"
+}
+"#;
+
+fn part(title: &str, script: String, markers: &[&str]) -> Part {
+    Part { title: title.into(), script, markers: markers.iter().map(|m| m.to_string()).collect() }
+}
+
+/// The e2e scenario (see the module documentation).
+pub fn e2e_scenario(files: Vec<ScenarioFile>) -> Scenario {
+    let mut parts = vec![scenario::domain_up(
+        DOMAIN,
+        30,
+        &["gpu-dom: xenstore name=gpu-dom domid={domid}", "gpu-dom: backend ready"],
+    )];
+    parts.push(part(
+        "gpu-dom backend ready",
+        format!(
+            "{HELPERS}e2e \"gpu-dom backend ready $(( $(now_ms) - t0 )) ms after xl create\"\n"
+        ),
+        &["E2E: gpu-dom backend ready"],
+    ));
+    parts.push(part(
+        "two good guests: attach, map, verify",
+        r#"guest_create guest1 G1
+guest_create guest2 G2
+attach_and_start guest1 $G1
+attach_and_start guest2 $G2
+wait_console guest1 "good PASS" 240
+wait_console guest2 "good PASS" 240
+console_has guest1 "FAIL" && fail "guest1 reported a failure (console above)"
+console_has guest2 "FAIL" && fail "guest2 reported a failure (console above)"
+e2e "good guests: every entry resolved to the guest's own bytes"
+vgpu_run list
+"#
+        .into(),
+        &["vgpu attach to Connected in", "good PASS", "E2E: good guests: every entry resolved"],
+    ));
+    parts.push(part(
+        "hostile guest: errors, then disconnected; the good guests intact",
+        r#"guest_create hostile GH
+attach_and_start hostile $GH
+wait_console hostile "hostile PASS" 180
+wait_console gpu-dom "vgpu dom$GH/0 closed (ring protocol violation)" 30
+xs_is "$(be_dir $G1)/state" 4 || fail "guest1 lost its connection during the hostile run"
+xs_is "$(be_dir $G2)/state" 4 || fail "guest2 lost its connection during the hostile run"
+sleep 3
+console_has guest1 "FAIL" && fail "guest1 reported a failure after the hostile run"
+console_has guest2 "FAIL" && fail "guest2 reported a failure after the hostile run"
+e2e "hostile guest refused and disconnected; good guests still Connected and verified"
+xl destroy hostile
+"#
+        .into(),
+        &["hostile PASS", "closed (ring protocol violation)", "E2E: hostile guest refused"],
+    ));
+    parts.push(part(
+        "guests the toolstack did not attach (or attached with guest-writable limits)",
+        r#"guest_create lonely GL
+xl unpause lonely
+wait_console lonely "unattached: no device" 60
+guest_create lonely2 GW
+vgpu_run attach lonely2 --backend gpu-dom || fail "vgpu attach lonely2 failed"
+wait_for 30 xs_is "$(be_dir $GW)/state" 2 || fail "lonely2: gpu-dom state '$(be_state $GW)', not InitWait"
+# A toolstack mistake: the guest may now write its own limits.
+xenstore-chmod "$(be_dir $GW)/limits/max-pages" n0 r$GD b$GW || fail "xenstore-chmod failed"
+wait_console gpu-dom "vgpu dom$GW/0 refused" 30
+xl unpause lonely2
+wait_console lonely2 "backend did not serve" 60
+e2e "unattached guests: nothing served"
+xl destroy lonely
+xl destroy lonely2
+"#
+        .into(),
+        &["unattached: no device", "refused: limits/max-pages is writable by the guest", "E2E: unattached guests: nothing served"],
+    ));
+    parts.push(part(
+        "xl destroy of a guest in the middle of a batch",
+        r#"guest_create busy GB
+attach_and_start busy $GB
+wait_console busy "busy batches=" 120
+d_t0=$(now_ms)
+xl destroy busy || fail "xl destroy busy failed"
+wait_for 20 domid_gone $GB || fail "busy (domid $GB) still in xl list 20 s after xl destroy: $(xl list | awk -v id=$GB '$2 == id')"
+e2e "busy (domid $GB) destroyed mid-batch: gone from xl list in $(( $(now_ms) - d_t0 )) ms"
+wait_console gpu-dom "vgpu dom$GB/0 closed" 10
+vgpu_run list
+vgpu_run detach $GB --backend gpu-dom --force || fail "vgpu detach of the dead guest failed"
+"#
+        .into(),
+        &["destroyed mid-batch: gone from xl list in", "E2E: [vgpu]"],
+    ));
+    parts.push(part(
+        "xl shutdown gpu-dom with guests attached",
+        r#"s_t0=$(now_ms)
+timeout 60 xl shutdown -w gpu-dom > /tmp/xl-shutdown-gpu-dom.log 2>&1 || { sed 's/^/[xl shutdown] /' /tmp/xl-shutdown-gpu-dom.log; fail "xl shutdown -w gpu-dom did not complete within 60 s"; }
+wait_for 10 dom_gone gpu-dom || fail "gpu-dom still listed after xl shutdown -w"
+e2e "gpu-dom shut down with guests attached in $(( $(now_ms) - s_t0 )) ms"
+console_has gpu-dom "closed (backend shutting down)" || fail "gpu-dom did not close its guests before exiting"
+wait_console guest1 "backend closed" 20
+wait_console guest2 "backend closed" 20
+e2e "guests saw the backend close"
+"#
+        .into(),
+        &["closed (backend shutting down)", "backend closed", "E2E: guests saw the backend close"],
+    ));
+    Scenario { name: "e2e".into(), files, parts, timeout: Duration::from_secs(1200) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_guest_config_gets_its_name_image_and_mode() {
+        let template = "name = \"test-guest\"\ntype = \"pvh\"\nkernel = \"target/x\"\ncmdline = \"mode=good\"\n";
+        let cfg = guest_config(template, "busy", "mode=busy").unwrap();
+        assert_eq!(xlcfg::get_string(&cfg, "name").as_deref(), Some("busy"));
+        assert_eq!(xlcfg::get_string(&cfg, "kernel").as_deref(), Some(GUEST_IMAGE_IN_DOM0));
+        assert_eq!(xlcfg::get_string(&cfg, "cmdline").as_deref(), Some("mode=busy"));
+    }
+
+    #[test]
+    fn the_scenario_creates_every_guest_it_configures() {
+        let s = e2e_scenario(Vec::new());
+        let script: String = s.parts.iter().map(|p| p.script.as_str()).collect();
+        for (name, _) in GUESTS {
+            assert!(script.contains(&format!("guest_create {name} ")), "{name} is never created");
+        }
+        assert!(s.parts.iter().all(|p| !p.markers.is_empty()));
+    }
+
+    #[test]
+    fn the_repository_test_guest_config_is_a_pvh_guest_of_the_test_image() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let text = std::fs::read_to_string(root.join(GUEST_XL_CONFIG)).unwrap();
+        assert_eq!(xlcfg::get_string(&text, "type").as_deref(), Some("pvh"));
+        assert!(guest_config(&text, "g", "mode=good").is_ok());
+    }
+}
