@@ -1,0 +1,75 @@
+//! Mode `busy`: map and unmap large batches forever (for destroying the
+//! guest, or the backend, in the middle of a batch).
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use gpuif::wire::{Entry, Op};
+use gpuif::Status;
+use xenbus::Transport;
+
+use super::{Control, Reporter};
+use crate::{Frontend, Platform};
+
+/// Batches between two heartbeat lines.
+const HEARTBEAT: u64 = 100;
+
+/// Mode `busy` after the frontend connected: alternately maps `pages` GGTT
+/// entries and unmaps them, one batch each, printing `busy batches=<n>`
+/// every 100 batches. Between batches `check` sees the frontend (to look at
+/// watch events); it returns when `check` says stop, or a batch fails (e.g.
+/// the backend closed), and cleans up. Returns the batches sent.
+pub fn run_busy<P: Platform, T: Transport>(
+    fe: &mut Frontend<P, T>,
+    rep: &mut Reporter<'_>,
+    pages: u32,
+    mut check: impl FnMut(&mut Frontend<P, T>) -> Control,
+) -> u64 {
+    let mut batches = 0u64;
+    let why = busy(fe, rep, pages, &mut batches, &mut check);
+    rep.say(format_args!("busy stopped batches={batches} ({why})"));
+    super::cleanup(fe, rep);
+    batches
+}
+
+fn busy<P: Platform, T: Transport>(
+    fe: &mut Frontend<P, T>,
+    rep: &mut Reporter<'_>,
+    pages: u32,
+    batches: &mut u64,
+    check: &mut impl FnMut(&mut Frontend<P, T>) -> Control,
+) -> String {
+    if !fe.is_connected() {
+        if let Err(e) = fe.connect() {
+            return format!("connect: {e}");
+        }
+    }
+    let n = pages.min(fe.info().ggtt_len).max(1);
+    let mut map = Vec::with_capacity(n as usize);
+    for i in 0..n {
+        match fe.grant_page(false) {
+            Ok(g) => map.push(Entry { addr: i as u64, gref: g.gref, read_only: false }),
+            Err(e) => return format!("grant: {e}"),
+        }
+    }
+    let unmap: Vec<Entry> =
+        map.iter().map(|e| Entry { addr: e.addr, gref: 0, read_only: false }).collect();
+    rep.say(format_args!("busy connected pages={n}"));
+    loop {
+        for (op, entries) in [(Op::GgttMap, &map), (Op::GgttUnmap, &unmap)] {
+            match fe.batch(op, 0, entries) {
+                Ok(r) if r.status == Status::OK => {}
+                Ok(r) => return format!("{op:?}: {}", r.status.name()),
+                Err(e) => return format!("{op:?}: {e}"),
+            }
+            *batches += 1;
+            if *batches % HEARTBEAT == 0 {
+                rep.say(format_args!("busy batches={batches}"));
+            }
+            if check(fe) == Control::Stop {
+                return String::from("asked to stop");
+            }
+        }
+    }
+}

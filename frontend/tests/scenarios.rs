@@ -1,0 +1,208 @@
+//! The test guest's modes, run by the frontend core against the real
+//! backend service on the platform model.
+
+mod support;
+
+use frontend::scenario::{self, GoodConfig, Reporter};
+use frontend::Options;
+use gtt::DomId;
+use platform_model::DomainState;
+use support::{frontend, Lines, World};
+
+const DOM: u16 = 5;
+
+#[test]
+fn good_mode_maps_and_every_entry_reads_back_as_its_own_bytes() {
+    let world = World::new(true);
+    world.borrow().attach(DOM, 0, 1024, 1000);
+    let mut fe = frontend(&world, DOM, 2048, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    let mapped = scenario::run_good(&mut fe, &mut rep, &GoodConfig::default()).expect("good");
+    assert_eq!(mapped.ggtt.len(), 300);
+    assert_eq!(mapped.ppgtt.len(), 512);
+    for want in [
+        "TESTGUEST dom=5 ggtt mapped=300 verified=300 mismatches=0",
+        "TESTGUEST dom=5 ppgtt mapped=512 verified=512 mismatches=0",
+        "TESTGUEST dom=5 good PASS",
+    ] {
+        assert!(lines.has(want), "missing {want:?} in {:#?}", lines.all());
+    }
+}
+
+#[test]
+fn after_good_the_guest_stays_until_the_backend_closes_then_ends_every_grant() {
+    let world = World::new(true);
+    world.borrow().attach(DOM, 0, 1024, 1000);
+    let mut fe = frontend(&world, DOM, 2048, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    let mapped = scenario::run_good(&mut fe, &mut rep, &GoodConfig::default()).unwrap();
+    world.borrow_mut().shutdown_at = Some(12_000);
+    let end = scenario::steady(&mut fe, &mut rep, &mapped, 5_000, |_, ev| {
+        panic!("no other watch was set, got {ev:?}")
+    });
+    assert_eq!(end, scenario::SteadyEnd::BackendClosed, "{:#?}", lines.all());
+    assert!(lines.has("TESTGUEST dom=5 backend closed"), "{:#?}", lines.all());
+    // 300 + 64 pages, 8 directory pages, the ring.
+    assert!(
+        lines.has("TESTGUEST dom=5 cleanup grants_ended=373 still_mapped=0"),
+        "{:#?}",
+        lines.all()
+    );
+    assert!(!lines.all().iter().any(|l| l.contains("reverify")), "re-verification stayed clean");
+    assert!(fe.platform().waits > 0);
+    let w = world.borrow();
+    assert_eq!(w.model.destroy_domain(DomId(DOM)), Some(DomainState::Dead), "no zombie");
+}
+
+#[test]
+fn hostile_mode_gets_every_refusal_then_is_disconnected_for_the_runaway_ring() {
+    let world = World::new(true);
+    world.borrow().attach(DOM, 64, 64, 100);
+    // A well-behaved neighbour, to show it keeps being served.
+    world.borrow().attach(6, 0, 64, 100);
+    let mut good = frontend(&world, 6, 256, Options::default());
+    good.connect().unwrap();
+    let page = good.grant_page(false).unwrap();
+    let e = gpuif::Entry { addr: 0, gref: page.gref, read_only: false };
+    assert_eq!(good.call(gpuif::Op::GgttMap, 0, &[e]).unwrap().status, gpuif::Status::OK);
+
+    let mut fe = frontend(&world, DOM, 256, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    assert!(scenario::run_hostile(&mut fe, &mut rep), "{:#?}", lines.all());
+    for want in [
+        "TESTGUEST dom=5 hostile foreign-gref -> GRANT_MAP_FAILED PASS",
+        "TESTGUEST dom=5 hostile revoked-gref -> GRANT_MAP_FAILED PASS",
+        "TESTGUEST dom=5 hostile readonly-as-writable -> GRANT_MAP_FAILED PASS",
+        "TESTGUEST dom=5 hostile out-of-slice -> INDEX_OUT_OF_SLICE PASS",
+        "TESTGUEST dom=5 hostile garbage-directory -> BAD_ENTRY PASS",
+        "TESTGUEST dom=5 hostile unknown-context -> UNKNOWN_CONTEXT PASS",
+        "TESTGUEST dom=5 hostile runaway -> disconnected PASS",
+        "TESTGUEST dom=5 hostile PASS",
+    ] {
+        assert!(lines.has(want), "missing {want:?} in {:#?}", lines.all());
+    }
+    assert!(
+        lines
+            .all()
+            .iter()
+            .any(|l| l.starts_with("TESTGUEST dom=5 cleanup") && l.contains("still_mapped=0")),
+        "{:#?}",
+        lines.all()
+    );
+    assert!(world.borrow().changes.iter().any(|c| matches!(
+        c,
+        backend::Change::Closed { fe, why: "ring protocol violation", .. } if fe.0 == DOM
+    )));
+    assert_eq!(world.borrow().model.destroy_domain(DomId(DOM)), Some(DomainState::Dead));
+    // The neighbour is still served.
+    let rsp = good.readback_ggtt(0).unwrap();
+    assert_eq!(rsp.status, gpuif::Status::OK);
+}
+
+#[test]
+fn unattached_without_a_device_says_no_device() {
+    let world = World::new(true);
+    let mut fe = frontend(&world, DOM, 64, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    assert_eq!(scenario::run_unattached(&mut fe, &mut rep), scenario::Unattached::NoDevice);
+    assert_eq!(lines.all(), ["TESTGUEST dom=5 unattached: no device"]);
+}
+
+#[test]
+fn unattached_with_a_device_nobody_serves_times_out_cleanly() {
+    let world = World::new(false); // gpu-dom is not running
+    world.borrow().attach(DOM, 0, 64, 100);
+    let opts = Options { handshake_timeout_ms: 10_000, ..Options::default() };
+    let mut fe = frontend(&world, DOM, 64, opts);
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    assert_eq!(scenario::run_unattached(&mut fe, &mut rep), scenario::Unattached::NotServed);
+    assert_eq!(lines.all(), ["TESTGUEST dom=5 unattached: backend did not serve"]);
+    assert_eq!(world.borrow().clock.get(), 10_000, "the wait is bounded by the handshake timeout");
+    // Nothing was granted and our state was left alone.
+    assert_eq!(world.borrow().xenstored.read("/local/domain/5/device/vgpu/0/state").unwrap(), "1");
+}
+
+#[test]
+fn good_mode_without_a_serving_backend_fails_with_the_reason() {
+    let world = World::new(false);
+    world.borrow().attach(DOM, 0, 1024, 1000);
+    let mut fe = frontend(&world, DOM, 2048, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    assert!(scenario::run_good(&mut fe, &mut rep, &GoodConfig::default()).is_err());
+    assert_eq!(
+        lines.all(),
+        [
+            "TESTGUEST dom=5 good FAIL connect: the backend did not reach InitWait within 30000 ms (state Initialising)"
+        ]
+    );
+}
+
+#[test]
+fn busy_mode_batches_until_the_backend_goes_away_mid_loop() {
+    let world = World::new(true);
+    world.borrow().attach(DOM, 0, 512, 600);
+    let mut fe = frontend(&world, DOM, 1024, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    let w = world.clone();
+    let mut checks = 0;
+    let batches = scenario::run_busy(&mut fe, &mut rep, 300, |_| {
+        checks += 1;
+        if checks == 250 {
+            // gpu-dom goes away between two batches; the next one fails.
+            w.borrow_mut().shutdown_backend();
+        }
+        scenario::Control::Continue
+    });
+    assert_eq!(batches, 250);
+    for want in [
+        "TESTGUEST dom=5 busy connected pages=300",
+        "TESTGUEST dom=5 busy batches=100",
+        "TESTGUEST dom=5 busy batches=200",
+    ] {
+        assert!(lines.has(want), "missing {want:?} in {:#?}", lines.all());
+    }
+    let last = lines.all();
+    assert!(
+        last.iter().any(|l| l
+            .starts_with("TESTGUEST dom=5 busy stopped batches=250 (GgttMap: the backend closed")),
+        "{last:#?}"
+    );
+    assert!(
+        last.iter().any(|l| l.contains("cleanup") && l.contains("still_mapped=0")),
+        "{last:#?}"
+    );
+}
+
+#[test]
+fn unattached_with_a_device_the_backend_refused_says_it_was_not_served() {
+    let world = World::new(true);
+    world.borrow().attach(DOM, 0, 64, 100);
+    // A toolstack mistake: the guest may write its own limits; gpu-dom refuses.
+    let limit = "/local/domain/1/backend/vgpu/5/0/limits/max-pages";
+    let perms = [
+        xenbus::Perm { dom: 0, access: xenbus::Access::None },
+        xenbus::Perm { dom: DOM, access: xenbus::Access::Both },
+    ];
+    world.borrow().xenstored.write(limit, "100", &perms);
+    world.borrow_mut().step();
+    let mut fe = frontend(&world, DOM, 64, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    assert_eq!(scenario::run_unattached(&mut fe, &mut rep), scenario::Unattached::NotServed);
+    assert_eq!(lines.all(), ["TESTGUEST dom=5 unattached: backend did not serve"]);
+}
