@@ -1,7 +1,17 @@
 //! test-guest: a PVH unikernel that exercises gpu-dom through the vgpu
-//! frontend (see `xl-configs/test-guest.cfg`). On the host this compiles to
-//! a stub that says how to build the image.
+//! frontend (`frontend::scenario`, the same code the host tests run). The
+//! mode comes from the kernel command line (`cmdline=` in the xl config):
+//! `mode=good pages=N` (default), `mode=hostile`, `mode=unattached`,
+//! `mode=busy pages=N`. See `xl-configs/test-guest.cfg`.
+//!
+//! Console markers (besides the scenario's `TESTGUEST dom=<id> ...` lines,
+//! listed in `frontend::scenario`):
+//! - `test-guest: domid=<id> up mode=<mode>`
+//! - `test-guest: shutdown requested (<reason>)`, then `test-guest: bye`
+//!
+//! On the host this compiles to a stub that says how to build the image.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+#![forbid(unsafe_code)]
 
 #[cfg(not(target_os = "none"))]
 fn main() {
@@ -10,3 +20,14 @@ fn main() {
     );
     std::process::exit(2);
 }
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod guest;
+#[cfg(target_os = "none")]
+mod platform;
+
+#[cfg(target_os = "none")]
+unikernel::entry!(guest::run);

@@ -1,9 +1,17 @@
-//! The `log` backend: one console line per record, prefixed `gpu-dom:`
-//! (and the level, unless it is `Info`).
+//! The `log` backend: one console line per record, prefixed with the
+//! image's name (`gpu-dom:` unless [`set_prefix`] changed it) and the level,
+//! unless it is `Info`.
 
 use super::console::LineWriter;
 use core::fmt::Write as _;
 use log::{Level, LevelFilter, Log, Metadata, Record};
+
+static PREFIX: spin::Mutex<&'static str> = spin::Mutex::new("gpu-dom");
+
+/// Names the image in every later log line (e.g. `"test-guest"`).
+pub fn set_prefix(name: &'static str) {
+    *PREFIX.lock() = name;
+}
 
 struct Logger;
 
@@ -16,10 +24,11 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
+        let prefix = PREFIX.try_lock().map_or("gpu-dom", |p| *p);
         let mut w = LineWriter::new();
         let _ = match record.level() {
-            Level::Info => writeln!(w, "gpu-dom: {}", record.args()),
-            l => writeln!(w, "gpu-dom: {l}: {}", record.args()),
+            Level::Info => writeln!(w, "{prefix}: {}", record.args()),
+            l => writeln!(w, "{prefix}: {l}: {}", record.args()),
         };
     }
 

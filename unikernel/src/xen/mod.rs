@@ -9,6 +9,7 @@ pub mod gnttab;
 pub mod hcall;
 pub mod logger;
 pub mod memory;
+pub mod own_page;
 pub mod params;
 pub mod sched;
 pub mod shared;

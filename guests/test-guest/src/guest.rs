@@ -1,0 +1,227 @@
+//! The guest's life: bring the Xen interface up, join xenstore, run the
+//! mode's scenario, then stay until the toolstack asks for a shutdown
+//! (handled like gpu-dom does: acknowledge, disconnect cleanly, power off).
+
+use alloc::boxed::Box;
+
+use frontend::scenario::{self, Control, GoodConfig, Reporter, SteadyEnd};
+use frontend::{Frontend, Happening, Options, Platform};
+use unikernel::xen::xenstore::XenstorePage;
+use unikernel::xen::{console, crash, events, logger};
+use unikernel::Kernel;
+use xen_abi::sched::{SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
+use xenbus::{Client, RingTransport, TxId};
+
+use crate::platform::GuestPlatform;
+
+type Xs = RingTransport<XenstorePage>;
+type Fe = Frontend<GuestPlatform, Xs>;
+
+/// How long one xenstore round trip may take before the guest gives up.
+const XENSTORE_TIMEOUT_NS: u64 = 30_000_000_000;
+const TOKEN_SHUTDOWN: &str = "shutdown";
+const SHUTDOWN_PATH: &str = "control/shutdown";
+/// Mode `good`: re-verification period once everything is mapped.
+const REVERIFY_MS: u64 = 5_000;
+/// Mode `unattached`: how long the backend gets to reach InitWait.
+const UNATTACHED_WAIT_MS: u64 = 10_000;
+/// Idle wake-up period (only to re-check for lost watch events).
+const IDLE_MS: u64 = 60_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Good,
+    Hostile,
+    Unattached,
+    Busy,
+}
+
+impl Mode {
+    fn parse(s: &str) -> Option<Mode> {
+        Some(match s {
+            "good" => Mode::Good,
+            "hostile" => Mode::Hostile,
+            "unattached" => Mode::Unattached,
+            "busy" => Mode::Busy,
+            _ => return None,
+        })
+    }
+}
+
+/// A `SHUTDOWN_*` reason and its name.
+type Shutdown = (u32, &'static str);
+
+fn console_line(line: &str) {
+    let mut bytes = alloc::vec::Vec::with_capacity(line.len() + 1);
+    bytes.extend_from_slice(line.as_bytes());
+    bytes.push(b'\n');
+    console::write(&bytes);
+}
+
+fn connect_xenstore(k: &Kernel) -> (Box<Client<Xs>>, u32) {
+    let (gfn, port) = k.xenstore().unwrap_or_else(|e| panic!("no xenstore ring: {e}"));
+    if let Err(e) = events::unmask(port) {
+        log::warn!("cannot unmask the xenstore port {port}: {e}");
+    }
+    let page = XenstorePage::new(gfn, port, XENSTORE_TIMEOUT_NS)
+        .unwrap_or_else(|| panic!("xenstore ring gfn {gfn:#x} is above 4 GiB"));
+    (Box::new(Client::new(page.into_transport())), port)
+}
+
+/// Reads and acknowledges `control/shutdown` (as gpu-dom and Linux do).
+fn shutdown_request(xs: &mut Client<Xs>) -> Option<Shutdown> {
+    let reason = match xs.read_str(TxId::NONE, SHUTDOWN_PATH) {
+        Ok("poweroff") | Ok("halt") => (SHUTDOWN_POWEROFF, "poweroff"),
+        Ok("reboot") => (SHUTDOWN_REBOOT, "reboot"),
+        Ok("") => return None,
+        Ok(other) => {
+            log::warn!("unsupported shutdown request {other:?}: ignored");
+            return None;
+        }
+        Err(e) if e.is_not_found() => return None,
+        Err(e) => {
+            log::warn!("cannot read {SHUTDOWN_PATH}: {e}");
+            return None;
+        }
+    };
+    if let Err(e) = xs.write(TxId::NONE, SHUTDOWN_PATH, b"") {
+        log::warn!("cannot acknowledge the shutdown request: {e}");
+    }
+    Some(reason)
+}
+
+/// A shutdown request among the queued watch events (or lost ones).
+fn pending_shutdown(fe: &mut Fe) -> Option<Shutdown> {
+    let mut asked = fe.take_lost_events() > 0;
+    while let Some(ev) = fe.take_event() {
+        asked |= ev.token() == TOKEN_SHUTDOWN;
+    }
+    if asked {
+        shutdown_request(fe.xs())
+    } else {
+        None
+    }
+}
+
+/// Disconnects (if still connected) and shuts the domain down.
+fn finish(fe: &mut Fe, rep: &mut Reporter<'_>, (reason, name): Shutdown) -> ! {
+    log::info!("shutdown requested ({name})");
+    if fe.is_connected() {
+        scenario::cleanup(fe, rep);
+    }
+    log::info!("bye");
+    crash::shutdown(reason)
+}
+
+/// Waits for a shutdown request, forever.
+fn idle(fe: &mut Fe, rep: &mut Reporter<'_>) -> ! {
+    loop {
+        if let Some(s) = pending_shutdown(fe) {
+            finish(fe, rep, s);
+        }
+        let deadline = fe.platform().now_ms().saturating_add(IDLE_MS);
+        match fe.idle(deadline) {
+            Ok(Happening::Event(ev)) => fe.requeue_event(*ev),
+            Ok(Happening::BackendClosed(_)) => {
+                rep.say(format_args!("backend closed"));
+                scenario::cleanup(fe, rep);
+            }
+            Ok(Happening::Timeout) => {}
+            Err(e) => {
+                log::warn!("waiting: {e}");
+                // Do not spin on a persistent error.
+                let until = fe.platform().now_ms().saturating_add(1_000);
+                let _ = fe.platform().wait(until);
+            }
+        }
+    }
+}
+
+/// The image's main function.
+pub fn run(mut k: Kernel) -> ! {
+    logger::set_prefix("test-guest");
+    if let Err(e) = k.bring_up() {
+        panic!("bring-up failed: {e}");
+    }
+    let (mut xs, xs_port) = connect_xenstore(&k);
+    let dom = match xs.read_str(TxId::NONE, "domid") {
+        Ok(s) => s.trim().parse::<u16>().unwrap_or(0),
+        Err(e) => panic!("xenstore read domid: {e}"),
+    };
+    let mode_name = k.cmdline_option("mode").unwrap_or("good");
+    let pages = k.cmdline_option("pages").and_then(|p| p.parse::<u32>().ok()).unwrap_or(300);
+    for feature in ["control/feature-poweroff", "control/feature-reboot"] {
+        if let Err(e) = xs.write(TxId::NONE, feature, b"1") {
+            log::warn!("cannot write {feature}: {e}");
+        }
+    }
+    if let Err(e) = xs.watch(SHUTDOWN_PATH, TOKEN_SHUTDOWN) {
+        panic!("xenstore watch {SHUTDOWN_PATH}: {e}");
+    }
+    log::info!("domid={dom} up mode={mode_name} pages={pages}");
+
+    let mut console = console_line;
+    let mut rep = Reporter::new("TESTGUEST", dom, &mut console);
+    let Some(mode) = Mode::parse(mode_name) else {
+        rep.say(format_args!("{mode_name} FAIL unknown mode (good, hostile, unattached, busy)"));
+        crash::shutdown(SHUTDOWN_POWEROFF)
+    };
+    let mut opts = Options::default();
+    if mode == Mode::Unattached {
+        opts.handshake_timeout_ms = UNATTACHED_WAIT_MS;
+    }
+    let platform = match GuestPlatform::new(k, xs_port) {
+        Ok(p) => p,
+        Err(e) => panic!("platform: {e}"),
+    };
+    let mut fe = Frontend::new(platform, xs, opts);
+    match mode {
+        Mode::Good => good(&mut fe, &mut rep, pages),
+        Mode::Hostile => {
+            scenario::run_hostile(&mut fe, &mut rep);
+        }
+        Mode::Unattached => {
+            scenario::run_unattached(&mut fe, &mut rep);
+        }
+        Mode::Busy => {
+            let mut asked = None;
+            scenario::run_busy(&mut fe, &mut rep, pages, |fe| {
+                asked = pending_shutdown(fe);
+                if asked.is_some() {
+                    Control::Stop
+                } else {
+                    Control::Continue
+                }
+            });
+            if let Some(s) = asked {
+                finish(&mut fe, &mut rep, s);
+            }
+        }
+    }
+    idle(&mut fe, &mut rep)
+}
+
+fn good(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32) {
+    let cfg = GoodConfig { pages, ..GoodConfig::default() };
+    let Ok(mapped) = scenario::run_good(fe, rep, &cfg) else {
+        if fe.is_connected() {
+            scenario::cleanup(fe, rep);
+        }
+        return;
+    };
+    let mut asked: Option<Shutdown> = None;
+    let end = scenario::steady(fe, rep, &mapped, REVERIFY_MS, |fe, ev| {
+        if ev.token() == TOKEN_SHUTDOWN {
+            asked = shutdown_request(fe.xs());
+        }
+        if asked.is_some() {
+            Control::Stop
+        } else {
+            Control::Continue
+        }
+    });
+    if let (SteadyEnd::Stopped, Some(s)) = (&end, asked) {
+        // `steady` already disconnected.
+        finish(fe, rep, s);
+    }
+}

@@ -1,0 +1,168 @@
+//! The frontend's [`Platform`] in a PVH unikernel: pages from the heap
+//! (`unikernel::xen::own_page`), grants in our own grant table,
+//! `EVTCHNOP_alloc_unbound` ports, Xen system time, and the executor's
+//! `SCHEDOP_poll` sleep on the xenstore and ring ports.
+//!
+//! # Invariants
+//! - A page is freed only after its grant ended; a page whose grant the
+//!   backend still maps stays allocated and granted.
+//! - `wait` sleeps on exactly the xenstore port and our ring ports, plus the
+//!   one-shot timer for the deadline: no busy loop.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+use core::fmt;
+
+use frontend::{EndAccessError, Granted, PageId, Platform, Port};
+use unikernel::xen::gnttab::GrantError;
+use unikernel::xen::own_page::OwnPage;
+use unikernel::xen::{events, timer, XenError};
+use unikernel::Kernel;
+
+/// What can fail in the guest's platform.
+#[derive(Clone, Copy, Debug)]
+pub enum GuestError {
+    /// A hypercall failed.
+    Xen(XenError),
+    /// Granting failed.
+    Grant(GrantError),
+    /// The heap is exhausted.
+    NoMemory,
+    /// The grant table was not set up.
+    NoGrantTable,
+    /// More ports than the executor can sleep on.
+    TooManyPorts,
+}
+
+impl fmt::Display for GuestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GuestError::Xen(e) => write!(f, "{e}"),
+            GuestError::Grant(e) => write!(f, "grant: {e:?}"),
+            GuestError::NoMemory => write!(f, "out of memory (give the guest more)"),
+            GuestError::NoGrantTable => write!(f, "no grant table"),
+            GuestError::TooManyPorts => write!(f, "too many event channels"),
+        }
+    }
+}
+
+impl From<XenError> for GuestError {
+    fn from(e: XenError) -> Self {
+        GuestError::Xen(e)
+    }
+}
+
+struct Page {
+    page: OwnPage,
+    gref: u32,
+}
+
+/// The unikernel's platform.
+pub struct GuestPlatform {
+    k: Kernel,
+    xs_port: Port,
+    ports: Vec<Port>,
+    pages: BTreeMap<usize, Page>,
+    next: usize,
+}
+
+impl GuestPlatform {
+    /// The platform; `xs_port` is the xenstore ring's event channel.
+    pub fn new(mut k: Kernel, xs_port: Port) -> Result<GuestPlatform, GuestError> {
+        k.executor.watch(xs_port).map_err(|_| GuestError::TooManyPorts)?;
+        Ok(GuestPlatform { k, xs_port, ports: Vec::new(), pages: BTreeMap::new(), next: 0 })
+    }
+
+    fn page(&self, id: PageId) -> Option<&Page> {
+        self.pages.get(&id.0)
+    }
+}
+
+impl Platform for GuestPlatform {
+    type Error = GuestError;
+
+    fn grant_page(&mut self, to: u16, read_only: bool) -> Result<Granted, GuestError> {
+        let gt = self.k.grant_table.as_ref().ok_or(GuestError::NoGrantTable)?;
+        let page = OwnPage::alloc().ok_or(GuestError::NoMemory)?;
+        let gref = gt.grant(to, page.gfn(), read_only).map_err(GuestError::Grant)?;
+        self.next += 1;
+        self.pages.insert(self.next, Page { page, gref });
+        Ok(Granted { id: PageId(self.next), gref, read_only })
+    }
+
+    fn end_access(&mut self, id: PageId) -> Result<(), EndAccessError> {
+        let gref = self.page(id).ok_or(EndAccessError::UnknownPage(id))?.gref;
+        let gt = self.k.grant_table.as_ref().ok_or(EndAccessError::UnknownPage(id))?;
+        match gt.end_grant(gref) {
+            Ok(()) => {
+                self.pages.remove(&id.0); // freed: the grant has ended
+                Ok(())
+            }
+            Err(GrantError::InUse(_)) => Err(EndAccessError::StillMapped { gref }),
+            Err(_) => Err(EndAccessError::UnknownPage(id)),
+        }
+    }
+
+    fn read(&self, id: PageId, offset: usize, buf: &mut [u8]) {
+        match self.page(id) {
+            Some(p) => p.page.read(offset, buf),
+            None => buf.fill(0),
+        }
+    }
+
+    fn write(&mut self, id: PageId, offset: usize, data: &[u8]) {
+        if let Some(p) = self.pages.get_mut(&id.0) {
+            p.page.write(offset, data);
+        }
+    }
+
+    fn read_u32(&self, id: PageId, offset: usize) -> u32 {
+        self.page(id).map_or(0, |p| p.page.read_u32(offset))
+    }
+
+    fn write_u32(&mut self, id: PageId, offset: usize, value: u32) {
+        if let Some(p) = self.pages.get_mut(&id.0) {
+            p.page.write_u32(offset, value);
+        }
+    }
+
+    fn fence(&self) {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn alloc_unbound(&mut self, remote: u16) -> Result<Port, GuestError> {
+        let port = events::alloc_unbound(remote)?;
+        if self.k.executor.watch(port).is_err() {
+            let _ = events::close(port);
+            return Err(GuestError::TooManyPorts);
+        }
+        if let Err(e) = events::unmask(port) {
+            log::warn!("cannot unmask port {port}: {e}");
+        }
+        self.ports.push(port);
+        Ok(port)
+    }
+
+    fn notify(&mut self, port: Port) -> Result<(), GuestError> {
+        Ok(events::send(port)?)
+    }
+
+    fn close_port(&mut self, port: Port) -> Result<(), GuestError> {
+        self.k.executor.unwatch(port);
+        self.ports.retain(|p| *p != port);
+        Ok(events::close(port)?)
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        timer::now_ns() / 1_000_000
+    }
+
+    fn wait(&mut self, deadline_ms: u64) -> Result<(), GuestError> {
+        self.k.executor.wait(Some(deadline_ms.saturating_mul(1_000_000)))?;
+        self.k.executor.take(self.xs_port);
+        for &p in &self.ports {
+            self.k.executor.take(p);
+        }
+        Ok(())
+    }
+}
