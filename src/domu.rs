@@ -4,12 +4,18 @@
 //! Markers (read by `cargo xtask` from the console logs; keep them stable):
 //! - `gpu-dom: started as domU`
 //! - `gpu-dom: xenstore name=<name> domid=<domid>`
+//! - `gpu-dom: watching backend/vgpu` (the backend service's watches are set)
+//! - `gpu-dom: backend ready` (the service started: `data/vgpu-ggtt-entries`
+//!   written, existing devices served)
 //! - `gpu-dom: ready` (after writing `data/gpu-dom-ready = "1"`)
-//! - `gpu-dom: watching backend/vgpu`
-//! - `gpu-dom: shutdown requested (<reason>)`, then `SCHEDOP_shutdown`
+//! - the service's markers (see `vgpu`)
+//! - `gpu-dom: shutdown requested (<reason>)`, then every guest is revoked
+//!   (`closed (backend shutting down)` per device), `gpu-dom: backend
+//!   stopped: every guest revoked`, then `SCHEDOP_shutdown`
 
 extern crate alloc;
 
+use crate::vgpu::{self, Ports, VgpuService};
 use alloc::boxed::Box;
 use alloc::string::String;
 use unikernel::xen::events;
@@ -22,7 +28,6 @@ type Xenstore = Client<RingTransport<XenstorePage>>;
 
 /// How long one xenstore round trip may take before the domain gives up.
 const XENSTORE_TIMEOUT_NS: u64 = 30_000_000_000;
-const TOKEN_VGPU: &str = "vgpu";
 const TOKEN_SHUTDOWN: &str = "shutdown";
 const BACKEND_PATH: &str = "backend/vgpu";
 const SHUTDOWN_PATH: &str = "control/shutdown";
@@ -80,16 +85,56 @@ fn shutdown_request(xs: &mut Xenstore) -> Option<(u32, &'static str)> {
     Some(reason)
 }
 
-fn handle_event(k: &Kernel, xs: &mut Xenstore, ev: &OwnedWatchEvent) {
+/// The service plus what the loop needs to drive it.
+struct Backend {
+    svc: VgpuService,
+    ports: Ports,
+    /// Ports whose device had requests left when its budget ran out.
+    busy: heapless::Vec<u32, { backend::service::MAX_DEVICES }>,
+}
+
+/// Revokes every guest (they see Closed), then shuts the domain down.
+fn shut_down(k: &Kernel, xs: &mut Xenstore, be: &mut Backend, reason: u32, name: &str) -> ! {
+    log::info!("shutdown requested ({name})");
+    be.svc.shutdown(xs, &mut vgpu::print_change);
+    let gpu = be.svc.backend.engine().gpu();
+    let s = gpu.stats();
+    log::info!(
+        "backend stopped: every guest revoked; software GPU {} ({} entry writes, {} invalidations, {} rejected calls)",
+        if gpu.is_idle() { "idle: every entry scratch" } else { "NOT idle" },
+        s.writes,
+        s.invalidations,
+        s.rejected
+    );
+    k.shutdown(reason)
+}
+
+fn handle_event(k: &mut Kernel, xs: &mut Xenstore, be: &mut Backend, ev: &OwnedWatchEvent) {
     match ev.token() {
         TOKEN_SHUTDOWN => {
             if let Some((reason, name)) = shutdown_request(xs) {
-                log::info!("shutdown requested ({name})");
-                k.shutdown(reason);
+                shut_down(k, xs, be, reason, name);
             }
         }
-        TOKEN_VGPU => log::info!("backend/vgpu changed: {}", ev.path()),
+        t if vgpu::is_service_token(t) => be.svc.on_watch(xs, t, &mut vgpu::print_change),
         other => log::warn!("watch event with unknown token {other:?} on {}", ev.path()),
+    }
+}
+
+/// Serves every device whose port fired or that had requests left, once
+/// each (a device with more work waits for the others' turn).
+fn serve_devices(k: &mut Kernel, xs: &mut Xenstore, be: &mut Backend) {
+    let mut ready: heapless::Vec<u32, { backend::service::MAX_DEVICES }> = heapless::Vec::new();
+    for port in be.ports.iter() {
+        if k.executor.take(port) || be.busy.contains(&port) {
+            let _ = ready.push(port);
+        }
+    }
+    be.busy.clear();
+    for port in ready {
+        if be.svc.on_event(xs, port, &mut vgpu::print_change) {
+            let _ = be.busy.push(port);
+        }
     }
 }
 
@@ -99,8 +144,9 @@ pub fn run(mut k: Kernel) -> ! {
     if let Err(e) = k.bring_up() {
         panic!("bring-up failed: {e}");
     }
-    let mut xs = connect(&k);
-    let (name, domid) = identity(&mut xs);
+    let mut xs_box = connect(&k);
+    let xs: &mut Xenstore = &mut xs_box;
+    let (name, domid) = identity(xs);
     log::info!("xenstore name={name} domid={domid}");
 
     for feature in ["control/feature-poweroff", "control/feature-reboot"] {
@@ -108,17 +154,20 @@ pub fn run(mut k: Kernel) -> ! {
             log::warn!("cannot write {feature}: {e}");
         }
     }
+    if let Err(e) = xs.watch(SHUTDOWN_PATH, TOKEN_SHUTDOWN) {
+        xs_fail("watch control/shutdown", e);
+    }
+    let mut be =
+        Backend { svc: vgpu::build(&mut k), ports: Ports::default(), busy: heapless::Vec::new() };
+    if let Err(e) = be.svc.start(xs, &mut vgpu::print_change) {
+        xs_fail("start the vgpu backend (data/vgpu-ggtt-entries, watches)", e);
+    }
+    log::info!("watching {BACKEND_PATH}");
+    log::info!("backend ready");
     if let Err(e) = xs.write(TxId::NONE, "data/gpu-dom-ready", b"1") {
         xs_fail("write data/gpu-dom-ready", e);
     }
     log::info!("ready");
-    if let Err(e) = xs.watch(SHUTDOWN_PATH, TOKEN_SHUTDOWN) {
-        xs_fail("watch control/shutdown", e);
-    }
-    if let Err(e) = xs.watch(BACKEND_PATH, TOKEN_VGPU) {
-        xs_fail("watch backend/vgpu", e);
-    }
-    log::info!("watching backend/vgpu");
 
     let port = xs.transport().page().port();
     if k.executor.watch(port).is_err() {
@@ -127,19 +176,25 @@ pub fn run(mut k: Kernel) -> ! {
     loop {
         loop {
             match xs.poll_event() {
-                Ok(Some(ev)) => handle_event(&k, &mut xs, &ev),
+                Ok(Some(ev)) => handle_event(&mut k, xs, &mut be, &ev),
                 Ok(None) => break,
                 Err(e) => xs_fail("event", e),
             }
         }
         if xs.take_lost_events() > 0 {
-            log::warn!("xenstore watch events were lost: rechecking control/shutdown");
-            if let Some((reason, name)) = shutdown_request(&mut xs) {
-                log::info!("shutdown requested ({name})");
-                k.shutdown(reason);
+            log::warn!("xenstore watch events were lost: rechecking control/shutdown and devices");
+            if let Some((reason, name)) = shutdown_request(xs) {
+                shut_down(&k, xs, &mut be, reason, name);
             }
+            be.svc.on_watch(xs, backend::service::TOKEN_BACKEND, &mut vgpu::print_change);
         }
-        if let Err(e) = k.executor.wait(None) {
+        be.ports.sync(&mut k.executor, &be.svc);
+        serve_devices(&mut k, xs, &mut be);
+        // Serving may close a device (ring protocol violation).
+        be.ports.sync(&mut k.executor, &be.svc);
+        // Requests left over: look for events without sleeping, then go on.
+        let deadline = if be.busy.is_empty() { None } else { Some(0) };
+        if let Err(e) = k.executor.wait(deadline) {
             panic!("executor: {e}");
         }
         k.executor.take(port);

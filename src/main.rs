@@ -6,7 +6,9 @@
 //! without the bare-metal target.
 //!
 //! Started as PVH dom0, the image runs the unikernel's self-test and powers
-//! off; started as a domU, it connects to xenstore and serves (see `domu`).
+//! off; started as a domU, it connects to xenstore and runs the vgpu backend
+//! service (see `domu`, `vgpu`) over the unikernel's Xen layer (`platform`)
+//! and, without a GPU it can drive, the software GPU (`softgpu`).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -17,6 +19,12 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod domu;
+#[cfg(target_os = "none")]
+mod platform;
+#[cfg(any(test, target_os = "none"))]
+mod softgpu;
+#[cfg(target_os = "none")]
+mod vgpu;
 
 #[cfg(target_os = "none")]
 unikernel::entry!(gpu_dom_main);

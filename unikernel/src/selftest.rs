@@ -209,15 +209,8 @@ fn grant_self_map(k: &mut Kernel) -> Check {
     let (Some(gt), Some(fm)) = (k.grant_table.as_ref(), k.foreign.as_mut()) else {
         return Err("grant table not set up".into());
     };
-    #[repr(C, align(4096))]
-    struct Page([u8; 4096]);
-    let mut page = alloc::boxed::Box::new(Page([0; 4096]));
-    for (i, b) in page.0.iter_mut().enumerate() {
-        *b = (i as u8) ^ 0xa5;
-    }
     // Abandoned, never freed: its GFN may be gone after the self-map.
-    let page: &'static Page = alloc::boxed::Box::leak(page);
-    let gfn = page as *const Page as u64 >> 12;
+    let (_, gfn) = pattern_page(0xa5);
     let gref = gt.grant(0, gfn, false).map_err(|e| format!("grant: {e:?}"))?;
     let mut out = [Err(crate::xen::gnttab::MapError::WindowFull)];
     fm.map(&[MapRequest { dom: 0, gref, readonly: false }], &mut out);
@@ -243,6 +236,88 @@ fn grant_self_map(k: &mut Kernel) -> Check {
     Ok(format!(
         "gref {gref} of gfn {gfn:#x} mapped at window gfn {:#x} (handle {}), read back, unmapped",
         m.gfn, m.handle
+    ))
+}
+
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+
+/// A leaked page filled with `(i as u8) ^ seed`, and its GFN.
+fn pattern_page(seed: u8) -> (&'static Page, u64) {
+    let mut page = alloc::boxed::Box::new(Page([0; 4096]));
+    for (i, b) in page.0.iter_mut().enumerate() {
+        *b = (i as u8) ^ seed;
+    }
+    let page: &'static Page = alloc::boxed::Box::leak(page);
+    (page, page as *const Page as u64 >> 12)
+}
+
+/// Grants a page to ourselves and copies it with `GNTTABOP_copy` (batched,
+/// into an unaligned buffer: split segments); a bad ref is refused by name.
+fn grant_copy(k: &mut Kernel) -> Check {
+    use crate::xen::grant_copy::{copy_in, CopyError};
+    let gt = k.grant_table.as_ref().ok_or("grant table not set up")?;
+    let (a, gfn_a) = pattern_page(0x3c);
+    let (b, gfn_b) = pattern_page(0xc3);
+    let ra = gt.grant(0, gfn_a, true).map_err(|e| format!("grant: {e:?}"))?;
+    let rb = gt.grant(0, gfn_b, true).map_err(|e| format!("grant: {e:?}"))?;
+    let mut buf = alloc::vec![0u8; 3 * 4096 + 8];
+    let res = copy_in(0, &[ra, rb], &mut buf[8..8 + 2 * 4096]);
+    let bad = copy_in(0, &[ra, 4000], &mut buf[8..8 + 2 * 4096]);
+    let (ea, eb) = (gt.end_grant(ra), gt.end_grant(rb));
+    res.map_err(|e| format!("copy of grefs {ra}, {rb}: {e:?}"))?;
+    if buf[8..8 + 4096] != a.0 || buf[8 + 4096..8 + 2 * 4096] != b.0 {
+        return Err("copied bytes differ from the granted pages".into());
+    }
+    if buf[..8].iter().chain(&buf[8 + 2 * 4096..]).any(|x| *x != 0) {
+        return Err("bytes outside the destination were written".into());
+    }
+    let status = match bad {
+        Err(CopyError::Xen { index: 1, status }) => status,
+        other => return Err(format!("copy of unused gref 4000: {other:?}, want page 1 refused")),
+    };
+    ea.and(eb).map_err(|e| format!("end grant: {e:?}"))?;
+    Ok(format!(
+        "2 granted pages copied into an unaligned buffer; unused gref refused (GNTST {status})"
+    ))
+}
+
+/// Maps a self-granted page writable for the CPU, writes and reads it there.
+fn foreign_page(k: &mut Kernel) -> Check {
+    let (Some(gt), Some(fm)) = (k.grant_table.as_ref(), k.foreign.as_mut()) else {
+        return Err("grant table not set up".into());
+    };
+    let (_, gfn) = pattern_page(0x5a);
+    let gref = gt.grant(0, gfn, false).map_err(|e| format!("grant: {e:?}"))?;
+    let mut p = match fm.map_page(0, gref) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = gt.end_grant(gref);
+            return Err(format!("map of gref {gref}: {e:?}"));
+        }
+    };
+    let before = p.read_u32(8);
+    p.write_u32(8, 0xfeed_f00d);
+    p.write(16, b"ring");
+    p.fence();
+    let (after, mut word) = (p.read_u32(8), [0u8; 4]);
+    p.read(16, &mut word);
+    let outside = p.read_u32(4096) == 0 && p.read_u32(2) == 0;
+    let gfn_w = p.mapped().gfn;
+    let unmapped = fm.unmap_page(p);
+    let ended = gt.end_grant(gref);
+    if before != u32::from_le_bytes([8 ^ 0x5a, 9 ^ 0x5a, 10 ^ 0x5a, 11 ^ 0x5a]) {
+        return Err(format!("read {before:#x} at offset 8 before writing"));
+    }
+    if after != 0xfeed_f00d || &word != b"ring" || !outside {
+        return Err(format!("read back {after:#x} {word:?} (outside-page reads 0: {outside})"));
+    }
+    if !unmapped {
+        return Err("unmap refused".into());
+    }
+    ended.map_err(|e| format!("end grant: {e:?}"))?;
+    Ok(format!(
+        "gref {gref} mapped writable at window gfn {gfn_w:#x}, written, read back, unmapped"
     ))
 }
 
@@ -281,6 +356,8 @@ pub fn run(mut k: Kernel) -> ! {
     r.record("grant_table", gt);
     if gt_ok {
         r.record("grant_self_map", grant_self_map(&mut k));
+        r.record("grant_copy", grant_copy(&mut k));
+        r.record("foreign_page", foreign_page(&mut k));
     }
     crate::println!("SELFTEST done passed={} failed={}", r.passed, r.failed);
     log::info!("self-test finished; powering off");

@@ -51,6 +51,8 @@ pub const GNTTABOP_MAP_GRANT_REF: u32 = 0;
 pub const GNTTABOP_UNMAP_GRANT_REF: u32 = 1;
 /// `GNTTABOP_setup_table` (`grant_table.h`).
 pub const GNTTABOP_SETUP_TABLE: u32 = 2;
+/// `GNTTABOP_copy` (`grant_table.h`).
+pub const GNTTABOP_COPY: u32 = 5;
 /// `GNTTABOP_query_size` (`grant_table.h`).
 pub const GNTTABOP_QUERY_SIZE: u32 = 6;
 /// `GNTTABOP_set_version` (`grant_table.h`).
@@ -164,3 +166,46 @@ pub struct GnttabSetVersion {
     pub version: u32,
 }
 const _: () = assert!(size_of::<GnttabSetVersion>() == 4);
+
+/// `GNTCOPY_source_gref` (`grant_table.h`): `source.u` is a grant ref, not a GFN.
+pub const GNTCOPY_SOURCE_GREF: u16 = 1 << 0;
+/// `GNTCOPY_dest_gref` (`grant_table.h`): `dest.u` is a grant ref, not a GFN.
+pub const GNTCOPY_DEST_GREF: u16 = 1 << 1;
+
+/// One end of a `struct gnttab_copy` (`grant_table.h`, `gnttab_copy_ptr`).
+/// The union `u` (`grant_ref_t ref` / `xen_pfn_t gmfn`) is kept as one
+/// 64-bit word: a grant ref is its low 32 bits (little endian).
+#[doc(alias = "gnttab_copy_ptr")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GnttabCopyPtr {
+    /// IN: a grant ref (with `GNTCOPY_*_gref`) or a GFN of `domid`.
+    pub u: u64,
+    /// IN: the domain (`DOMID_SELF` for our own frame).
+    pub domid: DomId,
+    /// IN: byte offset in the page.
+    pub offset: u16,
+}
+const _: () = assert!(size_of::<GnttabCopyPtr>() == 16);
+
+/// `struct gnttab_copy` (`grant_table.h`): Xen copies `len` bytes from
+/// `source` to `dest`, neither crossing a page boundary. Nothing is mapped.
+#[doc(alias = "gnttab_copy")]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GnttabCopy {
+    /// IN: where to copy from.
+    pub source: GnttabCopyPtr,
+    /// IN: where to copy to.
+    pub dest: GnttabCopyPtr,
+    /// IN: bytes to copy.
+    pub len: u16,
+    /// IN: `GNTCOPY_*`.
+    pub flags: u16,
+    /// OUT: `GNTST_*`.
+    pub status: i16,
+}
+const _: () = assert!(size_of::<GnttabCopy>() == 40);
+const _: () = assert!(core::mem::offset_of!(GnttabCopy, dest) == 16);
+const _: () = assert!(core::mem::offset_of!(GnttabCopy, len) == 32);
+const _: () = assert!(core::mem::offset_of!(GnttabCopy, status) == 36);

@@ -1,0 +1,135 @@
+//! The vgpu backend service as gpu-dom runs it: built once from the
+//! unikernel's window and the software GPU, its changes printed as console
+//! markers, and its devices' event channels kept in the executor's set.
+//!
+//! Markers (read by the e2e test; keep them stable):
+//! - `gpu-dom: WARNING: no Intel GPU found (no PCI devices in a PVH domU) -> using the software GPU ...`
+//! - `gpu-dom: debug readback off` or `gpu-dom: WARNING: debug readback ON ...`
+//! - `gpu-dom: vgpu dom<F>/<devid> InitWait`
+//! - `gpu-dom: vgpu dom<F>/<devid> Connected`
+//! - `gpu-dom: vgpu dom<F>/<devid> refused: <error>`
+//! - `gpu-dom: vgpu dom<F>/<devid> closed (<why>): <n> grants unmapped`
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::rc::Rc;
+use core::cell::RefCell;
+
+use backend::service::{MAX_DEVICES, TOKEN_BACKEND, TOKEN_FRONTEND, TOKEN_RELEASE};
+use backend::{Backend, Change, Service};
+use gtt::{Config, Engine};
+use unikernel::executor::Executor;
+use unikernel::Kernel;
+
+use crate::platform::{WindowMapper, XenConnector, XenCpu};
+use crate::softgpu::SoftGpu;
+
+/// The service with the image's platform.
+pub type VgpuService = Service<WindowMapper, SoftGpu, XenCpu, XenConnector>;
+
+/// GGTT entries the software GPU offers (256 MiB of 4 KiB pages).
+pub const GGTT_ENTRIES: u32 = 65536;
+/// PPGTT table pages (4 KiB each, allocated at boot).
+pub const TABLE_PAGES: usize = 1024;
+
+/// The engine's capacities in the image.
+pub fn engine_config() -> Config {
+    Config {
+        max_guests: MAX_DEVICES as u16,
+        grant_slots: 16384,
+        table_pages: TABLE_PAGES,
+        contexts: 64,
+        max_batch: gpuif::MAX_ENTRIES,
+    }
+}
+
+/// Whether the command line asks for `DebugReadback` (`gpu-dom.debug=readback`,
+/// possibly among other comma-separated values).
+pub fn debug_readback_requested(k: &Kernel) -> bool {
+    k.cmdline_option("gpu-dom.debug").is_some_and(|v| v.split(',').any(|w| w == "readback"))
+}
+
+/// Builds the backend service. Takes the unikernel's window mapper: from
+/// now on only the service maps foreign grants.
+pub fn build(k: &mut Kernel) -> VgpuService {
+    let window = k.foreign.take().unwrap_or_else(|| panic!("grant table not set up"));
+    let window = Rc::new(RefCell::new(window));
+    // No PCI probe exists for a PVH domU (Xen gives it no PCI devices);
+    // say loudly that what follows serves a GPU that is not hardware.
+    log::info!(
+        "WARNING: no Intel GPU found (no PCI devices in a PVH domU) -> using the software GPU \
+         ({GGTT_ENTRIES} GGTT entries, {TABLE_PAGES} PPGTT table pages in gpu-dom memory; \
+         guests' mappings are real grant mappings, but no device reads them)"
+    );
+    let gpu = SoftGpu::new(GGTT_ENTRIES, TABLE_PAGES);
+    let footprint = gpu.footprint();
+    let engine = Engine::new(engine_config(), WindowMapper(window.clone()), gpu);
+    let mut backend = Backend::new(engine, XenCpu { window: window.clone() });
+    if debug_readback_requested(k) {
+        log::info!(
+            "WARNING: debug readback ON (gpu-dom.debug=readback on the command line): guests \
+             can read checksums of the pages mapped for them; never use in production"
+        );
+        backend.enable_debug_readback(true);
+    } else {
+        log::info!("debug readback off");
+    }
+    let (used, left, _) = unikernel::arch::x86_64::alloc::stats();
+    log::info!(
+        "backend built: software GPU tables {} KiB; heap {} KiB used, {} KiB free",
+        footprint / 1024,
+        used / 1024,
+        left / 1024
+    );
+    Service::new(backend, XenConnector { window })
+}
+
+/// Prints one change as its console marker.
+pub fn print_change(c: Change) {
+    match c {
+        Change::InitWait { fe, devid } => log::info!("vgpu dom{}/{devid} InitWait", fe.0),
+        Change::Connected { fe, devid, .. } => log::info!("vgpu dom{}/{devid} Connected", fe.0),
+        Change::Refused { fe, devid, error } => {
+            log::info!("vgpu dom{}/{devid} refused: {error}", fe.0)
+        }
+        Change::Closed { fe, devid, why, grants_unmapped } => {
+            log::info!("vgpu dom{}/{devid} closed ({why}): {grants_unmapped} grants unmapped", fe.0)
+        }
+    }
+}
+
+/// True for the watch tokens the service set.
+pub fn is_service_token(token: &str) -> bool {
+    matches!(token, TOKEN_BACKEND | TOKEN_RELEASE | TOKEN_FRONTEND)
+}
+
+/// The devices' local ports the executor watches.
+#[derive(Default)]
+pub struct Ports {
+    watched: heapless::Vec<u32, MAX_DEVICES>,
+}
+
+impl Ports {
+    /// The ports watched now.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.watched.iter().copied()
+    }
+
+    /// Makes the executor watch exactly the ports of connected devices.
+    pub fn sync(&mut self, ex: &mut Executor, svc: &VgpuService) {
+        let mut live: heapless::Vec<u32, MAX_DEVICES> = heapless::Vec::new();
+        for port in svc.devices().filter_map(|d| d.live.as_ref().map(|l| l.port)) {
+            let _ = live.push(port);
+        }
+        for &p in self.watched.iter().filter(|p| !live.contains(p)) {
+            ex.unwatch(p);
+        }
+        for &p in live.iter().filter(|p| !self.watched.contains(p)) {
+            if ex.watch(p).is_err() {
+                log::warn!("executor cannot watch port {p}: its device will not be served");
+            }
+        }
+        self.watched = live;
+    }
+}
