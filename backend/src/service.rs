@@ -3,9 +3,13 @@
 //!
 //! The caller (the unikernel's event loop, or a host test) owns the xenstore
 //! client and the event channels; it calls [`Service::start`] once, then
-//! [`Service::on_watch`] for every watch event, [`Service::on_event`] for
-//! every notification on a port, and [`Service::shutdown`] before gpu-dom
-//! exits. All waiting happens in the caller.
+//! [`Service::on_watch`] for every watch event, [`Service::on_lost_events`]
+//! whenever the client had to drop events, [`Service::on_event`] for every
+//! notification on a port, and [`Service::shutdown`] before gpu-dom exits.
+//! All waiting happens in the caller.
+//!
+//! Statistics go to `data/vgpu/` (`gpuif::keys::STATS_ROOT`), outside the
+//! watched tree: serving a ring never fires gpu-dom's own watches.
 //!
 //! # Invariants
 //! - Only devices under gpu-dom's own `backend/vgpu/` that validate are
@@ -101,6 +105,18 @@ where
         if matches!(token, TOKEN_BACKEND | TOKEN_RELEASE | TOKEN_FRONTEND) {
             self.rescan(xs, changes);
         }
+    }
+
+    /// The xenstore client dropped watch events (its queue was full): one of
+    /// them may have mattered (a guest's directory vanishing), so everything
+    /// is brought in line with xenstore again. Call it whenever
+    /// `Client::take_lost_events` is nonzero.
+    pub fn on_lost_events<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        changes: &mut impl FnMut(Change),
+    ) {
+        self.rescan(xs, changes);
     }
 
     /// Serves the device bound to local `port`. Returns true if requests
@@ -338,6 +354,10 @@ where
         changes: &mut impl FnMut(Change),
     ) {
         self.close_silently(i, why, changes);
+        let dev = &self.devices[i];
+        let stats = path_of(format_args!("{}/{}/{}", keys::STATS_ROOT, dev.fe.0, dev.devid));
+        let _ = xs.rm(TxId::NONE, &stats);
+        self.devices[i].published = [u64::MAX; 4];
         let dev = &mut self.devices[i];
         if exists(xs, &dev.be_path()) {
             let _ = device::set_state(xs, dev, XenbusState::Closed);
@@ -366,7 +386,8 @@ where
         }
     }
 
-    /// Writes the device's statistics under `stats/` where they changed.
+    /// Writes the device's statistics (`data/vgpu/<fe>/<devid>/`) where they
+    /// changed.
     fn publish_stats<T: Transport>(&mut self, xs: &mut Client<T>, i: usize) {
         let dev = &self.devices[i];
         let Some(s) = self.backend.engine().guest_stats(dev.fe) else { return };
@@ -376,18 +397,16 @@ where
             s.contexts as u64,
             s.refused,
         ];
-        let be = dev.be_path();
-        let names = ["pages", "entries", "contexts", "refused"];
-        for (k, name) in names.iter().enumerate() {
-            if now[k] != self.devices[i].published[k] {
-                let mut v: heapless::String<24> = heapless::String::new();
-                let _ = write!(v, "{}", now[k]);
-                if xs
-                    .write(TxId::NONE, &path_of(format_args!("{be}/stats/{name}")), v.as_bytes())
-                    .is_ok()
-                {
-                    self.devices[i].published[k] = now[k];
-                }
+        let dir = path_of(format_args!("{}/{}/{}", keys::STATS_ROOT, dev.fe.0, dev.devid));
+        for (k, name) in keys::STATS_KEYS.iter().enumerate() {
+            if now[k] == self.devices[i].published[k] {
+                continue;
+            }
+            let mut v: heapless::String<24> = heapless::String::new();
+            let _ = write!(v, "{}", now[k]);
+            let p = path_of(format_args!("{dir}/{name}"));
+            if xs.write(TxId::NONE, &p, v.as_bytes()).is_ok() {
+                self.devices[i].published[k] = now[k];
             }
         }
     }

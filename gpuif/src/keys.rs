@@ -43,6 +43,13 @@ pub const STATE: &str = "state";
 /// write (`data/` is the domain's own), read by `vgpu attach` to place slices.
 pub const GGTT_TOTAL: &str = "data/vgpu-ggtt-entries";
 
+/// Backend: where it publishes each device's statistics, relative to its
+/// home path: `data/vgpu/<frontend>/<devid>/{pages,entries,contexts,refused}`.
+/// Outside `backend/vgpu`, so publishing never fires the backend's own watch.
+pub const STATS_ROOT: &str = "data/vgpu";
+/// The statistics published per device, in `vgpu list` column order.
+pub const STATS_KEYS: [&str; 4] = ["pages", "entries", "contexts", "refused"];
+
 /// The dom0-owned directory of limits inside the backend directory.
 pub const LIMITS_DIR: &str = "limits";
 /// Limit keys, relative to [`LIMITS_DIR`].

@@ -79,11 +79,6 @@ impl World {
         for (id, name) in [(0, "Domain-0"), (1, "gpu-dom"), (5, "guest1"), (7, "guest2")] {
             xs.add_domain(id, name);
         }
-        // libxl gives a domain its own writable data/.
-        xs.with(|m| {
-            m.write(0, "/local/domain/1/data/x", "").unwrap();
-            m.set_perms(0, "/local/domain/1/data", &[Perm::new(1, xenbus::Access::None)]).unwrap();
-        });
         let pcfg =
             PlatformConfig { backend: BACKEND, window_pages: 4096, ..PlatformConfig::default() };
         let platform = Platform::new(pcfg).unwrap();
@@ -236,7 +231,7 @@ fn attach_connect_serve_and_close_follow_the_xenbus_handshake() {
         w.xs.read("/local/domain/1/backend/vgpu/5/0/limits/ggtt-base").unwrap().parse().unwrap();
     let got = w.platform.gpu().gpu_read(Space::Ggtt, ((base + 3) as u64) << 12, 8).unwrap();
     assert_eq!(got, Hit::Mapped(vec![0x5a; 8]));
-    assert_eq!(w.xs.read("/local/domain/1/backend/vgpu/5/0/stats/pages").as_deref(), Some("1"));
+    assert_eq!(w.xs.read("/local/domain/1/data/vgpu/5/0/pages").as_deref(), Some("1"));
     let (_, list, _) = w.vgpu("list");
     assert!(list.contains("Connected"), "{list}");
 

@@ -235,7 +235,8 @@ impl Xenstored {
         })
     }
 
-    /// A domain as libxl creates it: home readable by the domain, `name`, `device/`.
+    /// A domain as libxl creates it (`libxl__domain_make`): home readable by
+    /// the domain, `name`, `device/`, and `data/` owned by the domain.
     pub fn add_domain(&self, id: DomId, name: &str) {
         self.with(|m| {
             let home = format!("/local/domain/{id}");
@@ -244,6 +245,9 @@ impl Xenstored {
             m.set_perms(0, &home, &ro).expect("perms");
             m.write(0, &format!("{home}/name"), name).expect("name");
             m.apply(0, Op::Mkdir(format!("{home}/device"))).expect("device");
+            let data = format!("{home}/data");
+            m.apply(0, Op::Mkdir(data.clone())).expect("data");
+            m.set_perms(0, &data, &[Perm::new(id, xenbus::Access::None)]).expect("data perms");
         });
     }
 

@@ -36,10 +36,8 @@ pub fn ggtt_total_path(backend: DomId) -> String {
 }
 /// Assumed when gpu-dom has not published [`ggtt_total_path`].
 pub const DEFAULT_GGTT_TOTAL: u32 = 65536;
-/// Directory of the statistics gpu-dom publishes in each device directory.
-pub const STATS_DIR: &str = "stats";
 /// The statistics `vgpu list` shows, in column order.
-pub const STATS_KEYS: [&str; 4] = ["pages", "entries", "contexts", "refused"];
+pub use gpuif::keys::STATS_KEYS;
 
 /// `/local/domain/<b>/backend/vgpu`: where a backend's devices live.
 pub fn backend_root(backend: DomId) -> String {
@@ -104,6 +102,13 @@ impl Device {
     /// `/local/domain/<b>/backend/vgpu/<f>/<devid>`.
     pub fn backend_dir(&self) -> String {
         format!("{}/{}/{}", backend_root(self.backend), self.frontend, self.devid)
+    }
+
+    /// `/local/domain/<b>/data/vgpu/<f>/<devid>`: the statistics gpu-dom
+    /// publishes for the device.
+    pub fn stats_dir(&self) -> String {
+        let root = gpuif::keys::STATS_ROOT;
+        format!("/local/domain/{}/{root}/{}/{}", self.backend, self.frontend, self.devid)
     }
 
     /// `/local/domain/<f>/device/vgpu/<devid>`.

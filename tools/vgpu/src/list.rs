@@ -6,7 +6,7 @@ use xenbus::{DomId, TxId, XenbusState};
 use crate::attach::ggtt_total;
 use crate::domains::{self, Domain, Gone};
 use crate::error::Error;
-use crate::layout::{self, Device, STATS_DIR, STATS_KEYS};
+use crate::layout::{self, Device, STATS_KEYS};
 use crate::store::{Bounded, Store};
 
 /// One device as `vgpu list` shows it.
@@ -105,7 +105,7 @@ fn row<T: Bounded>(
     };
     let mut stats: [String; 4] = Default::default();
     for (slot, key) in stats.iter_mut().zip(STATS_KEYS) {
-        let path = format!("{}/{STATS_DIR}/{key}", dev.backend_dir());
+        let path = format!("{}/{key}", dev.stats_dir());
         *slot = number(xs.read(TxId::NONE, &path)?);
     }
     Ok(Row {

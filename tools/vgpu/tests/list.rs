@@ -24,11 +24,11 @@ fn list_shows_states_slices_statistics_and_stale_devices() {
     xs.write(5, "/local/domain/5/device/vgpu/0/state", "4");
     for (key, value) in [("pages", "12"), ("entries", "4096"), ("contexts", "2"), ("refused", "0")]
     {
-        xs.write(1, &format!("{be}/5/0/stats/{key}"), value);
+        xs.write(1, &format!("/local/domain/1/data/vgpu/5/0/{key}"), value);
     }
     // guest2's first device waits for its frontend; a statistic is malformed.
     xs.write(1, &format!("{be}/7/0/state"), "2");
-    xs.write(1, &format!("{be}/7/0/stats/refused"), "many");
+    xs.write(1, "/local/domain/1/data/vgpu/7/0/refused", "many");
     // doomed was destroyed without detaching its device.
     xs.with(|m| m.rm(0, "/local/domain/9")).unwrap();
     xs.write(1, &format!("{be}/9/0/state"), "6");
