@@ -321,7 +321,12 @@ pub fn set_state<T: Transport, R>(
     Ok(())
 }
 
-/// Reads the guest's state; a missing frontend directory reads as `None`.
+/// Reads the guest's state. `None` when the guest is gone: its node is
+/// missing (`ENOENT`), or unreadable (`EACCES`), which is what xenstored
+/// answers once the toolstack removed the guest's whole home directory (a
+/// missing node reports its nearest existing ancestor's permission, here the
+/// dom0-only `/local/domain`) — and what a guest that hides its state from
+/// the backend gets treated as.
 pub fn frontend_state<T: Transport, R>(
     xs: &mut Client<T>,
     dev: &Device<R>,
@@ -329,7 +334,7 @@ pub fn frontend_state<T: Transport, R>(
     let p = path(format_args!("{}/{}", dev.fe_path(), xenbus::state::keys::STATE));
     match xs.read(TxId::NONE, &p) {
         Ok(v) => Ok(Some(XenbusState::parse(v).unwrap_or(XenbusState::Unknown))),
-        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) if e.is_not_found() || e.is_xs(&xenbus::XsError::AccessDenied) => Ok(None),
         Err(_) => Err(DeviceError::Xenstore),
     }
 }

@@ -314,7 +314,16 @@ fn request(m: &mut Model, conn: usize, ty: MsgType, tx_id: u32, payload: &[u8]) 
                 }
                 None => &m.tree,
             };
-            let node = tree.get(&path).ok_or("ENOENT")?;
+            let Some(node) = tree.get(&path) else {
+                // As C xenstored's errno_from_parents: a missing node is
+                // ENOENT only to a reader of its nearest existing ancestor.
+                let mut up = crate::tree::parent(&path);
+                while let Some(p) = up.filter(|p| tree.get(p).is_none()) {
+                    up = crate::tree::parent(p);
+                }
+                let readable = up.is_none_or(|p| tree.access(domid, p).can_read());
+                return Err(if readable { "ENOENT" } else { "EACCES" });
+            };
             if !tree.access(domid, &path).can_read() {
                 return Err("EACCES");
             }
