@@ -48,13 +48,13 @@ USAGE:
     cargo xtask help
 
 demo
-    The main job: builds gpu-dom and boots the whole Xen demo in QEMU (both
-    boot stages below), printing what happens.
+    The main job: builds gpu-dom and boots the whole Xen demo in QEMU, printing
+    what happens: both boot stages, then the e2e run (gpu-dom serving guests).
 
 test
     Everything CI runs: cargo fmt --check, cargo clippy (warnings are errors),
     cargo test --workspace (unit, integration and property tests on the
-    platform model), `fuzz --seconds 20`, `bench`, and `boot`.
+    platform model), `fuzz --seconds 20`, `bench`, `boot` and `e2e`.
 
 e2e
     gpu-dom serving real guests under Xen 4.17 in QEMU: Linux PV dom0 runs
@@ -209,6 +209,7 @@ fn test(paths: &Paths) -> Result<()> {
     checks::fuzz(paths, 20)?;
     checks::bench(paths, false)?;
     boot::run(paths, &all_stages())?;
+    e2e::run(paths, None)?;
     println!("[test] all passed in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
@@ -223,7 +224,7 @@ fn main() -> ExitCode {
         }
         Cmd::Build => build(&paths),
         Cmd::Boot(opts) => boot::run(&paths, &opts),
-        Cmd::Demo => boot::run(&paths, &all_stages()),
+        Cmd::Demo => boot::run(&paths, &all_stages()).and_then(|()| e2e::run(&paths, None)),
         Cmd::Test => test(&paths),
         Cmd::E2e { timeout } => e2e::run(&paths, timeout),
         Cmd::Fuzz { seconds } => checks::fuzz(&paths, seconds),
