@@ -22,7 +22,7 @@ use unikernel::xen::events;
 use unikernel::xen::xenstore::XenstorePage;
 use unikernel::Kernel;
 use xen_abi::sched::{SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
-use xenbus::{Client, ClientError, OwnedWatchEvent, RingError, RingTransport, TxId};
+use xenbus::{Client, ClientError, RingError, RingTransport, TxId};
 
 type Xenstore = Client<RingTransport<XenstorePage>>;
 
@@ -109,15 +109,41 @@ fn shut_down(k: &Kernel, xs: &mut Xenstore, be: &mut Backend, reason: u32, name:
     k.shutdown(reason)
 }
 
-fn handle_event(k: &mut Kernel, xs: &mut Xenstore, be: &mut Backend, ev: &OwnedWatchEvent) {
-    match ev.token() {
-        TOKEN_SHUTDOWN => {
+/// Handles watch events until none is queued in the client or waiting on
+/// the ring. Service events are coalesced into one rescan per round (a
+/// rescan looks at everything); events the client had to drop (its queue is
+/// short) count as a service event plus a shutdown check. A rescan's own
+/// requests can queue new events, hence the rounds.
+fn drain_xenstore(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) {
+    loop {
+        let mut rescan = false;
+        loop {
+            let ev = match xs.poll_event() {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(e) => xs_fail("event", e),
+            };
+            match ev.token() {
+                TOKEN_SHUTDOWN => {
+                    if let Some((reason, name)) = shutdown_request(xs) {
+                        shut_down(k, xs, be, reason, name);
+                    }
+                }
+                t if vgpu::is_service_token(t) => rescan = true,
+                other => log::warn!("watch event with unknown token {other:?} on {}", ev.path()),
+            }
+        }
+        if xs.take_lost_events() > 0 {
+            log::debug!("xenstore watch events were dropped: rechecking shutdown and devices");
             if let Some((reason, name)) = shutdown_request(xs) {
                 shut_down(k, xs, be, reason, name);
             }
+            be.svc.on_lost_events(xs, &mut vgpu::print_change);
+        } else if rescan {
+            be.svc.on_watch(xs, backend::service::TOKEN_BACKEND, &mut vgpu::print_change);
+        } else {
+            return;
         }
-        t if vgpu::is_service_token(t) => be.svc.on_watch(xs, t, &mut vgpu::print_change),
-        other => log::warn!("watch event with unknown token {other:?} on {}", ev.path()),
     }
 }
 
@@ -173,24 +199,14 @@ pub fn run(mut k: Kernel) -> ! {
     if k.executor.watch(port).is_err() {
         panic!("executor cannot watch the xenstore port");
     }
+    // Each round: serve the devices that fired, then handle xenstore, then
+    // sleep. Nothing talks to xenstore between the drain and the sleep, so
+    // no watch event waits in the client's queue while the domain sleeps
+    // (the transport consumes the port's pending bit while it waits for a
+    // reply, and serving writes statistics).
     loop {
-        loop {
-            match xs.poll_event() {
-                Ok(Some(ev)) => handle_event(&mut k, xs, &mut be, &ev),
-                Ok(None) => break,
-                Err(e) => xs_fail("event", e),
-            }
-        }
-        if xs.take_lost_events() > 0 {
-            log::warn!("xenstore watch events were lost: rechecking control/shutdown and devices");
-            if let Some((reason, name)) = shutdown_request(xs) {
-                shut_down(&k, xs, &mut be, reason, name);
-            }
-            be.svc.on_watch(xs, backend::service::TOKEN_BACKEND, &mut vgpu::print_change);
-        }
-        be.ports.sync(&mut k.executor, &be.svc);
         serve_devices(&mut k, xs, &mut be);
-        // Serving may close a device (ring protocol violation).
+        drain_xenstore(&k, xs, &mut be);
         be.ports.sync(&mut k.executor, &be.svc);
         // Requests left over: look for events without sleeping, then go on.
         let deadline = if be.busy.is_empty() { None } else { Some(0) };
