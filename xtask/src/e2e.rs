@@ -35,6 +35,7 @@ use crate::xlcfg;
 /// Where the test guest image and `vgpu` land in the dom0 initramfs.
 pub const GUEST_IMAGE_IN_DOM0: &str = "/usr/lib/gpu-dom/test-guest";
 pub const VGPU_IN_DOM0: &str = "/usr/bin/vgpu";
+pub const VGPU_FRONT_IN_DOM0: &str = "/usr/bin/vgpu-front";
 /// The example config every test domain's config is derived from.
 pub const GUEST_XL_CONFIG: &str = "xl-configs/test-guest.cfg";
 /// gpu-dom's command line in the e2e run: lets guests verify entries.
@@ -51,7 +52,7 @@ pub const GUESTS: &[(&str, &str)] = &[
 ];
 
 pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
-    let mut p = Progress::new("e2e", 13);
+    let mut p = Progress::new("e2e", 14);
     let sys = boot::prepare(paths, &mut p, None, true)?;
     let guest =
         p.step("cargo build --release --target x86_64-unknown-none -p test-guest", |_| {
@@ -72,6 +73,16 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
             Some(&paths.boot_logs().join("build-vgpu.log")),
         )
     })?;
+    let front = p.step("cargo build --release -p frontend --features std (vgpu-front)", |_| {
+        image::cargo_build_with(
+            paths,
+            "frontend",
+            "vgpu-front",
+            &["--features", "std", "--bin", "vgpu-front"],
+            None,
+            Some(&paths.boot_logs().join("build-vgpu-front.log")),
+        )
+    })?;
     let gpu_cfg = xlcfg::with_string(&boot::dom0_xl_config(paths)?, "cmdline", GPU_DOM_CMDLINE);
     let template_path = paths.root.join(GUEST_XL_CONFIG);
     let template = std::fs::read_to_string(&template_path)
@@ -81,6 +92,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         file(&scenario::xl_cfg_path(DOMAIN), Source::Bytes(gpu_cfg.into_bytes()), 0o644),
         file(GUEST_IMAGE_IN_DOM0, Source::Host(guest), 0o644),
         file(VGPU_IN_DOM0, Source::Host(vgpu), 0o755),
+        file(VGPU_FRONT_IN_DOM0, Source::Host(front), 0o755),
     ];
     for (name, cmdline) in GUESTS {
         let cfg = guest_config(&template, name, cmdline)
@@ -234,6 +246,20 @@ vgpu_run detach $GB --backend gpu-dom --force || fail "vgpu detach of the dead g
 "#
         .into(),
         &["destroyed mid-batch: gone from xl list in", "E2E: [vgpu]"],
+    ));
+    parts.push(part(
+        "a Linux frontend in dom0 (vgpu-front over gntalloc and evtchn)",
+        r#"vgpu_run attach Domain-0 --backend gpu-dom || fail "vgpu attach Domain-0 failed (output above)"
+wait_for 30 xs_is "$(be_dir 0)/state" 2 || fail "dom0's device: gpu-dom state '$(be_state 0)', not InitWait"
+f_t0=$(now_ms)
+timeout 120 vgpu-front attach-test --backend-id $GD --pages 64 > /tmp/vgpu-front.log 2>&1; f_rc=$?
+sed 's/^/E2E: [vgpu-front] /' /tmp/vgpu-front.log
+[ "$f_rc" = 0 ] || fail "vgpu-front attach-test in dom0 exited $f_rc (output above)"
+e2e "Linux frontend in dom0: attached, every entry verified, disconnected in $(( $(now_ms) - f_t0 )) ms"
+vgpu_run detach Domain-0 --backend gpu-dom || fail "vgpu detach Domain-0 failed (output above)"
+"#
+        .into(),
+        &["good PASS", "E2E: Linux frontend in dom0"],
     ));
     parts.push(part(
         "xl shutdown gpu-dom with guests attached",

@@ -65,9 +65,22 @@ pub fn cargo_build_package(
     target: Option<&str>,
     log: Option<&Path>,
 ) -> Result<PathBuf> {
+    cargo_build_with(paths, package, package, &[], target, log)
+}
+
+/// Like [`cargo_build_package`], with extra cargo arguments (features, a
+/// `--bin`), for binary `bin` of `package`.
+pub fn cargo_build_with(
+    paths: &Paths,
+    package: &str,
+    bin: &str,
+    extra: &[&str],
+    target: Option<&str>,
+    log: Option<&Path>,
+) -> Result<PathBuf> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(&paths.root).args(["build", "--release", "-p", package]);
+    cmd.current_dir(&paths.root).args(["build", "--release", "-p", package]).args(extra);
     if let Some(t) = target {
         cmd.args(["--target", t]);
     }
@@ -81,7 +94,7 @@ pub fn cargo_build_package(
         Some(t) => paths.target.join(t),
         None => paths.target.clone(),
     };
-    Ok(dir.join("release").join(package))
+    Ok(dir.join("release").join(bin))
 }
 
 /// The PVH entry address of the ELF64 x86-64 image at `path`.
