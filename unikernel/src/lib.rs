@@ -18,6 +18,7 @@ pub mod grant_entry;
 pub mod heap;
 pub mod layout;
 pub mod memmap;
+pub mod pci;
 pub mod time;
 pub mod window;
 

@@ -51,7 +51,7 @@ pub enum PagingError {
     AlreadyMapped(u64),
 }
 
-fn alloc_table() -> Result<*mut u64, PagingError> {
+pub(super) fn alloc_table() -> Result<*mut u64, PagingError> {
     // SAFETY: see `PoolCell`: exclusive access on the single vCPU at init.
     let pool = unsafe { &mut *POOL.0.get() };
     let page = pool.pages.get_mut(pool.used).ok_or(PagingError::PoolExhausted)?;
@@ -59,7 +59,7 @@ fn alloc_table() -> Result<*mut u64, PagingError> {
     Ok(page.0.as_mut_ptr())
 }
 
-fn pdpt() -> *mut u64 {
+pub(super) fn pdpt() -> *mut u64 {
     // SAFETY: boot_pml4 is the live root (boot.rs); entry 0 points at the
     // PDPT, identity-mapped like all boot tables.
     let e = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(boot_pml4).cast::<u64>()) };

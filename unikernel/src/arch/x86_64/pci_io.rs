@@ -1,0 +1,45 @@
+//! PCI configuration mechanism #1: `CONFIG_ADDRESS` at port 0xCF8,
+//! `CONFIG_DATA` at 0xCFC. An HVM domU's device model (QEMU, which forwards
+//! a passed-through device's registers to Xen's pciback/QEMU emulation) and
+//! a PVH dom0's vPCI both trap these ports.
+
+use core::arch::asm;
+
+use crate::pci::{Bdf, ConfigSpace};
+
+const CONFIG_ADDRESS: u16 = 0xcf8;
+const CONFIG_DATA: u16 = 0xcfc;
+
+fn outl(port: u16, val: u32) {
+    // SAFETY: ports 0xCF8/0xCFC are the PCI configuration ports, which the
+    // hypervisor/device model emulates; an I/O write does not touch memory.
+    unsafe {
+        asm!("out dx, eax", in("dx") port, in("eax") val, options(nomem, nostack, preserves_flags))
+    }
+}
+
+fn inl(port: u16) -> u32 {
+    let v: u32;
+    // SAFETY: as in `outl`; an I/O read does not touch memory.
+    unsafe {
+        asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack, preserves_flags))
+    };
+    v
+}
+
+/// Configuration space through ports 0xCF8/0xCFC (one vCPU, so the
+/// address/data pair is never interleaved with another access).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PortConfig;
+
+impl ConfigSpace for PortConfig {
+    fn read32(&mut self, bdf: Bdf, offset: u8) -> u32 {
+        outl(CONFIG_ADDRESS, bdf.config_address(offset));
+        inl(CONFIG_DATA)
+    }
+
+    fn write32(&mut self, bdf: Bdf, offset: u8, value: u32) {
+        outl(CONFIG_ADDRESS, bdf.config_address(offset));
+        outl(CONFIG_DATA, value);
+    }
+}
