@@ -126,8 +126,10 @@ pub enum TxOutcome {
     Retry,
 }
 
-/// A xenstore client over a [`Transport`], with room for `EVENTS` pending watch events.
-pub struct Client<T: Transport, const EVENTS: usize = 4> {
+/// A xenstore client over a [`Transport`], with room for `EVENTS` pending watch events
+/// (16 by default: a driver domain's own writes fire its watches in bursts;
+/// events beyond the queue are counted as lost, see [`Client::take_lost_events`]).
+pub struct Client<T: Transport, const EVENTS: usize = 16> {
     transport: T,
     rx: Framer,
     tx: [u8; MAX_MESSAGE_LEN],

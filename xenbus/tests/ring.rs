@@ -215,7 +215,8 @@ impl StorePage for ServedPage {
 fn client_over_the_ring_talks_to_a_fake_xenstored_across_many_wraps() {
     let ring =
         RingTransport::new(ServedPage::new(MemPage::with_indexes(u32::MAX - 100, u32::MAX - 50)));
-    let mut xs: Client<_> = Client::new(ring);
+    // A queue of 4 events, so that losing events is exercised.
+    let mut xs: Client<_, 4> = Client::new(ring);
     // A message four times the ring size must go through in pieces.
     let big = vec![b'x'; 4000];
     xs.write(TxId::NONE, "/big", &big).unwrap();
