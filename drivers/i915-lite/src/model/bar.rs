@@ -72,6 +72,9 @@ pub struct BarState {
     pub ggtt_writes: u64,
     /// Rules broken.
     pub violations: Vec<BarViolation>,
+    /// Fault injection: GGTT writes are dropped unseen (as by a BAR
+    /// that is not decoding).
+    pub drop_ggtt_writes: bool,
 }
 
 impl BarState {
@@ -184,6 +187,7 @@ impl BarState {
             return;
         }
         match self.ggtt_index(offset) {
+            Some(Ok(_)) if self.drop_ggtt_writes => {}
             Some(Ok(i)) => {
                 if width != 8 {
                     self.violations.push(BarViolation::NarrowGgttWrite(offset));
@@ -249,6 +253,7 @@ impl ModelBar {
             written: BTreeSet::new(),
             ggtt_writes: 0,
             violations: Vec::new(),
+            drop_ggtt_writes: false,
         })))
     }
 
