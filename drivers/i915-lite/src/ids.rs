@@ -294,6 +294,12 @@ mod tests {
     }
 
     #[test]
+    fn the_table_holds_every_listed_id() {
+        assert_eq!(DEVICES.len(), 104);
+        assert_eq!(DEVICES.iter().filter(|d| d.gen() == Gen::Gen8).count(), 18);
+    }
+
+    #[test]
     fn broadwell_is_gen8() {
         assert_eq!(lookup(0x8086, 0x1616).unwrap().gen(), Gen::Gen8);
     }
