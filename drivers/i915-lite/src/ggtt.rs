@@ -8,12 +8,12 @@
 //! - Linux `gt/intel_ggtt.c`: `ggtt_probe_common` (entries at BAR0 + len/2),
 //!   `gen8_set_pte` (`writeq`), `gen8_ggtt_clear_range` (scratch entries),
 //!   `init_ggtt` (the last page stays bound to scratch: a guard against
-//!   prefetch past the end), and the flush sequence (see [`Ggtt::flush`]).
+//!   prefetch past the end), and the flush sequence (see `Ggtt::flush`).
 //!
 //! # Invariants
 //! - Only entries `0..managed` and the reserved last entry are ever written.
 //! - An entry is written only with an encoder's output or the scratch entry.
-//! - After [`Ggtt::flush`], every earlier write was read back (posting
+//! - After `Ggtt::flush`, every earlier write was read back (posting
 //!   read), flushed with `GFX_FLSH_CNTL`, and that write was read back too.
 
 use crate::pte::Gen8Pte;

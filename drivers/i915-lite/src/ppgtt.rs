@@ -5,10 +5,10 @@
 //! # Sources
 //! - Intel PRM, Skylake, Vol. 5 "Memory Views", "Per-Process GTT (PPGTT)":
 //!   the 4-level 48-bit layout (PML4 → PDP → PD → PT, 512 entries each).
-//! - Linux `gt/gen8_ppgtt.c` `gen8_init_scratch`: scratch[0] is a page whose
+//! - Linux `gt/gen8_ppgtt.c` `gen8_init_scratch`: `scratch[0]` is a page whose
 //!   leaf entry is uncached and read-only (`I915_CACHE_NONE`,
-//!   `PTE_READ_ONLY` when the VM supports it: Gen8+ does); scratch[i] is a
-//!   table filled with scratch[i-1]'s entry, and its own entry is a
+//!   `PTE_READ_ONLY` when the VM supports it: Gen8+ does); `scratch[i]` is a
+//!   table filled with `scratch[i-1]`'s entry, and its own entry is a
 //!   `gen8_pde_encode` directory entry. A fresh table of level L is filled
 //!   with the scratch entry of L (`fill_px`).
 //!
