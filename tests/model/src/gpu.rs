@@ -77,7 +77,8 @@ impl GpuState {
     /// What an unset entry of a `level` table holds.
     pub fn scratch_entry(&self, level: Level) -> Gen8Pte {
         let r = match level {
-            Level::Pt => Gen8Pte::leaf(self.scratch_page.0, false, Ppat::CACHED),
+            // Read-only and uncached, as i915's gen8_init_scratch (and the driver).
+            Level::Pt => Gen8Pte::leaf(self.scratch_page.0, false, Ppat::UNCACHED),
             Level::Pd => Gen8Pte::dir(self.scratch_tables[0].0 .0),
             Level::Pdp => Gen8Pte::dir(self.scratch_tables[1].0 .0),
             Level::Pml4 => Gen8Pte::dir(self.scratch_tables[2].0 .0),
