@@ -29,10 +29,10 @@ fn fresh_ggtt_and_tables_resolve_to_scratch_and_drop_writes() {
     assert_eq!(r.gpu.gpu_write(space, VA, &[0xff; 8]), Ok(Hit::Scratch));
     let frame = r.p.iommu_translate(r.gpu.scratch_page(), false).unwrap();
     assert!(r.p.frame_bytes(frame).unwrap().iter().all(|&b| b == 0));
-    // Scratch leaves are read-only, directories RW (i915 gen8_init_scratch).
+    // Scratch leaves are read-only and uncached, directories RW (i915 gen8_init_scratch).
     let pt = r.gpu.scratch_table(Level::Pt).unwrap();
     let leaf = r.gpu.table_entry(pt, 0).unwrap();
-    assert_eq!(leaf, Gen8Pte::leaf(r.gpu.scratch_page().0, false, Ppat::CACHED).unwrap());
+    assert_eq!(leaf, Gen8Pte::leaf(r.gpu.scratch_page().0, false, Ppat::UNCACHED).unwrap());
     assert_eq!(
         r.gpu.table_entry(root.bus, 511),
         Some(Gen8Pte::dir(r.gpu.scratch_table(Level::Pdp).unwrap().0).unwrap())
