@@ -20,6 +20,8 @@ fn main() {
 #[cfg(target_os = "none")]
 mod domu;
 #[cfg(target_os = "none")]
+mod hwgpu;
+#[cfg(target_os = "none")]
 mod platform;
 #[cfg(any(test, target_os = "none"))]
 mod softgpu;

@@ -22,11 +22,12 @@ use gtt::{Config, Engine};
 use unikernel::executor::Executor;
 use unikernel::Kernel;
 
+use crate::hwgpu::{self, Gpu};
 use crate::platform::{WindowMapper, XenConnector, XenCpu};
 use crate::softgpu::SoftGpu;
 
 /// The service with the image's platform.
-pub type VgpuService = Service<WindowMapper, SoftGpu, XenCpu, XenConnector>;
+pub type VgpuService = Service<WindowMapper, Gpu, XenCpu, XenConnector>;
 
 /// GGTT entries the software GPU offers (256 MiB of 4 KiB pages).
 pub const GGTT_ENTRIES: u32 = 65536;
@@ -55,15 +56,24 @@ pub fn debug_readback_requested(k: &Kernel) -> bool {
 pub fn build(k: &mut Kernel) -> VgpuService {
     let window = k.foreign.take().unwrap_or_else(|| panic!("grant table not set up"));
     let window = Rc::new(RefCell::new(window));
-    // No PCI probe exists for a PVH domU (Xen gives it no PCI devices);
-    // say loudly that what follows serves a GPU that is not hardware.
-    log::info!(
-        "WARNING: no Intel GPU found (no PCI devices in a PVH domU) -> using the software GPU \
-         ({GGTT_ENTRIES} GGTT entries, {TABLE_PAGES} PPGTT table pages in gpu-dom memory; \
-         guests' mappings are real grant mappings, but no device reads them)"
-    );
-    let gpu = SoftGpu::new(GGTT_ENTRIES, TABLE_PAGES);
-    let footprint = gpu.footprint();
+    // A supported Intel GPU passed through (HVM domU) is driven for real;
+    // otherwise say loudly that what follows serves a GPU that is not hardware.
+    let (gpu, footprint) = match hwgpu::find_intel(GGTT_ENTRIES, TABLE_PAGES) {
+        Some(intel) => {
+            log::info!("driving the Intel GPU above (i915-lite)");
+            (Gpu::Intel(alloc::boxed::Box::new(intel)), TABLE_PAGES * 4096)
+        }
+        None => {
+            log::info!(
+                "WARNING: no Intel GPU found (no PCI devices in a PVH domU) -> using the software \
+                 GPU ({GGTT_ENTRIES} GGTT entries, {TABLE_PAGES} PPGTT table pages in gpu-dom \
+                 memory; guests' mappings are real grant mappings, but no device reads them)"
+            );
+            let soft = SoftGpu::new(GGTT_ENTRIES, TABLE_PAGES);
+            let footprint = soft.footprint();
+            (Gpu::Soft(soft), footprint)
+        }
+    };
     let engine = Engine::new(engine_config(), WindowMapper(window.clone()), gpu);
     let mut backend = Backend::new(engine, XenCpu { window: window.clone() });
     if debug_readback_requested(k) {
@@ -77,7 +87,7 @@ pub fn build(k: &mut Kernel) -> VgpuService {
     }
     let (used, left, _) = unikernel::arch::x86_64::alloc::stats();
     log::info!(
-        "backend built: software GPU tables {} KiB; heap {} KiB used, {} KiB free",
+        "backend built: GPU tables {} KiB; heap {} KiB used, {} KiB free",
         footprint / 1024,
         used / 1024,
         left / 1024
