@@ -15,6 +15,7 @@
 
 extern crate alloc;
 
+use crate::iommu_test::{self, IommuTest};
 use crate::vgpu::{self, Ports, VgpuService};
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -91,6 +92,8 @@ struct Backend {
     ports: Ports,
     /// Ports whose device had requests left when its budget ran out.
     busy: heapless::Vec<u32, { backend::service::MAX_DEVICES }>,
+    /// The IOMMU test mode (`gpu-dom.iommu-test`, CI only).
+    iommu: Option<IommuTest>,
 }
 
 /// Revokes every guest (they see Closed), then shuts the domain down.
@@ -130,6 +133,11 @@ fn drain_xenstore(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) {
                     }
                 }
                 t if vgpu::is_service_token(t) => rescan = true,
+                iommu_test::TOKEN if be.iommu.is_some() => {
+                    if let Some(t) = be.iommu.as_mut() {
+                        t.on_request(xs, &be.svc);
+                    }
+                }
                 other => log::warn!("watch event with unknown token {other:?} on {}", ev.path()),
             }
         }
@@ -183,10 +191,20 @@ pub fn run(mut k: Kernel) -> ! {
     if let Err(e) = xs.watch(SHUTDOWN_PATH, TOKEN_SHUTDOWN) {
         xs_fail("watch control/shutdown", e);
     }
-    let mut be =
-        Backend { svc: vgpu::build(&mut k), ports: Ports::default(), busy: heapless::Vec::new() };
+    let iommu = if iommu_test::requested(&k) { IommuTest::start(&k) } else { None };
+    let mut be = Backend {
+        svc: vgpu::build(&mut k),
+        ports: Ports::default(),
+        busy: heapless::Vec::new(),
+        iommu,
+    };
     if let Err(e) = be.svc.start(xs, &mut vgpu::print_change) {
         xs_fail("start the vgpu backend (data/vgpu-ggtt-entries, watches)", e);
+    }
+    if let Some(t) = &be.iommu {
+        if let Err(e) = t.watch(xs) {
+            xs_fail("watch data/iommu-test", e);
+        }
     }
     log::info!("watching {BACKEND_PATH}");
     log::info!("backend ready");

@@ -22,6 +22,8 @@ mod domu;
 #[cfg(target_os = "none")]
 mod hwgpu;
 #[cfg(target_os = "none")]
+mod iommu_test;
+#[cfg(target_os = "none")]
 mod platform;
 #[cfg(any(test, target_os = "none"))]
 mod softgpu;

@@ -198,6 +198,16 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
         self.pages.len()
     }
 
+    /// Those pages, in the order they were granted.
+    pub fn granted(&self) -> &[Granted] {
+        &self.pages
+    }
+
+    /// Copies bytes out of one of our granted pages (our own view of it).
+    pub fn read_page(&self, page: &Granted, offset: usize, buf: &mut [u8]) {
+        self.platform.read(page.id, offset, buf)
+    }
+
     /// Advances the shared `req_prod` by `advance` without writing any
     /// request, and notifies: a ring protocol violation (when `advance`
     /// exceeds the ring), for hostile test guests only. Returns the value

@@ -114,6 +114,17 @@ pub fn prepare(
     image: Option<&Path>,
     dom0: bool,
 ) -> Result<System> {
+    prepare_with(paths, p, image, dom0, &[])
+}
+
+/// [`prepare`], fetching `extra` Debian packages (and their libraries) too.
+pub fn prepare_with(
+    paths: &Paths,
+    p: &mut Progress,
+    image: Option<&Path>,
+    dom0: bool,
+    extra: &[&str],
+) -> Result<System> {
     let cache = paths.cache.clone();
     p.step("host tools for booting (qemu-system-x86, dpkg-deb, gzip)", |p| {
         let installed = host::ensure_tools(
@@ -138,7 +149,7 @@ pub fn prepare(
 
     let apt = Apt { log: cache.log("apt") };
     let pkgs = p.step("resolving Debian packages (apt-cache)", |p| {
-        let pkgs = dom0::resolve(&apt, dom0)?;
+        let pkgs = dom0::resolve(&apt, dom0, extra)?;
         let libs = pkgs.iter().filter(|x| x.is_library()).count();
         let main: Vec<String> = pkgs
             .iter()
@@ -228,6 +239,7 @@ fn stage1(
             modules: vec![Module { path: image.elf.clone(), args: String::new() }],
             memory_mib: 1024,
             smp: 2,
+            devices: vec![],
         };
         let dir = paths.stage("stage1");
         let mut watcher = Watcher::new("SELFTEST done", None);
@@ -314,6 +326,15 @@ pub struct Dom0Run {
     pub rerun: &'static str,
 }
 
+/// What a Linux-dom0 run changes in the machine.
+#[derive(Clone, Debug, Default)]
+pub struct MachineExtra {
+    /// Appended to [`STAGE2_XEN_CMDLINE`].
+    pub xen_cmdline: String,
+    /// Extra QEMU `-device`s.
+    pub devices: Vec<String>,
+}
+
 /// Builds the dom0 initramfs for `scenario` and boots Xen with Debian's Linux
 /// as PV dom0; passes when dom0's `/init` reports the scenario's PASS marker.
 pub fn run_dom0_scenario(
@@ -324,6 +345,22 @@ pub fn run_dom0_scenario(
     scenario: &Scenario,
     run_info: &Dom0Run,
     timeout: Option<Duration>,
+) -> Result<()> {
+    let extra = MachineExtra::default();
+    run_dom0_scenario_with(paths, p, xen, trees, scenario, run_info, timeout, &extra)
+}
+
+/// [`run_dom0_scenario`] on a machine with `extra`.
+#[allow(clippy::too_many_arguments)]
+pub fn run_dom0_scenario_with(
+    paths: &Paths,
+    p: &mut Progress,
+    xen: &Path,
+    trees: &BTreeMap<String, Tree>,
+    scenario: &Scenario,
+    run_info: &Dom0Run,
+    timeout: Option<Duration>,
+    extra: &MachineExtra,
 ) -> Result<()> {
     let dir = paths.stage(run_info.dir);
     let cpio = dir.join("initramfs.cpio");
@@ -356,13 +393,14 @@ pub fn run_dom0_scenario(
     p.step(format!("{label}: {} (QEMU TCG)", run_info.what), |p| {
         let machine = Machine {
             xen: xen.into(),
-            xen_cmdline: STAGE2_XEN_CMDLINE.into(),
+            xen_cmdline: format!("{STAGE2_XEN_CMDLINE} {}", extra.xen_cmdline).trim_end().into(),
             modules: vec![
                 Module { path: vmlinuz.clone(), args: DOM0_LINUX_CMDLINE.into() },
                 Module { path: cpio.clone(), args: String::new() },
             ],
             memory_mib: 2048,
             smp: 2,
+            devices: extra.devices.clone(),
         };
         let mut watcher = Watcher::new(&scenario.pass_marker(), Some(&scenario.fail_marker()));
         let run = qemu::run(&machine, &dir, &mut watcher, timeout, |line| {

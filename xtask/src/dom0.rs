@@ -45,9 +45,10 @@ pub const XENSTORE_CLIENTS: &[&str] = &[
 ];
 /// Loaded with dlopen, so no `DT_NEEDED` names it.
 pub const DLOPENED: &[&str] = &["libgcc_s.so.1"];
-/// Kernel drivers the toolstack needs (`/dev/xen/*`, `/proc/xen`).
+/// Kernel drivers the toolstack needs (`/dev/xen/*`, `/proc/xen`, and
+/// pciback for `xl pci-assignable-add`).
 pub const XEN_MODULES: &[&str] =
-    &["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs"];
+    &["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs", "xen-pciback"];
 /// Where every shared library goes in the initramfs.
 pub const LIB_DIR: &str = "usr/lib/x86_64-linux-gnu";
 
@@ -69,8 +70,33 @@ impl Cache {
     }
 }
 
-/// The packages to fetch: Xen always; with `dom0`, everything stage 2 needs.
-pub fn resolve(apt: &Apt, dom0: bool) -> Result<Vec<Package>> {
+/// Xen's device model for HVM domUs (`cargo xtask iommu`): QEMU, the
+/// firmware libxl hands hvmloader (SeaBIOS), and QEMU's data files
+/// (`pvh.bin` for direct PVH boot, `keymaps/en-us`, which QEMU loads even
+/// with VNC off).
+pub const QEMU_XEN: &str = "qemu-system-xen";
+pub const SEABIOS: &str = "seabios";
+pub const QEMU_DATA: &str = "qemu-system-data";
+/// The packages an HVM domU with a device model needs in dom0.
+pub const HVM_PACKAGES: &[&str] = &[QEMU_XEN, SEABIOS, QEMU_DATA];
+/// Where libxl (Debian's build) looks for the device model.
+pub const QEMU_XEN_BIN: &str = "usr/libexec/xen-qemu-system-i386";
+/// hvmloader, in xen-utils-4.17.
+pub const HVMLOADER: &str = "usr/lib/xen-4.17/boot/hvmloader";
+/// SeaBIOS as libxl loads it.
+pub const SEABIOS_BIN: &str = "usr/share/seabios/bios-256k.bin";
+/// The QEMU data files an HVM domU booted with `kernel=` needs.
+pub const QEMU_DATA_FILES: &[&str] =
+    &["usr/share/qemu/pvh.bin", "usr/share/qemu/linuxboot_dma.bin", "usr/share/qemu/keymaps/en-us"];
+
+/// The unpacked tree of package `name`.
+pub fn package_tree<'a>(trees: &'a BTreeMap<String, Tree>, name: &str) -> Result<&'a Tree> {
+    tree(trees, name)
+}
+
+/// The packages to fetch: Xen always; with `dom0`, everything stage 2 needs
+/// plus `extra` packages (dom0 programs: their libraries too).
+pub fn resolve(apt: &Apt, dom0: bool, extra: &[&str]) -> Result<Vec<Package>> {
     if !dom0 {
         return apt.show_all(&[XEN_HYPERVISOR]);
     }
@@ -88,9 +114,15 @@ pub fn resolve(apt: &Apt, dom0: bool) -> Result<Vec<Package>> {
         what: "depends on no linux-image-<version>-amd64 package".into(),
     })?;
     pkgs.extend(apt.show_all(&[concrete])?);
+    if !extra.is_empty() {
+        pkgs.extend(apt.show_all(extra)?);
+    }
     let tools: Vec<Package> = pkgs
         .iter()
-        .filter(|p| [XEN_UTILS, XEN_UTILS_COMMON, XENSTORE_UTILS].contains(&p.name.as_str()))
+        .filter(|p| {
+            [XEN_UTILS, XEN_UTILS_COMMON, XENSTORE_UTILS].contains(&p.name.as_str())
+                || extra.contains(&p.name.as_str())
+        })
         .cloned()
         .collect();
     pkgs.extend(apt::library_closure(&tools, |names| apt.show(names))?);

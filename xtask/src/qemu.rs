@@ -34,6 +34,8 @@ pub struct Machine {
     pub modules: Vec<Module>,
     pub memory_mib: u32,
     pub smp: u32,
+    /// Extra `-device` arguments (e.g. `edu,dma_mask=...` for `cargo xtask iommu`).
+    pub devices: Vec<String>,
 }
 
 impl Machine {
@@ -59,8 +61,11 @@ impl Machine {
             .args(["-nographic", "-monitor", "none", "-no-reboot"])
             .arg("-serial")
             .arg(format!("file:{}", serial.display()))
-            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"])
-            .arg("-kernel")
+            .args(["-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"]);
+        for d in &self.devices {
+            c.args(["-device", d]);
+        }
+        c.arg("-kernel")
             .arg(&self.xen)
             .args(["-append", &self.xen_cmdline])
             .args(["-initrd", &mods.join(",")]);
@@ -176,6 +181,7 @@ mod tests {
             ],
             memory_mib: 2048,
             smp: 2,
+            devices: vec![],
         }
     }
 

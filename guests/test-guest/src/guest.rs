@@ -15,7 +15,7 @@ use xenbus::{Client, RingTransport, TxId};
 use crate::platform::GuestPlatform;
 
 type Xs = RingTransport<XenstorePage>;
-type Fe = Frontend<GuestPlatform, Xs>;
+pub(crate) type Fe = Frontend<GuestPlatform, Xs>;
 
 /// How long one xenstore round trip may take before the guest gives up.
 const XENSTORE_TIMEOUT_NS: u64 = 30_000_000_000;
@@ -149,6 +149,8 @@ pub fn run(mut k: Kernel) -> ! {
         Err(e) => panic!("xenstore read domid: {e}"),
     };
     let mode_name = k.cmdline_option("mode").unwrap_or("good");
+    // `cargo xtask iommu` only: check what gpu-dom's test device wrote.
+    let k_dma_check = k.cmdline().split_ascii_whitespace().any(|w| w == "dma-check");
     let pages = k.cmdline_option("pages").and_then(|p| p.parse::<u32>().ok()).unwrap_or(300);
     for feature in ["control/feature-poweroff", "control/feature-reboot"] {
         if let Err(e) = xs.write(TxId::NONE, feature, b"1") {
@@ -176,7 +178,7 @@ pub fn run(mut k: Kernel) -> ! {
     };
     let mut fe = Frontend::new(platform, xs, opts);
     match mode {
-        Mode::Good => good(&mut fe, &mut rep, pages),
+        Mode::Good => good(&mut fe, &mut rep, pages, k_dma_check),
         Mode::Hostile => {
             scenario::run_hostile(&mut fe, &mut rep);
         }
@@ -201,7 +203,7 @@ pub fn run(mut k: Kernel) -> ! {
     idle(&mut fe, &mut rep)
 }
 
-fn good(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32) {
+fn good(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32, dma_check: bool) {
     let cfg = GoodConfig { pages, ..GoodConfig::default() };
     let Ok(mapped) = scenario::run_good(fe, rep, &cfg) else {
         if fe.is_connected() {
@@ -209,6 +211,9 @@ fn good(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32) {
         }
         return;
     };
+    if dma_check {
+        crate::dma_check::run(fe, rep, pages);
+    }
     let mut asked: Option<Shutdown> = None;
     let end = scenario::steady(fe, rep, &mapped, REVERIFY_MS, |fe, ev| {
         if ev.token() == TOKEN_SHUTDOWN {

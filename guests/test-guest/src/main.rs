@@ -2,7 +2,8 @@
 //! frontend (`frontend::scenario`, the same code the host tests run). The
 //! mode comes from the kernel command line (`cmdline=` in the xl config):
 //! `mode=good pages=N` (default), `mode=hostile`, `mode=unattached`,
-//! `mode=busy pages=N`. See `xl-configs/test-guest.cfg`.
+//! `mode=busy pages=N`; `dma-check` (with mode good, for `cargo xtask
+//! iommu`: see `dma_check`). See `xl-configs/test-guest.cfg`.
 //!
 //! Console markers (besides the scenario's `TESTGUEST dom=<id> ...` lines,
 //! listed in `frontend::scenario`):
@@ -24,6 +25,8 @@ fn main() {
 #[cfg(target_os = "none")]
 extern crate alloc;
 
+#[cfg(target_os = "none")]
+mod dma_check;
 #[cfg(target_os = "none")]
 mod guest;
 #[cfg(target_os = "none")]

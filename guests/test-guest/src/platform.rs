@@ -76,6 +76,11 @@ impl GuestPlatform {
     fn page(&self, id: PageId) -> Option<&Page> {
         self.pages.get(&id.0)
     }
+
+    /// The guest frame number of one of our pages.
+    pub fn gfn(&self, id: PageId) -> Option<u64> {
+        self.page(id).map(|p| p.page.gfn())
+    }
 }
 
 impl Platform for GuestPlatform {

@@ -1,0 +1,480 @@
+//! `cargo xtask iommu`: proof under real Xen that a device passed through to
+//! gpu-dom reaches by DMA only what gpu-dom grant-mapped.
+//!
+//! The machine is the e2e one (Xen 4.17, Debian's Linux as PV dom0, QEMU
+//! TCG with an emulated Intel VT-d) plus QEMU's `edu` test device, whose
+//! DMA mask is raised so that it can address gpu-dom's grant window (above
+//! 4 GiB). dom0 gets Xen's device model for HVM domUs from Debian
+//! (`qemu-system-xen`, SeaBIOS, QEMU's `pvh.bin` and `keymaps/en-us`) and
+//! `xen-pciback`. Its `/init`:
+//!
+//! 1. finds edu in sysfs, `xl pci-assignable-add`s it, and `xl create`s
+//!    gpu-dom from `xl-configs/gpu-dom-hvm.cfg` (HVM, the 32-bit image,
+//!    `passthrough = "sync_pt"`, `pci = [edu]`, `gpu-dom.iommu-test` on its
+//!    command line); gpu-dom probes edu and checks a DMA round trip through
+//!    its own RAM;
+//! 2. creates the test guest (`mode=good pages=64 dma-check`), `vgpu
+//!    attach`es it, waits for `good PASS` (every entry verified by debug
+//!    readback);
+//! 3. asks gpu-dom (`data/iommu-test = "mapped ..."`) to aim edu at bus
+//!    addresses taken from that guest's shadow entries: reads, a write
+//!    through a writable entry (the guest then checks its own page), a
+//!    write to a read-only grant (blocked), and addresses `gtt` never
+//!    produced (blocked);
+//! 4. `vgpu detach`es the guest (gpu-dom clears, invalidates, unmaps) and
+//!    asks gpu-dom (`"revoked ..."`) to DMA at the same bus addresses again:
+//!    nothing may come back (the `share_pt` regression check);
+//! 5. destroys the guest and shuts gpu-dom down.
+//!
+//! The verdict is taken from gpu-dom's `IOMMU-TEST` lines, the guest's
+//! `dma-check` lines, and Xen's `DMAR:[DMA Read|Write] ... fault addr <a>`
+//! lines (every `expect-fault` gpu-dom printed must have one).
+
+use std::time::{Duration, Instant};
+
+use crate::boot::{self, Dom0Run, MachineExtra};
+use crate::dom0;
+use crate::error::{Error, Result};
+use crate::image;
+use crate::initramfs::Source;
+use crate::paths::Paths;
+use crate::progress::Progress;
+use crate::scenario::{self, Part, Scenario, ScenarioFile};
+use crate::xlcfg;
+
+/// The HVM config in the repository.
+pub const HVM_XL_CONFIG: &str = "xl-configs/gpu-dom-hvm.cfg";
+/// Where the 32-bit image lands in the dom0 initramfs.
+pub const IMAGE32_IN_DOM0: &str = "/usr/lib/gpu-dom/gpu-dom.elf32";
+/// gpu-dom's command line: the test mode, and readback for the good guest.
+pub const GPU_DOM_CMDLINE: &str = "gpu-dom.iommu-test gpu-dom.debug=readback";
+/// The guest: mode good, few pages (every edu transfer takes ~100 ms), and
+/// the check of what the device wrote.
+pub const GUEST: &str = "guest1";
+pub const GUEST_CMDLINE: &str = "mode=good pages=64 dma-check";
+/// The guest's PPGTT base (`frontend::scenario::GoodConfig`'s default).
+pub const GUEST_PPGTT_BASE: &str = "0x100000000";
+/// The edu device: DMA addresses not masked to 28 bits.
+pub const EDU_DEVICE: &str = "edu,dma_mask=0xffffffffffff";
+
+/// gpu-dom's checks that must each print a PASS line.
+pub const REQUIRED_CHECKS: &[&str] = &[
+    "probe",
+    "own-ram",
+    "ro-write",
+    "ggtt-read",
+    "ppgtt-read",
+    "ggtt-write",
+    "window-hole",
+    "past-window",
+    "guest-gfn",
+    "revoked",
+    "revoked-read",
+    "phase",
+];
+
+pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
+    let t0 = Instant::now();
+    let mut p = Progress::new("iommu", 14);
+    let sys = boot::prepare_with(paths, &mut p, None, true, dom0::HVM_PACKAGES)?;
+    let guest =
+        p.step("cargo build --release --target x86_64-unknown-none -p test-guest", |_| {
+            let elf = image::cargo_build_package(
+                paths,
+                "test-guest",
+                Some(image::TARGET),
+                Some(&paths.boot_logs().join("build-test-guest.log")),
+            )?;
+            image::check_pvh(&elf)?;
+            Ok(elf)
+        })?;
+    let vgpu = p.step("cargo build --release -p vgpu (the dom0 command)", |_| {
+        image::cargo_build_package(
+            paths,
+            "vgpu",
+            None,
+            Some(&paths.boot_logs().join("build-vgpu.log")),
+        )
+    })?;
+    let hvm_path = paths.root.join(HVM_XL_CONFIG);
+    let hvm = std::fs::read_to_string(&hvm_path).map_err(|e| Error::io("reading", &hvm_path, e))?;
+    let gpu_cfg = gpu_dom_config(&hvm)
+        .map_err(|reason| Error::XlConfig { path: hvm_path.clone(), reason })?;
+    let guest_path = paths.root.join(crate::e2e::GUEST_XL_CONFIG);
+    let template =
+        std::fs::read_to_string(&guest_path).map_err(|e| Error::io("reading", &guest_path, e))?;
+    let guest_cfg = xlcfg::with_kernel(&template, crate::e2e::GUEST_IMAGE_IN_DOM0)
+        .map_err(|reason| Error::XlConfig { path: guest_path.clone(), reason })?;
+    let guest_cfg = xlcfg::with_string(
+        &xlcfg::with_string(&guest_cfg, "name", GUEST),
+        "cmdline",
+        GUEST_CMDLINE,
+    );
+
+    let mut files = vec![
+        file(IMAGE32_IN_DOM0, Source::Host(sys.image.elf32.clone()), 0o644),
+        file(&scenario::xl_cfg_path(boot::DOMAIN), Source::Bytes(gpu_cfg.into_bytes()), 0o644),
+        file(crate::e2e::GUEST_IMAGE_IN_DOM0, Source::Host(guest), 0o644),
+        file(&scenario::xl_cfg_path(GUEST), Source::Bytes(guest_cfg.into_bytes()), 0o644),
+        file(crate::e2e::VGPU_IN_DOM0, Source::Host(vgpu), 0o755),
+    ];
+    // The device model and its firmware, from the Debian packages.
+    let from = |pkg: &str, rel: &str, mode: u32| -> Result<ScenarioFile> {
+        let t = dom0::package_tree(&sys.trees, pkg)?;
+        let path = t.dir.join(rel);
+        if !path.is_file() {
+            return Err(Error::PackageContent { package: pkg.into(), what: format!("no {rel}") });
+        }
+        Ok(file(&format!("/{rel}"), Source::Host(path), mode))
+    };
+    files.push(from(dom0::QEMU_XEN, dom0::QEMU_XEN_BIN, 0o755)?);
+    files.push(from(dom0::XEN_UTILS, dom0::HVMLOADER, 0o644)?);
+    files.push(from(dom0::SEABIOS, dom0::SEABIOS_BIN, 0o644)?);
+    for rel in dom0::QEMU_DATA_FILES {
+        files.push(from(dom0::QEMU_DATA, rel, 0o644)?);
+    }
+
+    let scenario = iommu_scenario(files);
+    let run = Dom0Run {
+        dir: "iommu",
+        label: "iommu",
+        what: "Linux PV dom0, gpu-dom as HVM domU with edu passed through, a test guest".into(),
+        rerun: "cargo xtask iommu",
+    };
+    let extra = MachineExtra { xen_cmdline: String::new(), devices: vec![EDU_DEVICE.into()] };
+    let r = boot::run_dom0_scenario_with(
+        paths, &mut p, &sys.xen, &sys.trees, &scenario, &run, timeout, &extra,
+    );
+    let serial_path = paths.stage("iommu").join("serial.log");
+    let serial = std::fs::read_to_string(&serial_path).unwrap_or_default();
+    let report = judge(&serial);
+    println!("[iommu] checks (gpu-dom's IOMMU-TEST lines, the guest's dma-check lines, Xen's DMAR faults):");
+    for l in &report.lines {
+        println!("[iommu]   {l}");
+    }
+    println!("[iommu] wall time per step:\n{}", p.summary());
+    println!("[iommu] total {:.0} s", t0.elapsed().as_secs_f64());
+    r?;
+    if report.failures.is_empty() {
+        println!("[iommu] PASS: the device reached exactly the pages gpu-dom grant-mapped");
+        Ok(())
+    } else {
+        Err(Error::Boot {
+            stage: "iommu".into(),
+            reason: report.failures.join("; "),
+            log: serial_path,
+            hint: "read the serial log (IOMMU-TEST lines from gpu-dom as `(dN) gpu-dom: ...`, \
+                   Xen's DMAR lines); rerun with `cargo xtask iommu`"
+                .into(),
+        })
+    }
+}
+
+fn file(dest: &str, source: Source, mode: u32) -> ScenarioFile {
+    ScenarioFile { dest: dest.into(), source, mode }
+}
+
+/// The repository's HVM config for the test dom0: the 32-bit image, the
+/// test mode on the command line (the script appends `pci`).
+pub fn gpu_dom_config(hvm: &str) -> std::result::Result<String, String> {
+    match xlcfg::get_string(hvm, "name") {
+        Some(n) if n == boot::DOMAIN => {}
+        other => {
+            return Err(format!("name is {other:?}, the iommu test expects \"{}\"", boot::DOMAIN))
+        }
+    }
+    if xlcfg::get_string(hvm, "type").as_deref() != Some("hvm") {
+        return Err("type must be \"hvm\" (PCI passthrough)".into());
+    }
+    let cfg = xlcfg::with_kernel(hvm, IMAGE32_IN_DOM0)?;
+    Ok(xlcfg::with_string(&cfg, "cmdline", GPU_DOM_CMDLINE))
+}
+
+fn part(title: &str, script: String, markers: &[&str]) -> Part {
+    Part { title: title.into(), script, markers: markers.iter().map(|m| m.to_string()).collect() }
+}
+
+/// Shell helpers of this scenario.
+const HELPERS: &str = r#"be_dir() { echo "/local/domain/$GD/backend/vgpu/$1/0"; }
+vgpu_run() {
+    vgpu "$@" > /tmp/vgpu.log 2>&1; vr_rc=$?
+    sed 's/^/E2E: [vgpu] /' /tmp/vgpu.log
+    return $vr_rc
+}
+xs_has() { xenstore-read "$1" > /dev/null 2>&1; }
+xs_starts() { case "$(xenstore-read "$1" 2>/dev/null)" in "$2"*) return 0 ;; esac; return 1; }
+dm_log() { for f in /var/log/xen/qemu-dm-*.log /var/log/xen/xl-*.log; do [ -e "$f" ] && sed "s|^|[${f##*/}] |" "$f"; done; }
+# iommu_phase REQUEST: hand it to gpu-dom, wait for its answer.
+iommu_phase() {
+    xenstore-rm /local/domain/$GD/data/iommu-test-done 2>/dev/null
+    xenstore-write /local/domain/$GD/data/iommu-test "$1" || fail "cannot write the iommu-test request"
+    ip_name=${1%% *}
+    wait_for 300 xs_starts /local/domain/$GD/data/iommu-test-done "$ip_name" || fail "gpu-dom did not answer iommu-test '$1' within 300 s"
+    e2e "iommu-test $ip_name: gpu-dom says $(xenstore-read /local/domain/$GD/data/iommu-test-done)"
+}
+"#;
+
+/// The scenario (see the module documentation).
+pub fn iommu_scenario(files: Vec<ScenarioFile>) -> Scenario {
+    let cfg = scenario::xl_cfg_path(boot::DOMAIN);
+    let mut parts = vec![part(
+        "edu assignable, gpu-dom (HVM) created with it",
+        format!(
+            r#"{HELPERS}BDF=
+for d in /sys/bus/pci/devices/*; do
+    [ "$(cat $d/vendor)" = 0x1234 ] && [ "$(cat $d/device)" = 0x11e8 ] && BDF=${{d##*/}}
+done
+[ -n "$BDF" ] || fail "no edu device (1234:11e8) among dom0's PCI devices"
+e2e "edu test device at $BDF"
+xl pci-assignable-add $BDF > /tmp/pci-assignable.log 2>&1 || {{ cat /tmp/pci-assignable.log; fail "xl pci-assignable-add $BDF failed"; }}
+echo "pci = [ '$BDF' ]" >> {cfg}
+t0=$(now_ms)
+xl create {cfg} > /tmp/xl-create-gpu-dom.log 2>&1 || {{ sed 's/^/[xl create] /' /tmp/xl-create-gpu-dom.log; dm_log; fail "xl create of the HVM gpu-dom with pci=[$BDF] failed (output above)"; }}
+GD=$(xl domid gpu-dom) || {{ dm_log; fail "gpu-dom was gone right after xl create"; }}
+GPU_DOM_DOMID=$GD
+e2e "gpu-dom (HVM, edu passed through) created domid=$GD in $(( $(now_ms) - t0 )) ms"
+wait_for 240 xs_is /local/domain/$GD/data/gpu-dom-ready 1 || {{ dm_log; xl list; fail "gpu-dom (HVM) not ready 240 s after xl create"; }}
+e2e "gpu-dom (HVM) ready in $(( $(now_ms) - t0 )) ms after xl create"
+"#
+        ),
+        &[
+            "E2E: edu test device at",
+            "E2E: gpu-dom (HVM, edu passed through) created",
+            "E2E: gpu-dom (HVM) ready",
+        ],
+    )];
+    parts.push(part(
+        "a good guest attached and verified",
+        format!(
+            r#"xl create -p /etc/xen/{GUEST}.cfg > /tmp/xl-create-{GUEST}.log 2>&1 || {{ sed 's/^/[xl create] /' /tmp/xl-create-{GUEST}.log; fail "xl create -p {GUEST} failed"; }}
+G1=$(xl domid {GUEST}) || fail "{GUEST} vanished"
+g_t0=$(now_ms)
+vgpu_run attach {GUEST} --backend gpu-dom || fail "vgpu attach {GUEST} failed (output above)"
+xl unpause {GUEST}
+wait_for 120 xs_is "$(be_dir $G1)/state" 4 || fail "{GUEST}: gpu-dom did not connect it within 120 s"
+wait_console {GUEST} "good PASS" 300
+console_has {GUEST} "good FAIL" && fail "{GUEST} reported a failure"
+e2e "{GUEST} (domid $G1): attached and verified in $(( $(now_ms) - g_t0 )) ms"
+wait_for 60 xs_has /local/domain/$G1/data/dma-check-gfn || fail "{GUEST} did not publish data/dma-check-gfn"
+"#
+        ),
+        &["good PASS", "attached and verified in"],
+    ));
+    parts.push(part(
+        "DMA at the guest's shadow entries and at addresses gtt never produced",
+        format!(
+            r#"m_t0=$(now_ms)
+iommu_phase "mapped $G1 {GUEST_PPGTT_BASE} $(xenstore-read /local/domain/$G1/data/dma-check-gfn)"
+wait_console {GUEST} "dma-check PASS" 60
+e2e "mapped checks done in $(( $(now_ms) - m_t0 )) ms; {GUEST} saw the device's write in its own page and its read-only page unchanged"
+"#
+        ),
+        &["E2E: iommu-test mapped", "dma-check PASS"],
+    ));
+    parts.push(part(
+        "revocation: detach, then the same DMA again",
+        format!(
+            r#"r_t0=$(now_ms)
+vgpu_run detach $G1 --backend gpu-dom || fail "vgpu detach {GUEST} failed (output above)"
+e2e "{GUEST} detached (gpu-dom revoked its entries and unmapped its grants) in $(( $(now_ms) - r_t0 )) ms"
+iommu_phase "revoked $G1"
+e2e "revoked checks done in $(( $(now_ms) - r_t0 )) ms"
+xl destroy {GUEST}
+timeout 60 xl shutdown -w gpu-dom > /tmp/xl-shutdown.log 2>&1 || {{ cat /tmp/xl-shutdown.log; xl destroy gpu-dom; e2e "xl shutdown of gpu-dom timed out: destroyed"; }}
+wait_for 10 dom_gone gpu-dom || fail "gpu-dom still listed after shutdown"
+e2e "gpu-dom gone"
+"#
+        ),
+        &["E2E: iommu-test revoked", "E2E: gpu-dom gone"],
+    ));
+    Scenario { name: "iommu".into(), files, parts, timeout: Duration::from_secs(900) }
+}
+
+/// The verdict from the serial log.
+#[derive(Debug, Default)]
+pub struct Report {
+    /// What to print: each check and fault.
+    pub lines: Vec<String>,
+    /// Why it failed (empty: passed).
+    pub failures: Vec<String>,
+}
+
+/// The text after `IOMMU-TEST ` on a line.
+fn iommu_line(line: &str) -> Option<&str> {
+    line.find("IOMMU-TEST ").map(|i| line[i + "IOMMU-TEST ".len()..].trim_end())
+}
+
+/// The index of the first line at or after `from`, not in `used`, where Xen
+/// reported a DMAR fault of `kind` ("Read"/"Write") at `addr` (hex, no 0x).
+fn dmar_fault(
+    lines: &[&str],
+    from: usize,
+    used: &[usize],
+    kind: &str,
+    addr: &str,
+) -> Option<usize> {
+    let want = format!("fault addr {addr}");
+    let tag = format!("[DMA {kind}]");
+    (from..lines.len()).find(|&i| {
+        let l = lines[i];
+        !used.contains(&i)
+            && l.contains("DMAR:")
+            && l.contains(&tag)
+            && l.find(&want)
+                .is_some_and(|j| !l[j + want.len()..].starts_with(|c: char| c.is_ascii_hexdigit()))
+    })
+}
+
+/// Judges gpu-dom's and the guest's lines and Xen's faults: every
+/// `expect-fault` needs its own DMAR line after it.
+pub fn judge(serial: &str) -> Report {
+    let mut r = Report::default();
+    let mut passed: Vec<&str> = Vec::new();
+    let lines: Vec<&str> = serial.lines().collect();
+    let mut used: Vec<usize> = Vec::new();
+    for (n, line) in lines.iter().enumerate() {
+        // Xen's own copy of the domains' port-0xe9 output (`(dN) ...`), not
+        // the console logs dom0 dumps at the end (`[name] ...`).
+        if line.starts_with('[') {
+            continue;
+        }
+        if let Some(text) = iommu_line(line) {
+            let name = text.split_whitespace().next().unwrap_or("").trim_end_matches(':');
+            if let Some(rest) = text.strip_prefix("expect-fault ") {
+                let mut w = rest.split_whitespace();
+                let kind = if w.next() == Some("write") { "Write" } else { "Read" };
+                let addr = w.next().and_then(|a| a.strip_prefix("addr=")).unwrap_or("");
+                match dmar_fault(&lines, n + 1, &used, kind, addr) {
+                    Some(i) => {
+                        used.push(i);
+                        let f = lines[i];
+                        r.lines.push(format!("  Xen: {}", &f[f.find('[').unwrap_or(0)..].trim()));
+                    }
+                    None => {
+                        r.lines.push(format!("  Xen: NO DMAR [DMA {kind}] fault at {addr} FAIL"));
+                        r.failures.push(format!("no Xen DMAR {kind} fault at {addr}"));
+                    }
+                }
+                continue;
+            }
+            if text.ends_with(" FAIL") {
+                r.failures.push(format!("gpu-dom: {text}"));
+            } else if text.ends_with(" PASS") {
+                passed.push(name);
+            } else {
+                continue;
+            }
+            r.lines.push(format!("gpu-dom: {text}"));
+        } else if let Some(i) = line.find("dma-check ") {
+            let text = line[i..].trim_end();
+            if text.ends_with(" PASS") || text.ends_with(" FAIL") {
+                if text.ends_with(" FAIL") {
+                    r.failures.push(format!("guest: {text}"));
+                }
+                r.lines.push(format!("guest: {text}"));
+            }
+        }
+    }
+    for check in REQUIRED_CHECKS {
+        if !passed.contains(check) {
+            r.failures.push(format!("no `{check} ... PASS` line from gpu-dom"));
+        }
+    }
+    if !serial.contains("dma-check PASS") {
+        r.failures.push("no `dma-check PASS` line from the guest".into());
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_hvm_config_becomes_the_test_config() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let text = std::fs::read_to_string(root.join(HVM_XL_CONFIG)).unwrap();
+        assert_eq!(xlcfg::get_string(&text, "passthrough").as_deref(), Some("sync_pt"));
+        assert!(text.lines().any(|l| l.trim() == "xen_platform_pci = 0"));
+        assert!(xlcfg::get_string(&text, "kernel").unwrap().ends_with("gpu-dom.elf32"));
+        let cfg = gpu_dom_config(&text).unwrap();
+        assert_eq!(xlcfg::get_string(&cfg, "kernel").as_deref(), Some(IMAGE32_IN_DOM0));
+        assert_eq!(xlcfg::get_string(&cfg, "cmdline").as_deref(), Some(GPU_DOM_CMDLINE));
+        assert!(
+            !cfg.lines().any(|l| l.trim_start().starts_with("pci")),
+            "pci is added at run time"
+        );
+    }
+
+    fn log(lines: &[&str]) -> String {
+        lines.join("\n") + "\n"
+    }
+
+    fn all_pass() -> Vec<String> {
+        let mut v: Vec<String> = REQUIRED_CHECKS
+            .iter()
+            .map(|c| format!("(XEN) (d1) gpu-dom: IOMMU-TEST {c}: something PASS"))
+            .collect();
+        v.push("(d2) test-guest: TESTGUEST dom=2 dma-check PASS".into());
+        // The console dump at the end repeats lines: ignored.
+        v.push("[gpu-dom] gpu-dom: IOMMU-TEST expect-fault read addr=700000000".into());
+        v
+    }
+
+    #[test]
+    fn every_required_check_passing_with_its_faults_passes() {
+        let mut v = all_pass();
+        v.push("(XEN) (d1) gpu-dom: IOMMU-TEST expect-fault read addr=50400a000".into());
+        v.push(
+            "(XEN) [VT-D]DMAR:[DMA Read] Request device [0000:00:03.0] fault addr 50400a000".into(),
+        );
+        v.push("(XEN) (d1) gpu-dom: IOMMU-TEST expect-fault write addr=5000a4000".into());
+        v.push("(XEN) [VT-D]DMAR:[DMA Write] Request device [0000:00:03.0] fault addr 5000a4000, iommu reg = ...".into());
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        let r = judge(&log(&refs));
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+    }
+
+    #[test]
+    fn a_missing_fault_a_fail_line_or_a_missing_check_fails() {
+        let mut v = all_pass();
+        v.push("(XEN) (d1) gpu-dom: IOMMU-TEST expect-fault read addr=5000a4000".into());
+        v.push(
+            "(XEN) [VT-D]DMAR:[DMA Read] Request device [0000:00:03.0] fault addr 5000a40000"
+                .into(),
+        );
+        v.push("(XEN) (d1) gpu-dom: IOMMU-TEST revoked-read dom=2 ggtt=0: the revoked grant is STILL DMA-READABLE FAIL".into());
+        v.push("(XEN) (d1) gpu-dom: IOMMU-TEST expect-fault read addr=600000000".into());
+        v.push(
+            "(XEN) [VT-D]DMAR:[DMA Read] Request device [0000:00:03.0] fault addr 600000000".into(),
+        );
+        v.push("(XEN) (d1) gpu-dom: IOMMU-TEST expect-fault read addr=600000000".into());
+        v.retain(|l| !l.contains("IOMMU-TEST probe"));
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        let r = judge(&log(&refs));
+        assert!(
+            r.failures.iter().any(|f| f.contains("no Xen DMAR Read fault at 5000a4000")),
+            "{:?}",
+            r.failures
+        );
+        assert!(r.failures.iter().any(|f| f.contains("STILL DMA-READABLE")));
+        let second = r.failures.iter().filter(|f| f.contains("fault at 600000000")).count();
+        assert_eq!(second, 1, "one fault line answers one expect-fault: {:?}", r.failures);
+        assert!(r.failures.iter().any(|f| f.contains("`probe")));
+    }
+
+    #[test]
+    fn every_wait_in_the_script_is_bounded() {
+        let s = iommu_scenario(Vec::new());
+        for p in &s.parts {
+            for l in p.script.lines().filter(|l| l.trim_start().starts_with("wait_")) {
+                let n = l.split_whitespace().nth(1).unwrap_or("");
+                let last = l.split_whitespace().last().unwrap_or("");
+                assert!(
+                    n.parse::<u32>().is_ok() || last.parse::<u32>().is_ok(),
+                    "unbounded wait: {l}"
+                );
+            }
+        }
+    }
+}
