@@ -204,12 +204,17 @@ vgpu_run() {
 xs_has() { xenstore-read "$1" > /dev/null 2>&1; }
 xs_starts() { case "$(xenstore-read "$1" 2>/dev/null)" in "$2"*) return 0 ;; esac; return 1; }
 dm_log() { for f in /var/log/xen/qemu-dm-*.log /var/log/xen/xl-*.log; do [ -e "$f" ] && sed "s|^|[${f##*/}] |" "$f"; done; }
+# answered PHASE: gpu-dom's answer is there; fail at once if gpu-dom died.
+answered() {
+    dom_gone gpu-dom && { grep -a -h "Triple fault\|EXCEPTION\|PANIC" /var/log/xen/*.log 2>/dev/null; fail "gpu-dom died during iommu-test $1 (Xen's log on the serial console says how)"; }
+    xs_starts /local/domain/$GD/data/iommu-test-done "$1"
+}
 # iommu_phase REQUEST: hand it to gpu-dom, wait for its answer.
 iommu_phase() {
     xenstore-rm /local/domain/$GD/data/iommu-test-done 2>/dev/null
     xenstore-write /local/domain/$GD/data/iommu-test "$1" || fail "cannot write the iommu-test request"
     ip_name=${1%% *}
-    wait_for 300 xs_starts /local/domain/$GD/data/iommu-test-done "$ip_name" || fail "gpu-dom did not answer iommu-test '$1' within 300 s"
+    wait_for 300 answered "$ip_name" || fail "gpu-dom did not answer iommu-test '$1' within 300 s"
     e2e "iommu-test $ip_name: gpu-dom says $(xenstore-read /local/domain/$GD/data/iommu-test-done)"
 }
 "#;
