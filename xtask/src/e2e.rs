@@ -54,25 +54,7 @@ pub const GUESTS: &[(&str, &str)] = &[
 pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let mut p = Progress::new("e2e", 14);
     let sys = boot::prepare(paths, &mut p, None, true)?;
-    let guest =
-        p.step("cargo build --release --target x86_64-unknown-none -p test-guest", |_| {
-            let elf = image::cargo_build_package(
-                paths,
-                "test-guest",
-                Some(image::TARGET),
-                Some(&paths.boot_logs().join("build-test-guest.log")),
-            )?;
-            image::check_pvh(&elf)?;
-            Ok(elf)
-        })?;
-    let vgpu = p.step("cargo build --release -p vgpu (the dom0 command)", |_| {
-        image::cargo_build_package(
-            paths,
-            "vgpu",
-            None,
-            Some(&paths.boot_logs().join("build-vgpu.log")),
-        )
-    })?;
+    let (guest, vgpu) = build_guest_and_vgpu(paths, &mut p)?;
     let front = p.step("cargo build --release -p frontend --features std (vgpu-front)", |_| {
         image::cargo_build_with(
             paths,
@@ -109,6 +91,27 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let r = boot::run_dom0_scenario(paths, &mut p, &sys.xen, &sys.trees, &scenario, &run, timeout);
     println!("[e2e] wall time per step:\n{}", p.summary());
     r
+}
+
+/// Builds the test guest image (checked to be a PVH ELF) and the `vgpu`
+/// command, as steps of `p`: what every guest-serving scenario needs.
+pub fn build_guest_and_vgpu(
+    paths: &Paths,
+    p: &mut Progress,
+) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+    let guest =
+        p.step("cargo build --release --target x86_64-unknown-none -p test-guest", |_| {
+            let log = paths.boot_logs().join("build-test-guest.log");
+            let elf =
+                image::cargo_build_package(paths, "test-guest", Some(image::TARGET), Some(&log))?;
+            image::check_pvh(&elf)?;
+            Ok(elf)
+        })?;
+    let vgpu = p.step("cargo build --release -p vgpu (the dom0 command)", |_| {
+        let log = paths.boot_logs().join("build-vgpu.log");
+        image::cargo_build_package(paths, "vgpu", None, Some(&log))
+    })?;
+    Ok((guest, vgpu))
 }
 
 fn file(dest: &str, source: Source, mode: u32) -> ScenarioFile {

@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 
 use crate::boot::{self, Dom0Run, MachineExtra};
 use crate::dom0;
+use crate::e2e;
 use crate::error::{Error, Result};
-use crate::image;
 use crate::initramfs::Source;
 use crate::paths::Paths;
 use crate::progress::Progress;
@@ -77,25 +77,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let t0 = Instant::now();
     let mut p = Progress::new("iommu", 14);
     let sys = boot::prepare_with(paths, &mut p, None, true, dom0::HVM_PACKAGES)?;
-    let guest =
-        p.step("cargo build --release --target x86_64-unknown-none -p test-guest", |_| {
-            let elf = image::cargo_build_package(
-                paths,
-                "test-guest",
-                Some(image::TARGET),
-                Some(&paths.boot_logs().join("build-test-guest.log")),
-            )?;
-            image::check_pvh(&elf)?;
-            Ok(elf)
-        })?;
-    let vgpu = p.step("cargo build --release -p vgpu (the dom0 command)", |_| {
-        image::cargo_build_package(
-            paths,
-            "vgpu",
-            None,
-            Some(&paths.boot_logs().join("build-vgpu.log")),
-        )
-    })?;
+    let (guest, vgpu) = e2e::build_guest_and_vgpu(paths, &mut p)?;
     let hvm_path = paths.root.join(HVM_XL_CONFIG);
     let hvm = std::fs::read_to_string(&hvm_path).map_err(|e| Error::io("reading", &hvm_path, e))?;
     let gpu_cfg = gpu_dom_config(&hvm)
