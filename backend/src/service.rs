@@ -6,7 +6,8 @@
 //! [`Service::on_watch`] for every watch event, [`Service::on_lost_events`]
 //! whenever the client had to drop events, [`Service::on_event`] for every
 //! notification on a port, and [`Service::shutdown`] before gpu-dom exits.
-//! All waiting happens in the caller.
+//! All waiting happens in the caller, and so does reporting: each
+//! [`Change`] is the one record of what happened to a device.
 //!
 //! Statistics go to `data/vgpu/` (`gpuif::keys::STATS_ROOT`), outside the
 //! watched tree: serving a ring never fires gpu-dom's own watches.
@@ -315,7 +316,6 @@ where
                 let dev = &mut self.devices[i];
                 dev.live = Some(live);
                 if device::set_state(xs, dev, XenbusState::Connected).is_ok() {
-                    log::info!("vgpu dom{}/{devid}: connected (local port {port})", fe.0);
                     changes(Change::Connected { fe, devid, port });
                 }
             }
@@ -371,12 +371,6 @@ where
         let rel = device::disconnect(&mut self.backend, dev, &mut self.connector);
         dev.state = XenbusState::Closed;
         if was_active {
-            log::info!(
-                "vgpu dom{}/{}: closed ({why}): {} grants unmapped",
-                dev.fe.0,
-                dev.devid,
-                rel.grants_unmapped
-            );
             changes(Change::Closed {
                 fe: dev.fe,
                 devid: dev.devid,
