@@ -12,8 +12,16 @@ pub const HVMOP_GET_PARAM: u32 = 1;
 /// upcall as a LAPIC vector (edge; the handler must EOI).
 pub const HVMOP_SET_EVTCHN_UPCALL_VECTOR: u32 = 23;
 
-/// `HVM_PARAM_CALLBACK_IRQ` (`params.h`).
+/// `HVM_PARAM_CALLBACK_IRQ` (`params.h`): how vCPU 0's event upcall is
+/// delivered; bits 63:56 the type, the rest its argument.
 pub const HVM_PARAM_CALLBACK_IRQ: u32 = 0;
+/// `HVM_PARAM_CALLBACK_TYPE_VECTOR` (`params.h`, x86): bits 7:0 are a vector.
+pub const HVM_PARAM_CALLBACK_TYPE_VECTOR: u64 = 2;
+
+/// The `HVM_PARAM_CALLBACK_IRQ` value for delivery at `vector`.
+pub const fn callback_via_vector(vector: u8) -> u64 {
+    HVM_PARAM_CALLBACK_TYPE_VECTOR << 56 | vector as u64
+}
 /// `HVM_PARAM_STORE_PFN` (`params.h`): the xenstore ring page.
 pub const HVM_PARAM_STORE_PFN: u32 = 1;
 /// `HVM_PARAM_STORE_EVTCHN` (`params.h`): the xenstore event channel.

@@ -51,12 +51,14 @@ USAGE:
 
 demo
     The main job: builds gpu-dom and boots the whole Xen demo in QEMU, printing
-    what happens: both boot stages, then the e2e run (gpu-dom serving guests).
+    what happens: both boot stages, the e2e run (gpu-dom serving guests), then
+    the iommu run (a passed-through DMA device reaches only what gpu-dom
+    grant-mapped).
 
 test
     Everything CI runs: cargo fmt --check, cargo clippy (warnings are errors),
     cargo test --workspace (unit, integration and property tests on the
-    platform model), `fuzz --seconds 20`, `bench`, `boot` and `e2e`.
+    platform model), `fuzz --seconds 20`, `bench`, `boot`, `e2e` and `iommu`.
 
 e2e
     gpu-dom serving real guests under Xen 4.17 in QEMU: Linux PV dom0 runs
@@ -234,6 +236,7 @@ fn test(paths: &Paths) -> Result<()> {
     checks::bench(paths, false)?;
     boot::run(paths, &all_stages())?;
     e2e::run(paths, None)?;
+    iommu::run(paths, None)?;
     println!("[test] all passed in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
@@ -248,7 +251,9 @@ fn main() -> ExitCode {
         }
         Cmd::Build => build(&paths),
         Cmd::Boot(opts) => boot::run(&paths, &opts),
-        Cmd::Demo => boot::run(&paths, &all_stages()).and_then(|()| e2e::run(&paths, None)),
+        Cmd::Demo => boot::run(&paths, &all_stages())
+            .and_then(|()| e2e::run(&paths, None))
+            .and_then(|()| iommu::run(&paths, None)),
         Cmd::Test => test(&paths),
         Cmd::E2e { timeout } => e2e::run(&paths, timeout),
         Cmd::Iommu { timeout } => iommu::run(&paths, timeout),

@@ -56,6 +56,7 @@ const FATAL_PATTERNS: &[(&str, &str)] = &[
     ("Dom0 crashed", "dom0 crashed"),
     ("PANIC:", "the image panicked"),
     ("EXCEPTION", "the image took a CPU exception"),
+    ("Triple fault", "an HVM/PVH domain triple-faulted (Xen's register dump follows)"),
 ];
 
 /// Xen's messages when dom0 shuts the machine down.
@@ -237,6 +238,10 @@ mod tests {
         );
         assert_eq!(fatal_in("PANIC: at src/main.rs:10").unwrap().what, "the image panicked");
         assert_eq!(fatal_in("SELFTEST grant FAIL no map").unwrap().what, "a self-test failed");
+        assert!(fatal_in("(XEN) d1v0 Triple fault - invoking HVM shutdown action 1")
+            .unwrap()
+            .what
+            .contains("triple-faulted"));
         assert_eq!(fatal_in("(XEN) Xen version 4.17.5"), None);
     }
 

@@ -9,12 +9,15 @@
 //!   ports cannot miss an event the handler saw.
 //! - Pending bits are taken only by [`scan`] (the executor's context).
 
-use super::{shared, XenError};
+use super::{params, shared, XenError};
 use crate::arch::x86_64::lapic;
 use crate::evtchn_demux::{self, EventWords};
 use core::sync::atomic::{AtomicU64, Ordering};
 use xen_abi::event_channel::*;
-use xen_abi::hvm::{XenHvmEvtchnUpcallVector, HVMOP_SET_EVTCHN_UPCALL_VECTOR};
+use xen_abi::hvm::{
+    callback_via_vector, XenHvmEvtchnUpcallVector, HVMOP_SET_EVTCHN_UPCALL_VECTOR,
+    HVM_PARAM_CALLBACK_IRQ,
+};
 use xen_abi::xen::{DomId, DOMID_SELF};
 
 /// An event channel port.
@@ -30,6 +33,13 @@ fn op<T>(cmd: u32, name: &'static str, arg: &mut T) -> Result<(), XenError> {
 }
 
 /// Registers `vector` as vCPU 0's upcall vector and enables the LAPIC.
+///
+/// The same vector also goes into `HVM_PARAM_CALLBACK_IRQ` (as Linux does):
+/// libxl takes a zero there to mean "no PV drivers" in an HVM domU and then
+/// refuses `xl shutdown` ("PV control interface not available"). Xen
+/// delivers through the per-vCPU vector first (`hvm_assert_evtchn_irq`); the
+/// callback form injects the same vector while `evtchn_upcall_pending` is
+/// set, which [`upcall`] clears, so either way the handler is the same.
 pub fn init_upcall(vector: u8, spurious: u8) -> Result<(), XenError> {
     lapic::enable(spurious);
     let mut arg = XenHvmEvtchnUpcallVector { vcpu: 0, vector };
@@ -40,7 +50,11 @@ pub fn init_upcall(vector: u8, spurious: u8) -> Result<(), XenError> {
             (&mut arg as *mut XenHvmEvtchnUpcallVector).cast(),
         )
     };
-    XenError::check("HVMOP_set_evtchn_upcall_vector", rc).map(|_| ())
+    XenError::check("HVMOP_set_evtchn_upcall_vector", rc)?;
+    if let Err(e) = params::set(HVM_PARAM_CALLBACK_IRQ, callback_via_vector(vector)) {
+        log::warn!("{e}: the toolstack will not see PV control (xl shutdown of an HVM domU fails)");
+    }
+    Ok(())
 }
 
 /// The upcall handler body (called from the vector's stub).

@@ -1,7 +1,7 @@
 //! HVM parameters (`hvm/params.h`) and feature flags (`features.h`).
 
 use super::XenError;
-use xen_abi::hvm::{XenHvmParam, HVMOP_GET_PARAM};
+use xen_abi::hvm::{XenHvmParam, HVMOP_GET_PARAM, HVMOP_SET_PARAM};
 use xen_abi::version::{XenFeatureInfo, XENVER_GET_FEATURES, XENVER_VERSION};
 use xen_abi::xen::DOMID_SELF;
 
@@ -12,6 +12,15 @@ pub fn get(index: u32) -> Result<u64, XenError> {
     let rc =
         unsafe { xen_abi::hypercall::hvm_op(HVMOP_GET_PARAM, (&mut p as *mut XenHvmParam).cast()) };
     XenError::check("HVMOP_get_param", rc).map(|_| p.value)
+}
+
+/// `HVMOP_set_param` for our own domain.
+pub fn set(index: u32, value: u64) -> Result<(), XenError> {
+    let mut p = XenHvmParam { domid: DOMID_SELF, pad: 0, index, value };
+    // SAFETY: `p` lives across the call; Xen only reads it.
+    let rc =
+        unsafe { xen_abi::hypercall::hvm_op(HVMOP_SET_PARAM, (&mut p as *mut XenHvmParam).cast()) };
+    XenError::check("HVMOP_set_param", rc).map(|_| ())
 }
 
 /// `XENVER_get_features` submap `idx`.

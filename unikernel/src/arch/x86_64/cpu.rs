@@ -91,18 +91,19 @@ pub fn enable_sse() {
     }
 }
 
-/// Disables interrupts; returns whether they were enabled.
+/// Disables interrupts; returns whether they were enabled. Also a compiler
+/// barrier (no `nomem`): memory accesses are not moved across it.
 pub fn interrupts_off() -> bool {
     let flags: u64;
     // SAFETY: reading RFLAGS and clearing IF affect only interrupt delivery.
-    unsafe { asm!("pushfq", "pop {}", "cli", out(reg) flags, options(nomem, preserves_flags)) };
+    unsafe { asm!("pushfq", "pop {}", "cli", out(reg) flags, options(preserves_flags)) };
     flags & 0x200 != 0
 }
 
-/// Enables interrupts.
+/// Enables interrupts. Also a compiler barrier, like [`interrupts_off`].
 pub fn interrupts_on() {
     // SAFETY: the IDT is loaded before anything calls this (see `start`).
-    unsafe { asm!("sti", options(nomem, nostack)) }
+    unsafe { asm!("sti", options(nostack)) }
 }
 
 /// Stops the vCPU for good: interrupts off, then `hlt` forever (Xen takes a
