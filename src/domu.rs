@@ -19,10 +19,10 @@ use crate::iommu_test::{self, IommuTest};
 use crate::vgpu::{self, Ports, VgpuService};
 use alloc::boxed::Box;
 use alloc::string::String;
+use unikernel::control::{self, SHUTDOWN_PATH};
 use unikernel::xen::events;
 use unikernel::xen::xenstore::XenstorePage;
 use unikernel::Kernel;
-use xen_abi::sched::{SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
 use xenbus::{Client, ClientError, RingError, RingTransport, TxId};
 
 type Xenstore = Client<RingTransport<XenstorePage>>;
@@ -31,7 +31,6 @@ type Xenstore = Client<RingTransport<XenstorePage>>;
 const XENSTORE_TIMEOUT_NS: u64 = 30_000_000_000;
 const TOKEN_SHUTDOWN: &str = "shutdown";
 const BACKEND_PATH: &str = "backend/vgpu";
-const SHUTDOWN_PATH: &str = "control/shutdown";
 
 fn xs_fail(what: &str, e: ClientError<RingError>) -> ! {
     panic!("xenstore {what}: {e}")
@@ -65,25 +64,12 @@ fn identity(xs: &mut Xenstore) -> (String, u16) {
     (name, domid)
 }
 
-/// Handles a `control/shutdown` event: returns the `SHUTDOWN_*` reason to
-/// shut down with, after acknowledging (clearing the node, as Linux does).
+/// Takes a `control/shutdown` request (acknowledged), as (reason, word).
 fn shutdown_request(xs: &mut Xenstore) -> Option<(u32, &'static str)> {
-    let reason = match xs.read_str(TxId::NONE, SHUTDOWN_PATH) {
-        Ok("poweroff") => (SHUTDOWN_POWEROFF, "poweroff"),
-        Ok("halt") => (SHUTDOWN_POWEROFF, "halt"),
-        Ok("reboot") => (SHUTDOWN_REBOOT, "reboot"),
-        Ok("") => return None,
-        Ok(other) => {
-            log::warn!("unsupported shutdown request {other:?}: ignored");
-            return None;
-        }
-        Err(e) if e.is_not_found() => return None,
+    match control::take_request(xs) {
+        Ok(r) => r.map(|r| (r.reason, r.name)),
         Err(e) => xs_fail("read control/shutdown", e),
-    };
-    if let Err(e) = xs.write(TxId::NONE, SHUTDOWN_PATH, b"") {
-        log::warn!("cannot acknowledge the shutdown request: {e}");
     }
-    Some(reason)
 }
 
 /// The service plus what the loop needs to drive it.

@@ -12,6 +12,7 @@
 
 extern crate alloc;
 
+pub mod control;
 pub mod copy_plan;
 pub mod evtchn_demux;
 pub mod grant_entry;

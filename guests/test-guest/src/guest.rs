@@ -6,10 +6,11 @@ use alloc::boxed::Box;
 
 use frontend::scenario::{self, Control, GoodConfig, Reporter, SteadyEnd};
 use frontend::{Frontend, Happening, Options, Platform};
+use unikernel::control::{self, SHUTDOWN_PATH};
 use unikernel::xen::xenstore::XenstorePage;
 use unikernel::xen::{console, crash, events, logger};
 use unikernel::Kernel;
-use xen_abi::sched::{SHUTDOWN_POWEROFF, SHUTDOWN_REBOOT};
+use xen_abi::sched::SHUTDOWN_POWEROFF;
 use xenbus::{Client, RingTransport, TxId};
 
 use crate::platform::GuestPlatform;
@@ -20,7 +21,6 @@ pub(crate) type Fe = Frontend<GuestPlatform, Xs>;
 /// How long one xenstore round trip may take before the guest gives up.
 const XENSTORE_TIMEOUT_NS: u64 = 30_000_000_000;
 const TOKEN_SHUTDOWN: &str = "shutdown";
-const SHUTDOWN_PATH: &str = "control/shutdown";
 /// Mode `good`: re-verification period once everything is mapped.
 const REVERIFY_MS: u64 = 5_000;
 /// Mode `unattached`: how long the backend gets to reach InitWait.
@@ -68,26 +68,15 @@ fn connect_xenstore(k: &Kernel) -> (Box<Client<Xs>>, u32) {
     (Box::new(Client::new(page.into_transport())), port)
 }
 
-/// Reads and acknowledges `control/shutdown` (as gpu-dom and Linux do).
+/// Takes a `control/shutdown` request (acknowledged), as gpu-dom does.
 fn shutdown_request(xs: &mut Client<Xs>) -> Option<Shutdown> {
-    let reason = match xs.read_str(TxId::NONE, SHUTDOWN_PATH) {
-        Ok("poweroff") | Ok("halt") => (SHUTDOWN_POWEROFF, "poweroff"),
-        Ok("reboot") => (SHUTDOWN_REBOOT, "reboot"),
-        Ok("") => return None,
-        Ok(other) => {
-            log::warn!("unsupported shutdown request {other:?}: ignored");
-            return None;
-        }
-        Err(e) if e.is_not_found() => return None,
+    match control::take_request(xs) {
+        Ok(r) => r.map(|r| (r.reason, r.name)),
         Err(e) => {
             log::warn!("cannot read {SHUTDOWN_PATH}: {e}");
-            return None;
+            None
         }
-    };
-    if let Err(e) = xs.write(TxId::NONE, SHUTDOWN_PATH, b"") {
-        log::warn!("cannot acknowledge the shutdown request: {e}");
     }
-    Some(reason)
 }
 
 /// A shutdown request among the queued watch events (or lost ones).
