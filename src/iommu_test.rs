@@ -12,9 +12,12 @@
 //! The toolstack side (`cargo xtask iommu`) drives the phases by writing
 //! `data/iommu-test` in gpu-dom's xenstore directory; gpu-dom answers each
 //! in `data/iommu-test-done` (`<phase> PASS|FAIL`):
-//! - `mapped <dom> <ppgtt-base> <guest-gfn>` (the guest ran mode `good`):
-//!   `ro-write`, `ggtt-read`, `ppgtt-read`, `ggtt-write`, `window-hole`,
-//!   `past-window`, `guest-gfn`;
+//! - `mapped <dom> <ppgtt-base> <guest-gfn> <far-gfn>` (the guest ran mode
+//!   `good` with `dma-check`): `ro-write`, `ggtt-read`, `ppgtt-read`,
+//!   `ggtt-write`, `window-hole`, `past-window`, `guest-gfn` (a granted
+//!   page's frame number, inside gpu-dom's RAM range), `far-gfn` (a
+//!   never-granted guest page's frame number above gpu-dom's RAM: no data,
+//!   a DMAR fault);
 //! - `revoked <dom>` (after the toolstack detached the guest): `revoked-read`
 //!   at every bus address remembered from `mapped`.
 //!
@@ -278,7 +281,8 @@ impl IommuTest {
         };
         let (phase, ok) = match (words.first().copied(), num(1)) {
             (Some("mapped"), Some(dom)) => {
-                ("mapped", self.mapped(svc, DomId(dom as u16), num(2).unwrap_or(0), num(3)))
+                let gfns = (num(3), num(4));
+                ("mapped", self.mapped(svc, DomId(dom as u16), num(2).unwrap_or(0), gfns))
             }
             (Some("revoked"), Some(dom)) => ("revoked", self.revoked(svc, DomId(dom as u16))),
             _ => {
@@ -295,7 +299,13 @@ impl IommuTest {
     }
 
     /// The checks on a guest's live entries.
-    fn mapped(&mut self, svc: &VgpuService, dom: DomId, ppgtt_base: u64, gfn: Option<u64>) -> bool {
+    fn mapped(
+        &mut self,
+        svc: &VgpuService,
+        dom: DomId,
+        ppgtt_base: u64,
+        (gfn, far_gfn): (Option<u64>, Option<u64>),
+    ) -> bool {
         let eng = svc.backend.engine();
         let Some(limits) = eng.guest_limits(dom) else {
             say(format_args!("mapped dom={}: not attached FAIL", dom.0));
@@ -404,7 +414,46 @@ impl IommuTest {
         if let Some(gfn) = gfn {
             all &= self.guest_gfn(svc, dom, gfn, &ggtt);
         }
+        match far_gfn {
+            Some(far) => all &= self.far_gfn(dom, far),
+            None => {
+                say(format_args!("far-gfn dom={}: no far frame number in the request FAIL", dom.0));
+                all = false;
+            }
+        }
         all
+    }
+
+    /// A guest frame number above gpu-dom's RAM, of a page the guest never
+    /// granted (holding `edu::far_page_signature`), used as a bus address:
+    /// gpu-dom's IOMMU context has nothing there, so no data and a fault.
+    fn far_gfn(&mut self, dom: DomId, gfn: u64) -> bool {
+        let bus = gfn << 12;
+        if bus < self.ram_top {
+            say(format_args!(
+                "far-gfn dom={} gfn={gfn:#x}: inside gpu-dom's RAM (below {:#x}); give the guest more memory than gpu-dom FAIL",
+                dom.0, self.ram_top
+            ));
+            return false;
+        }
+        let mut sig = [0u8; XFER];
+        edu::far_page_signature(dom.0, &mut sig);
+        say(format_args!("expect-fault read addr={bus:x}"));
+        let r = self.read_at(bus);
+        let leaked = !r.nothing && r.data[..] == sig[..];
+        say(format_args!(
+            "far-gfn dom={} gfn={gfn:#x}: a never-granted guest page's frame number as a bus address {} {}",
+            dom.0,
+            if leaked {
+                "DELIVERED THE GUEST'S PAGE"
+            } else if r.nothing {
+                "delivered no data"
+            } else {
+                "DELIVERED DATA"
+            },
+            verdict(r.nothing)
+        ));
+        r.nothing
     }
 
     fn ro_write(&mut self, svc: &VgpuService, dom: DomId, addr: u64, bus: BusAddr) -> bool {

@@ -5,13 +5,15 @@
 //! Order (the one Mini-OS uses for a PVH guest): hypercall page (done at
 //! boot), console, shared info, event upcall, timer, grant table, then
 //! xenstore (by the application).
-#![forbid(unsafe_code)]
+// One `unsafe` block (`take_spare_page`), allowed where it stands.
+#![deny(unsafe_code)]
 
 use crate::arch::x86_64::{alloc as heap, cpu, paging, traps};
 use crate::executor::Executor;
 use crate::layout::{self, Layout};
 use crate::memmap::{MemoryMap, Range};
 use crate::xen::gnttab::{ForeignMapper, GrantTable};
+use crate::xen::own_page::OwnPage;
 use crate::xen::{console, events, logger, params, shared, timer, XenError};
 use xen_abi::hvm::{
     HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
@@ -50,6 +52,10 @@ pub struct Kernel {
     /// The PV console (ring GFN, port), for a domU that has one.
     pub console_ring: Option<(u64, events::Port)>,
     cmdline: &'static str,
+    /// What RAM outside the heap is in use: image, boot data, console and
+    /// xenstore pages, spare pages handed out.
+    in_use: [Range; 24],
+    in_use_len: usize,
 }
 
 fn phys_limit() -> u64 {
@@ -124,7 +130,12 @@ pub(crate) fn init(
         layout.region.end
     );
 
+    let mut in_use = [Range::default(); 24];
+    in_use[..n].copy_from_slice(&reserved[..n]);
+    in_use[n] = heap_range;
     Kernel {
+        in_use,
+        in_use_len: n + 1,
         start_info: si,
         memmap,
         image,
@@ -208,6 +219,26 @@ impl Kernel {
             params::get(HVM_PARAM_STORE_PFN)?,
             params::get(HVM_PARAM_STORE_EVTCHN)? as events::Port,
         ))
+    }
+
+    /// The highest page of RAM below 4 GiB that nothing uses (outside the
+    /// heap, the image, boot data and pages handed out before), zeroed and
+    /// never reused; `None` when none is left or the bookkeeping is full.
+    /// For a domain that needs a page at a high frame number (the test
+    /// guest's `dma-check`: a frame above gpu-dom's RAM).
+    pub fn take_spare_page(&mut self) -> Option<OwnPage> {
+        if self.in_use_len == self.in_use.len() {
+            return None;
+        }
+        let addr = self.memmap.highest_free_page(1 << 32, &self.in_use[..self.in_use_len])?;
+        self.in_use[self.in_use_len] = Range::new(addr, 4096);
+        self.in_use_len += 1;
+        #[allow(unsafe_code)]
+        // SAFETY: `addr` is a page of RAM below 4 GiB (identity-mapped by the
+        // boot tables) that overlaps no non-RAM entry, the heap, the image,
+        // boot data or any page handed out before; it is now recorded as in
+        // use, so it is handed out once.
+        Some(unsafe { OwnPage::spare(addr) })
     }
 
     /// The command line from the start info ("" if none).

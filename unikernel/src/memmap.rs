@@ -217,6 +217,35 @@ impl MemoryMap {
         best
     }
 
+    /// The highest 4 KiB page of RAM that ends at or below `max` and overlaps
+    /// no non-RAM entry and no range in `reserved`.
+    pub fn highest_free_page(&self, max: u64, reserved: &[Range]) -> Option<u64> {
+        let holes = || {
+            self.regions()
+                .iter()
+                .filter(|r| !r.is_ram())
+                .map(|r| r.range.page_cover())
+                .chain(reserved.iter().map(|r| r.page_cover()))
+        };
+        let mut best: Option<u64> = None;
+        for ram in self.regions().iter().filter(|r| r.is_ram()) {
+            let floor = align_up(ram.range.start, PAGE);
+            let mut top = ram.range.end.min(max) & !(PAGE - 1);
+            // Walk down from the top: a page that meets a hole moves below it.
+            while top >= floor.saturating_add(PAGE) && best.is_none_or(|b| top - PAGE > b) {
+                let page = Range::new(top - PAGE, PAGE);
+                match holes().filter(|h| h.overlaps(&page)).map(|h| h.start).min() {
+                    None => {
+                        best = Some(page.start);
+                        break;
+                    }
+                    Some(start) => top = start & !(PAGE - 1),
+                }
+            }
+        }
+        best
+    }
+
     /// The lowest `align`-aligned range of `len` bytes at or above `min` that
     /// overlaps no entry of the map and ends at or below `limit`.
     pub fn find_gap(&self, min: u64, len: u64, align: u64, limit: u64) -> Option<Range> {
@@ -322,6 +351,26 @@ mod tests {
             Some(Range { start: 0x10_0000, end: 0x20_0000 })
         );
         assert_eq!(m.largest_free(0x1000_0000, 1 << 32, &[]), None);
+    }
+
+    #[test]
+    fn highest_free_page_is_below_the_top_and_every_hole() {
+        let m = dom0_like();
+        // RAM 1 MiB..255 MiB (ACPI at 255 MiB), reserved top of the 4 GiB hole.
+        assert_eq!(m.highest_free_page(1 << 32, &[]), Some(0xffe_f000));
+        let heap = Range { start: 0xf00_0000, end: 0xfff_0000 };
+        let spare = Range::new(0xeff_f000, 4096);
+        assert_eq!(m.highest_free_page(1 << 32, &[heap]), Some(0xeff_f000));
+        assert_eq!(m.highest_free_page(1 << 32, &[heap, spare]), Some(0xeff_e000));
+        // `max` clips; a reserved range's partial page counts as taken.
+        assert_eq!(m.highest_free_page(0x20_0800, &[]), Some(0x1f_f000));
+        let odd = Range::new(0x1f_fff0, 0x20);
+        assert_eq!(m.highest_free_page(0x20_1000, &[odd]), Some(0x1f_e000));
+        // Below 640 KiB when nothing above is free.
+        let all_high = Range { start: 0x10_0000, end: 0x1000_0000 };
+        assert_eq!(m.highest_free_page(1 << 32, &[all_high]), Some(0x9e_000));
+        assert_eq!(m.highest_free_page(0x1000, &[]), Some(0));
+        assert_eq!(m.highest_free_page(0xfff, &[]), None);
     }
 
     #[test]

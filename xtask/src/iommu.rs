@@ -52,6 +52,8 @@ pub const GPU_DOM_CMDLINE: &str = "gpu-dom.iommu-test gpu-dom.debug=readback";
 /// the check of what the device wrote.
 pub const GUEST: &str = "guest1";
 pub const GUEST_CMDLINE: &str = "mode=good pages=64 dma-check";
+/// The test guest's memory (MiB): above gpu-dom's 128, see `far-gfn`.
+pub const GUEST_MEMORY_MIB: u64 = 256;
 /// The guest's PPGTT base (`frontend::scenario::GoodConfig`'s default).
 pub const GUEST_PPGTT_BASE: &str = "0x100000000";
 /// The edu device: DMA addresses not masked to 28 bits.
@@ -68,6 +70,7 @@ pub const REQUIRED_CHECKS: &[&str] = &[
     "window-hole",
     "past-window",
     "guest-gfn",
+    "far-gfn",
     "revoked",
     "revoked-read",
     "phase",
@@ -92,6 +95,9 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         "cmdline",
         GUEST_CMDLINE,
     );
+    // More memory than gpu-dom, so the guest's far page (`far-gfn`) has a
+    // frame number above gpu-dom's RAM.
+    let guest_cfg = xlcfg::with_number(&guest_cfg, "memory", GUEST_MEMORY_MIB);
 
     let mut files = vec![
         file(IMAGE32_IN_DOM0, Source::Host(sys.image.elf32.clone()), 0o644),
@@ -251,7 +257,7 @@ wait_for 60 xs_has /local/domain/$G1/data/dma-check-gfn || fail "{GUEST} did not
         "DMA at the guest's shadow entries and at addresses gtt never produced",
         format!(
             r#"m_t0=$(now_ms)
-iommu_phase "mapped $G1 {GUEST_PPGTT_BASE} $(xenstore-read /local/domain/$G1/data/dma-check-gfn)"
+iommu_phase "mapped $G1 {GUEST_PPGTT_BASE} $(xenstore-read /local/domain/$G1/data/dma-check-gfn) $(xenstore-read /local/domain/$G1/data/dma-check-far-gfn)"
 wait_console {GUEST} "dma-check PASS" 60
 e2e "mapped checks done in $(( $(now_ms) - m_t0 )) ms; {GUEST} saw the device's write in its own page and its read-only page unchanged"
 "#

@@ -55,9 +55,41 @@ pub fn with_string(cfg: &str, key: &str, value: &str) -> String {
     out
 }
 
+/// `cfg` with `key = value` (a number): an existing `key = ...` line
+/// replaced, or the setting appended.
+pub fn with_number(cfg: &str, key: &str, value: u64) -> String {
+    let sets_key = |line: &str| {
+        let code = line.split('#').next().unwrap_or("").trim_start();
+        code.strip_prefix(key).is_some_and(|r| r.trim_start().starts_with('='))
+    };
+    let mut out = String::with_capacity(cfg.len() + key.len() + 24);
+    let mut found = false;
+    for line in cfg.lines() {
+        if sets_key(line) {
+            found = true;
+            out.push_str(&format!("{key} = {value}"));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    if !found {
+        out.push_str(&format!("{key} = {value}\n"));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_number_replaces_the_setting_or_appends_it() {
+        let cfg = "name = \"g\"\nmemory = 32   # MiB\n# memory = 8\nmemory_extra = 1\n";
+        let out = with_number(cfg, "memory", 256);
+        assert_eq!(out, "name = \"g\"\nmemory = 256\n# memory = 8\nmemory_extra = 1\n");
+        assert_eq!(with_number("name = \"g\"\n", "vcpus", 2), "name = \"g\"\nvcpus = 2\n");
+    }
 
     const CFG: &str = "# gpu-dom\n# kernel = \"/not/this\"\nname = \"gpu-dom\"\ntype = \"pvh\"\nkernel = \"target/x86_64-unknown-none/release/gpu-dom\"   # built by cargo xtask build\nmemory = 64\n";
 

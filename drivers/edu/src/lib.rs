@@ -85,6 +85,18 @@ pub fn test_signature(dom: u16, index: u32, out: &mut [u8; MAX_TRANSFER as usize
     }
 }
 
+/// The bytes the test guest keeps in its never-granted "far" page (a frame
+/// number above gpu-dom's RAM): `b"FARFRAME"`, the owner's domain id, then a
+/// byte sequence. gpu-dom compares what a DMA at that frame number as a bus
+/// address returned with this: it must never match.
+pub fn far_page_signature(dom: u16, out: &mut [u8; MAX_TRANSFER as usize]) {
+    out[..8].copy_from_slice(b"FARFRAME");
+    out[8..10].copy_from_slice(&dom.to_le_bytes());
+    for (i, b) in out[10..].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(13).wrapping_add(3) ^ (dom as u8);
+    }
+}
+
 /// Register access to BAR0. Implementations must not reorder accesses
 /// (volatile, uncached MMIO in the image).
 pub trait Mmio {
@@ -303,6 +315,17 @@ mod tests {
             Err(EduError::Timeout { polls: 100 })
         );
         assert_eq!(edu.dma(Direction::ToDevice, 0x10_000, 8), Err(EduError::Busy));
+    }
+
+    #[test]
+    fn far_page_signatures_differ_per_owner_and_from_dma_signatures() {
+        let (mut a, mut b, mut t) = ([0u8; 2048], [0u8; 2048], [0u8; 2048]);
+        far_page_signature(2, &mut a);
+        far_page_signature(3, &mut b);
+        test_signature(2, 0, &mut t);
+        assert_ne!(a, b);
+        assert_ne!(a, t);
+        assert_eq!(&a[..8], b"FARFRAME");
     }
 
     #[test]

@@ -8,9 +8,10 @@
 //! - the first read-only page (`seq = pages`, behind PPGTT entry 7) must be
 //!   unchanged: the device's write to it was blocked.
 //!
-//! It publishes `data/dma-check-gfn` (the writable page's frame number, for
-//! gpu-dom's "guest frame number is not a bus address" check) and waits,
-//! bounded, for the write. Lines: `dma-check rw ... PASS|FAIL`,
+//! It publishes `data/dma-check-gfn` (the writable page's frame number) and
+//! `data/dma-check-far-gfn` (a page of its RAM at a high frame number, never
+//! granted, holding `edu::far_page_signature`), for gpu-dom's "a guest frame
+//! number is not a bus address" checks, and waits, bounded, for the write. Lines: `dma-check rw ... PASS|FAIL`,
 //! `dma-check ro ... PASS|FAIL`, `dma-check PASS|FAIL`.
 
 use alloc::format;
@@ -18,6 +19,7 @@ use alloc::format;
 use frontend::scenario::{pattern, Reporter};
 use frontend::Platform;
 use gpuif::PAGE_SIZE;
+use unikernel::xen::own_page::OwnPage;
 use xenbus::TxId;
 
 use crate::guest::Fe;
@@ -27,7 +29,7 @@ const WAIT_MS: u64 = 300_000;
 const XFER: usize = edu::MAX_TRANSFER as usize;
 
 /// Runs the check; returns whether it passed.
-pub fn run(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32) -> bool {
+pub fn run(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32, far: Option<OwnPage>) -> bool {
     let dom = rep.dom();
     let (Some(rw), Some(ro)) =
         (fe.granted().get(pages as usize - 1).copied(), fe.granted().get(pages as usize).copied())
@@ -41,8 +43,23 @@ pub fn run(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32) -> bool {
         rep.say(format_args!("dma-check FAIL cannot write data/dma-check-gfn: {e}"));
         return false;
     }
+    let Some(mut far) = far else {
+        rep.say(format_args!("dma-check FAIL no spare RAM page for the far-frame check"));
+        return false;
+    };
+    let mut sig = [0u8; XFER];
+    edu::far_page_signature(dom, &mut sig);
+    far.write(0, &sig);
+    let far_gfn = far.gfn();
+    core::mem::forget(far); // kept for good: gpu-dom may still aim the device at it
+    if let Err(e) =
+        fe.xs().write(TxId::NONE, "data/dma-check-far-gfn", format!("{far_gfn:#x}").as_bytes())
+    {
+        rep.say(format_args!("dma-check FAIL cannot write data/dma-check-far-gfn: {e}"));
+        return false;
+    }
     rep.say(format_args!(
-        "dma-check waiting: rw page seq={} gfn={gfn:#x}, ro page seq={pages}",
+        "dma-check waiting: rw page seq={} gfn={gfn:#x}, ro page seq={pages}, far page gfn={far_gfn:#x}",
         pages - 1
     ));
     let mut page = [0u8; PAGE_SIZE];

@@ -7,6 +7,7 @@ use alloc::boxed::Box;
 use frontend::scenario::{self, Control, GoodConfig, Reporter, SteadyEnd};
 use frontend::{Frontend, Happening, Options, Platform};
 use unikernel::control::{self, SHUTDOWN_PATH};
+use unikernel::xen::own_page::OwnPage;
 use unikernel::xen::xenstore::XenstorePage;
 use unikernel::xen::{console, crash, events, logger};
 use unikernel::Kernel;
@@ -161,13 +162,16 @@ pub fn run(mut k: Kernel) -> ! {
     if mode == Mode::Unattached {
         opts.handshake_timeout_ms = UNATTACHED_WAIT_MS;
     }
+    // dma-check: a page of ours at a high frame number (above gpu-dom's
+    // RAM), filled with known bytes and never granted.
+    let far = if k_dma_check { k.take_spare_page() } else { None };
     let platform = match GuestPlatform::new(k, xs_port) {
         Ok(p) => p,
         Err(e) => panic!("platform: {e}"),
     };
     let mut fe = Frontend::new(platform, xs, opts);
     match mode {
-        Mode::Good => good(&mut fe, &mut rep, pages, k_dma_check),
+        Mode::Good => good(&mut fe, &mut rep, pages, k_dma_check.then_some(far)),
         Mode::Hostile => {
             scenario::run_hostile(&mut fe, &mut rep);
         }
@@ -192,7 +196,8 @@ pub fn run(mut k: Kernel) -> ! {
     idle(&mut fe, &mut rep)
 }
 
-fn good(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32, dma_check: bool) {
+/// `dma_check`: run it, with the far page if there is one.
+fn good(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32, dma_check: Option<Option<OwnPage>>) {
     let cfg = GoodConfig { pages, ..GoodConfig::default() };
     let Ok(mapped) = scenario::run_good(fe, rep, &cfg) else {
         if fe.is_connected() {
@@ -200,8 +205,8 @@ fn good(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32, dma_check: bool) {
         }
         return;
     };
-    if dma_check {
-        crate::dma_check::run(fe, rep, pages);
+    if let Some(far) = dma_check {
+        crate::dma_check::run(fe, rep, pages, far);
     }
     let mut asked: Option<Shutdown> = None;
     let end = scenario::steady(fe, rep, &mapped, REVERIFY_MS, |fe, ev| {

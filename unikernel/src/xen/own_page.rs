@@ -4,9 +4,11 @@
 //! between them is the caller's (`fence`).
 //!
 //! # Invariants
-//! - The page is 4 KiB aligned heap memory below 4 GiB (the heap's range),
-//!   identity-mapped, so its GFN is its address >> 12; it is zeroed when
-//!   allocated and owned by exactly one [`OwnPage`].
+//! - The page is 4 KiB aligned RAM below 4 GiB, identity-mapped, so its GFN
+//!   is its address >> 12: heap memory ([`OwnPage::alloc`]), or a spare RAM
+//!   page outside the heap that the kernel handed out once
+//!   ([`crate::Kernel::take_spare_page`]), never returned to the heap. It is
+//!   zeroed when handed out and owned by exactly one [`OwnPage`].
 //! - Every access stays inside the page (out-of-range reads give zeros,
 //!   out-of-range writes are dropped).
 //! - The owner frees it (drop) only after the grant ended (`end_grant`
@@ -21,6 +23,7 @@ const PAGE: usize = 4096;
 #[derive(Debug, PartialEq, Eq)]
 pub struct OwnPage {
     addr: u64,
+    from_heap: bool,
 }
 
 fn layout() -> Layout {
@@ -36,7 +39,19 @@ impl OwnPage {
         if p.is_null() {
             return None;
         }
-        Some(OwnPage { addr: p as u64 })
+        Some(OwnPage { addr: p as u64, from_heap: true })
+    }
+
+    /// The spare RAM page at `addr`, zeroed.
+    ///
+    /// # Safety
+    /// `addr` must be a 4 KiB aligned, identity-mapped page of RAM below
+    /// 4 GiB that nothing else uses or will use (not the heap, the image,
+    /// boot data or another [`OwnPage`]).
+    pub(crate) unsafe fn spare(addr: u64) -> OwnPage {
+        let mut page = OwnPage { addr, from_heap: false };
+        page.write(0, &[0u8; PAGE]);
+        page
     }
 
     /// Its guest frame number (identity mapping: address >> 12).
@@ -92,6 +107,9 @@ impl OwnPage {
 
 impl Drop for OwnPage {
     fn drop(&mut self) {
+        if !self.from_heap {
+            return; // a spare page stays out of the heap for good
+        }
         // SAFETY: `addr` came from `alloc_zeroed` with this layout and is
         // freed once (one owner); nothing else refers to it (module invariant).
         unsafe { alloc::alloc::dealloc(self.addr as *mut u8, layout()) };
