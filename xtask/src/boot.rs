@@ -221,8 +221,16 @@ fn ended_text(run: &Run, timeout: Duration) -> Option<String> {
         Ended::QemuExited(s) => {
             Some(format!("QEMU exited by itself ({s}); see {}", run.qemu_log.display()))
         }
+        Ended::Stalled => Some(format!(
+            "the emulated machine stopped: no serial output for {} s (in a dom0 run not even \
+             dom0's heartbeat), so QEMU was killed",
+            qemu::STALL_AFTER.as_secs()
+        )),
     }
 }
+
+/// How often a dom0 run is started again after the emulated machine stalled.
+const STALL_RETRIES: u32 = 1;
 
 fn stage1(
     paths: &Paths,
@@ -402,12 +410,34 @@ pub fn run_dom0_scenario_with(
             smp: 2,
             devices: extra.devices.clone(),
         };
-        let mut watcher = Watcher::new(&scenario.pass_marker(), Some(&scenario.fail_marker()));
-        let run = qemu::run(&machine, &dir, &mut watcher, timeout, |line| {
-            if stage2_shows(line) {
-                p.note(line.trim_end());
+        for n in 1..=STALL_RETRIES {
+            let _ = std::fs::remove_file(dir.join(format!("serial.stalled-{n}.log")));
+        }
+        let mut attempt = 0;
+        let (run, watcher) = loop {
+            let mut watcher =
+                Watcher::new(&scenario.pass_marker(), Some(&scenario.fail_marker()));
+            let run = qemu::run(&machine, &dir, &mut watcher, timeout, |line| {
+                if stage2_shows(line) {
+                    p.note(line.trim_end());
+                }
+            })?;
+            // A stalled machine gave no verdict on anything under test (not
+            // even dom0 kept beating): run it again, once, keeping the log.
+            if !matches!(run.ended, Ended::Stalled) || attempt == STALL_RETRIES {
+                break (run, watcher);
             }
-        })?;
+            attempt += 1;
+            let kept = dir.join(format!("serial.stalled-{attempt}.log"));
+            let _ = std::fs::rename(&run.serial_path, &kept);
+            p.note(format!(
+                "the emulated machine stalled after {:.0} s (no serial output for {} s, no dom0 \
+                 heartbeat): not a verdict; starting the run again (stalled log: {})",
+                run.wall.as_secs_f64(),
+                qemu::STALL_AFTER.as_secs(),
+                paths.show(&kept)
+            ));
+        };
         let wall = run.wall.as_secs_f64();
         let passed = run.serial.contains(&scenario.pass_marker())
             && !run.serial.contains(&scenario.fail_marker());

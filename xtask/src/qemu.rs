@@ -82,7 +82,15 @@ pub enum Ended {
     QemuExited(ExitStatus),
     /// The timeout expired and we killed QEMU.
     Timeout,
+    /// The serial log did not grow for [`STALL_AFTER`] and we killed QEMU:
+    /// the emulated machine stopped (in the dom0 runs not even dom0's
+    /// heartbeat came), which no domain under test can cause.
+    Stalled,
 }
+
+/// Silence on the serial log after which a run counts as stalled: three
+/// missed dom0 heartbeats (`scenario::HEARTBEAT_SECS`) and then some.
+pub const STALL_AFTER: Duration = Duration::from_secs(75);
 
 /// What a run produced.
 #[derive(Debug)]
@@ -126,8 +134,12 @@ pub fn run(
     let mut serial = Vec::new();
     let mut consumed = 0usize;
     let mut stop_at: Option<Instant> = None;
+    let mut last_growth = (Instant::now(), 0usize);
     let ended = loop {
         let _ = reader.read_to_end(&mut serial);
+        if serial.len() != last_growth.1 {
+            last_growth = (Instant::now(), serial.len());
+        }
         while let Some(nl) = serial[consumed..].iter().position(|&b| b == b'\n') {
             let line = String::from_utf8_lossy(&serial[consumed..consumed + nl]);
             let line = line.trim_end_matches('\r');
@@ -149,6 +161,9 @@ pub fn run(
         }
         if now - t0 >= timeout {
             break Ended::Timeout;
+        }
+        if now - last_growth.0 >= STALL_AFTER {
+            break Ended::Stalled;
         }
         std::thread::sleep(Duration::from_millis(100));
     };

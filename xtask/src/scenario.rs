@@ -152,6 +152,13 @@ mkdir -p /run/xen /run/xenstored /var/lib/xen/dump /var/lib/xenstored "$CONSOLE_
 "#,
         );
         s.push_str(PRELUDE_HELPERS);
+        let _ = writeln!(
+            s,
+            "# A line every {} s while dom0 runs: the harness tells a machine that\n\
+             # stopped (no line at all) from one that is waiting.\n\
+             ( while sleep {}; do echo \"{HEARTBEAT} $(now_ms) ms\"; done ) &",
+            HEARTBEAT_SECS, HEARTBEAT_SECS
+        );
         let _ = writeln!(s, "\n# --- Xen toolstack ---");
         let _ = writeln!(s, "M=/lib/modules/{}", dom0.kernel_release);
         for m in &dom0.modules {
@@ -183,6 +190,11 @@ poweroff -f
         s
     }
 }
+
+/// What dom0's heartbeat prints (followed by its uptime).
+pub const HEARTBEAT: &str = "DOM0-HEARTBEAT";
+/// How often dom0 prints it.
+pub const HEARTBEAT_SECS: u64 = 20;
 
 /// The xl config's place in the initramfs.
 pub fn xl_cfg_path(domain: &str) -> String {
@@ -291,6 +303,15 @@ mod tests {
         let s = stage2().init_script(&dom0());
         assert!(s.starts_with("#!/bin/busybox sh\n"));
         assert!(s.trim_end().ends_with("poweroff -f"));
+    }
+
+    #[test]
+    fn dom0_beats_from_the_start_so_a_stopped_machine_can_be_told_apart() {
+        let s = stage2().init_script(&dom0());
+        let beat = s.find(&format!("echo \"{HEARTBEAT} $(now_ms) ms\"")).unwrap();
+        assert!(beat > s.find("now_ms()").unwrap(), "after the helper it uses");
+        assert!(beat < s.find("xenstored --pid-file").unwrap(), "before anything can block");
+        assert!(s.contains(&format!("while sleep {HEARTBEAT_SECS}; do")));
     }
 
     #[test]
