@@ -171,7 +171,7 @@ pub fn run(mut k: Kernel) -> ! {
     };
     let mut fe = Frontend::new(platform, xs, opts);
     match mode {
-        Mode::Good => good(&mut fe, &mut rep, pages, k_dma_check.then_some(far)),
+        Mode::Good => good(&mut fe, &mut rep, pages, k_dma_check, far),
         Mode::Hostile => {
             scenario::run_hostile(&mut fe, &mut rep);
         }
@@ -196,8 +196,9 @@ pub fn run(mut k: Kernel) -> ! {
     idle(&mut fe, &mut rep)
 }
 
-/// `dma_check`: run it, with the far page if there is one.
-fn good(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32, dma_check: Option<Option<OwnPage>>) {
+/// Mode `good`; then, with `dma_check`, the check of what gpu-dom's test
+/// device did (`far`: the spare page for its far-frame check, if one was free).
+fn good(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32, dma_check: bool, far: Option<OwnPage>) {
     let cfg = GoodConfig { pages, ..GoodConfig::default() };
     let Ok(mapped) = scenario::run_good(fe, rep, &cfg) else {
         if fe.is_connected() {
@@ -205,7 +206,7 @@ fn good(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32, dma_check: Option<Optio
         }
         return;
     };
-    if let Some(far) = dma_check {
+    if dma_check {
         crate::dma_check::run(fe, rep, pages, far);
     }
     let mut asked: Option<Shutdown> = None;
