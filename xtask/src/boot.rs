@@ -229,8 +229,9 @@ fn ended_text(run: &Run, timeout: Duration) -> Option<String> {
     }
 }
 
-/// How often a dom0 run is started again after the emulated machine stalled.
-const STALL_RETRIES: u32 = 1;
+/// How often a dom0 run is started again when it gave no verdict: the
+/// emulated machine stalled, or a domain's firmware crashed.
+const NO_VERDICT_RETRIES: u32 = 1;
 
 fn stage1(
     paths: &Paths,
@@ -410,8 +411,8 @@ pub fn run_dom0_scenario_with(
             smp: 2,
             devices: extra.devices.clone(),
         };
-        for n in 1..=STALL_RETRIES {
-            let _ = std::fs::remove_file(dir.join(format!("serial.stalled-{n}.log")));
+        for n in 1..=NO_VERDICT_RETRIES {
+            let _ = std::fs::remove_file(dir.join(format!("serial.attempt-{n}.log")));
         }
         let mut attempt = 0;
         let (run, watcher) = loop {
@@ -422,19 +423,33 @@ pub fn run_dom0_scenario_with(
                     p.note(line.trim_end());
                 }
             })?;
-            // A stalled machine gave no verdict on anything under test (not
-            // even dom0 kept beating): run it again, once, keeping the log.
-            if !matches!(run.ended, Ended::Stalled) || attempt == STALL_RETRIES {
+            // No verdict on anything under test: the emulated machine
+            // stopped (not even dom0 kept beating), or a domain's firmware
+            // crashed before the image in it started. Run it again, once,
+            // keeping the log.
+            let why = if matches!(run.ended, Ended::Stalled) {
+                Some(format!(
+                    "the emulated machine stalled after {:.0} s (no serial output for {} s, no \
+                     dom0 heartbeat)",
+                    run.wall.as_secs_f64(),
+                    qemu::STALL_AFTER.as_secs()
+                ))
+            } else {
+                markers::firmware_triple_fault(&run.serial).map(|d| {
+                    format!(
+                        "{d} triple-faulted in its firmware (hvmloader/SeaBIOS), before the \
+                         image printed its first line"
+                    )
+                })
+            };
+            let Some(why) = why.filter(|_| attempt < NO_VERDICT_RETRIES) else {
                 break (run, watcher);
-            }
+            };
             attempt += 1;
-            let kept = dir.join(format!("serial.stalled-{attempt}.log"));
+            let kept = dir.join(format!("serial.attempt-{attempt}.log"));
             let _ = std::fs::rename(&run.serial_path, &kept);
             p.note(format!(
-                "the emulated machine stalled after {:.0} s (no serial output for {} s, no dom0 \
-                 heartbeat): not a verdict; starting the run again (stalled log: {})",
-                run.wall.as_secs_f64(),
-                qemu::STALL_AFTER.as_secs(),
+                "{why}: not a verdict; starting the run again (its log: {})",
                 paths.show(&kept)
             ));
         };
