@@ -13,6 +13,25 @@ pub fn outb(port: u16, val: u8) {
     }
 }
 
+/// Writes `bytes` to an I/O port with one `rep outsb`: under Xen an HVM or
+/// PVH vCPU exits to the hypervisor once per I/O instruction, so this is
+/// one exit (Xen's emulator may split it, resuming the same instruction)
+/// where a byte loop of `outb` would be one exit per byte.
+pub fn outsb(port: u16, bytes: &[u8]) {
+    // SAFETY: OUTSB only reads `bytes` (RSI..RSI+RCX, inside the slice) and
+    // writes to the port; the direction flag is clear (Rust's ABI, and every
+    // interrupt stub clears it); RSI/RCX are marked clobbered.
+    unsafe {
+        asm!(
+            "rep outsb",
+            in("dx") port,
+            inout("rsi") bytes.as_ptr() => _,
+            inout("rcx") bytes.len() => _,
+            options(nostack, preserves_flags, readonly)
+        )
+    }
+}
+
 /// CPUID leaf `leaf`, sub-leaf `sub`.
 pub fn cpuid(leaf: u32, sub: u32) -> CpuidResult {
     // SAFETY: CPUID is available on every x86_64 CPU and only reads (newer
