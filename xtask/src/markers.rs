@@ -104,7 +104,7 @@ pub fn firmware_triple_fault(serial: &str) -> Option<String> {
 }
 
 /// A triple fault with the signature measured in `iommu` runs under QEMU's
-/// nested SVM emulation (3 of ~60 runs, root cause not found): the image
+/// nested SVM emulation (3 of 71 runs, root cause not found): the image
 /// had started, and Xen's register dump shows the vCPU right after an I/O
 /// instruction to port 0xe9 (`rdx` 0xe9; RIP the instruction after `out` /
 /// `rep outsb` in `console::write_unlocked`, CR2 0), i.e. at the return
