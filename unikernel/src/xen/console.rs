@@ -51,12 +51,13 @@ pub fn dropped() -> u64 {
 }
 
 /// Port 0xe9, Xen's HVM debug console (`hvm_print_line`): one `rep outsb`
-/// per write, not one `out` (and one VM exit) per byte. Measured in
-/// `cargo xtask iommu`: 2 of 10 runs triple-faulted an HVM gpu-dom at the
-/// instruction right after a per-byte `out 0xe9` (Xen's dump, RIP in
-/// `write_unlocked`, CR2 0), i.e. while an interrupt was injected on the way
-/// back from that exit under QEMU's nested SVM emulation; with far fewer
-/// exits that window is far rarer.
+/// per write, not one `out` (and one VM exit) per byte.
+///
+/// Open issue (README, "Reliability"): in `cargo xtask iommu` runs the HVM
+/// gpu-dom triple-faulted at the instruction right after this port I/O
+/// (Xen's dump: RIP in `write_unlocked`, `rdx` 0xe9, CR2 0), twice in 8
+/// runs with the per-byte `out` loop and once in 9 after this change to
+/// one exit per line, so the number of exits is not what matters.
 fn e9(bytes: &[u8]) {
     if E9.load(Ordering::Relaxed) != 0 && !bytes.is_empty() {
         cpu::outsb(PORT_E9, bytes);
