@@ -58,9 +58,16 @@ pub fn dropped() -> u64 {
 /// (Xen's dump: RIP in `write_unlocked`, `rdx` 0xe9, CR2 0), twice in 8
 /// runs with the per-byte `out` loop and once in 9 after this change to
 /// one exit per line, so the number of exits is not what matters.
+///
+/// Interrupts are held off across the I/O instruction (an experiment on that
+/// issue: no interrupt can then be injected on the return from this exit).
 fn e9(bytes: &[u8]) {
     if E9.load(Ordering::Relaxed) != 0 && !bytes.is_empty() {
+        let were_on = cpu::interrupts_off();
         cpu::outsb(PORT_E9, bytes);
+        if were_on {
+            cpu::interrupts_on();
+        }
     }
 }
 
