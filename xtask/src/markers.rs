@@ -103,31 +103,6 @@ pub fn firmware_triple_fault(serial: &str) -> Option<String> {
     None
 }
 
-/// A triple fault with the signature measured in `iommu` runs under QEMU's
-/// nested SVM emulation (3 of 71 runs, root cause not found): the image
-/// had started, and Xen's register dump shows the vCPU right after an I/O
-/// instruction to port 0xe9 (`rdx` 0xe9; RIP the instruction after `out` /
-/// `rep outsb` in `console::write_unlocked`, CR2 0), i.e. at the return
-/// from that I/O exit. `Some("dN, RIP ...")`.
-pub fn console_exit_triple_fault(serial: &str) -> Option<String> {
-    let lines: Vec<&str> = serial.lines().collect();
-    for (n, line) in lines.iter().enumerate() {
-        let Some(i) = line.find(" Triple fault") else { continue };
-        let dom = line[..i].rsplit(' ').next().unwrap_or("").split('v').next().unwrap_or("");
-        let entry = format!("({dom}) {IMAGE_ENTRY_LINE}");
-        if !lines[..n].iter().any(|l| l.trim_end() == entry) {
-            continue;
-        }
-        let dump = &lines[n + 1..(n + 14).min(lines.len())];
-        let on_e9 = dump.iter().any(|l| l.contains("rdx: 00000000000000e9"));
-        let rip = dump.iter().find_map(|l| l.find("RIP:").map(|j| l[j + 4..].trim()));
-        if on_e9 {
-            return Some(format!("{dom}, RIP {}", rip.unwrap_or("?")));
-        }
-    }
-    None
-}
-
 /// What the watcher should do after a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
@@ -293,32 +268,6 @@ mod tests {
                      (XEN) d12v0 Triple fault - invoking HVM shutdown action 1\n";
         assert_eq!(firmware_triple_fault(other).as_deref(), Some("d12"));
         assert_eq!(firmware_triple_fault("(XEN) all fine\n"), None);
-    }
-
-    #[test]
-    fn a_triple_fault_right_after_a_console_exit_has_its_own_signature() {
-        let dump = "(d1) gpu-dom: PVH entry reached long mode\n(d1) gpu-dom: x\n\
-                    (XEN) d1v0 Triple fault - invoking HVM shutdown action 1\n\
-                    (XEN) *** Dumping Dom1 vcpu#0 state: ***\n\
-                    (XEN) RIP:    0008:[<0000000001022390>]\n\
-                    (XEN) rax: 0000000000000001   rbx: 0000000000000035   rcx: 0000000000000000\n\
-                    (XEN) rdx: 00000000000000e9   rsi: 000000000106ce1d   rdi: 000000000106cde8\n";
-        assert_eq!(
-            console_exit_triple_fault(dump).as_deref(),
-            Some("d1, RIP 0008:[<0000000001022390>]")
-        );
-        // Elsewhere in the image (rdx not the console port): a plain failure.
-        assert_eq!(
-            console_exit_triple_fault(
-                &dump.replace("rdx: 00000000000000e9", "rdx: 0000000000000000")
-            ),
-            None
-        );
-        // Before the image started: the firmware's, not this.
-        assert_eq!(
-            console_exit_triple_fault(&dump.replace("PVH entry reached long mode", "hello")),
-            None
-        );
     }
 
     #[test]

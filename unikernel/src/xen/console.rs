@@ -51,23 +51,10 @@ pub fn dropped() -> u64 {
 }
 
 /// Port 0xe9, Xen's HVM debug console (`hvm_print_line`): one `rep outsb`
-/// per write, not one `out` (and one VM exit) per byte.
-///
-/// Open issue (README, "Reliability"): in `cargo xtask iommu` runs the HVM
-/// gpu-dom triple-faulted at the instruction right after this port I/O
-/// (Xen's dump: RIP in `write_unlocked`, `rdx` 0xe9, CR2 0), twice in 8
-/// runs with the per-byte `out` loop and once in 9 after this change to
-/// one exit per line, so the number of exits is not what matters.
-///
-/// Interrupts are held off across the I/O instruction (an experiment on that
-/// issue: no interrupt can then be injected on the return from this exit).
+/// per write, one VM exit, not one `out` (and one exit) per byte.
 fn e9(bytes: &[u8]) {
     if E9.load(Ordering::Relaxed) != 0 && !bytes.is_empty() {
-        let were_on = cpu::interrupts_off();
         cpu::outsb(PORT_E9, bytes);
-        if were_on {
-            cpu::interrupts_on();
-        }
     }
 }
 
