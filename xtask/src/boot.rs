@@ -28,7 +28,7 @@ use std::time::Duration;
 // instead of giving it fresh ASIDs. Under QEMU's TCG emulation of SVM, with
 // ASIDs on, HVM and PVH domUs triple-faulted at random right after a VM
 // exit (6 in 27 `iommu` runs, gpu-dom and the test guest, Xen's dumps
-// showing valid tables); with `asid=0`, 14 of 14 passed. An emulation
+// showing valid tables); with `asid=0`, 22 of 22 passed. An emulation
 // artefact: on real AMD hardware ASIDs stay on.
 
 /// Xen's command line with the image as PVH dom0 (the emulated IOMMU is required).
