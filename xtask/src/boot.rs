@@ -327,7 +327,7 @@ fn stage2(
         what: format!("Linux PV dom0 + xl create {DOMAIN}"),
         rerun: "cargo xtask boot --stage 2",
     };
-    run_dom0_scenario(paths, p, xen, trees, &scenario, &run, timeout)
+    run_dom0_scenario(paths, p, xen, trees, &scenario, &run, timeout, &[])
 }
 
 /// How a Linux-dom0 scenario run is named in progress lines and errors.
@@ -342,17 +342,10 @@ pub struct Dom0Run {
     pub rerun: &'static str,
 }
 
-/// What a Linux-dom0 run changes in the machine.
-#[derive(Clone, Debug, Default)]
-pub struct MachineExtra {
-    /// Appended to [`STAGE2_XEN_CMDLINE`].
-    pub xen_cmdline: String,
-    /// Extra QEMU `-device`s.
-    pub devices: Vec<String>,
-}
-
 /// Builds the dom0 initramfs for `scenario` and boots Xen with Debian's Linux
-/// as PV dom0; passes when dom0's `/init` reports the scenario's PASS marker.
+/// as PV dom0, with `devices` as extra QEMU `-device`s; passes when dom0's
+/// `/init` reports the scenario's PASS marker.
+#[allow(clippy::too_many_arguments)]
 pub fn run_dom0_scenario(
     paths: &Paths,
     p: &mut Progress,
@@ -361,22 +354,7 @@ pub fn run_dom0_scenario(
     scenario: &Scenario,
     run_info: &Dom0Run,
     timeout: Option<Duration>,
-) -> Result<()> {
-    let extra = MachineExtra::default();
-    run_dom0_scenario_with(paths, p, xen, trees, scenario, run_info, timeout, &extra)
-}
-
-/// [`run_dom0_scenario`] on a machine with `extra`.
-#[allow(clippy::too_many_arguments)]
-pub fn run_dom0_scenario_with(
-    paths: &Paths,
-    p: &mut Progress,
-    xen: &Path,
-    trees: &BTreeMap<String, Tree>,
-    scenario: &Scenario,
-    run_info: &Dom0Run,
-    timeout: Option<Duration>,
-    extra: &MachineExtra,
+    devices: &[String],
 ) -> Result<()> {
     let dir = paths.stage(run_info.dir);
     let cpio = dir.join("initramfs.cpio");
@@ -409,14 +387,14 @@ pub fn run_dom0_scenario_with(
     p.step(format!("{label}: {} (QEMU TCG)", run_info.what), |p| {
         let machine = Machine {
             xen: xen.into(),
-            xen_cmdline: format!("{STAGE2_XEN_CMDLINE} {}", extra.xen_cmdline).trim_end().into(),
+            xen_cmdline: STAGE2_XEN_CMDLINE.into(),
             modules: vec![
                 Module { path: vmlinuz.clone(), args: DOM0_LINUX_CMDLINE.into() },
                 Module { path: cpio.clone(), args: String::new() },
             ],
             memory_mib: 2048,
             smp: 2,
-            devices: extra.devices.clone(),
+            devices: devices.to_vec(),
         };
         for n in 1..=NO_VERDICT_RETRIES {
             let _ = std::fs::remove_file(dir.join(format!("serial.attempt-{n}.log")));

@@ -88,7 +88,8 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         what: "Linux PV dom0, gpu-dom and six test guests".into(),
         rerun: "cargo xtask e2e",
     };
-    let r = boot::run_dom0_scenario(paths, &mut p, &sys.xen, &sys.trees, &scenario, &run, timeout);
+    let r =
+        boot::run_dom0_scenario(paths, &mut p, &sys.xen, &sys.trees, &scenario, &run, timeout, &[]);
     println!("[e2e] wall time per step:\n{}", p.summary());
     r
 }

@@ -32,7 +32,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::boot::{self, Dom0Run, MachineExtra};
+use crate::boot::{self, Dom0Run};
 use crate::dom0;
 use crate::e2e;
 use crate::error::{Error, Result};
@@ -129,9 +129,9 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         what: "Linux PV dom0, gpu-dom as HVM domU with edu passed through, a test guest".into(),
         rerun: "cargo xtask iommu",
     };
-    let extra = MachineExtra { xen_cmdline: String::new(), devices: vec![EDU_DEVICE.into()] };
-    let r = boot::run_dom0_scenario_with(
-        paths, &mut p, &sys.xen, &sys.trees, &scenario, &run, timeout, &extra,
+    let devices = [EDU_DEVICE.to_string()];
+    let r = boot::run_dom0_scenario(
+        paths, &mut p, &sys.xen, &sys.trees, &scenario, &run, timeout, &devices,
     );
     let serial_path = paths.stage("iommu").join("serial.log");
     let serial = std::fs::read_to_string(&serial_path).unwrap_or_default();
