@@ -34,16 +34,37 @@ pub const GGTT_ENTRIES: u32 = 65536;
 /// PPGTT table pages (4 KiB each, allocated at boot).
 pub const TABLE_PAGES: usize = 1024;
 
-/// The engine's capacities in the image.
+/// Grant mappings at once, over all guests.
+pub const GRANT_SLOTS: usize = 16384;
+/// PPGTT contexts at once, over all guests.
+pub const CONTEXTS: usize = 64;
+
+/// The engine's capacities in the image: gpu-dom's pools, from which every
+/// attached guest's limits are reserved (`gtt::Pool`).
 pub fn engine_config() -> Config {
     Config {
         max_guests: MAX_DEVICES as u16,
-        grant_slots: 16384,
+        grant_slots: GRANT_SLOTS,
         table_pages: TABLE_PAGES,
-        contexts: 64,
+        contexts: CONTEXTS,
         max_batch: gpuif::MAX_ENTRIES,
     }
 }
+
+// A default gpu-dom serves `MAX_DEVICES` (16) guests attached with `vgpu
+// attach`'s default limits (`gpuif::keys::default_limits`): each default
+// guest takes at most a sixteenth of every pool.
+const _: () = {
+    use gpuif::keys::default_limits as d;
+    let n = MAX_DEVICES;
+    assert!(n * d::GGTT_ENTRIES as usize <= GGTT_ENTRIES as usize);
+    assert!(n * d::MAX_PAGES as usize <= GRANT_SLOTS);
+    assert!(n * d::MAX_TABLE_PAGES as usize <= TABLE_PAGES);
+    assert!(n * d::CONTEXTS as usize <= CONTEXTS);
+};
+// The window holds every grant slot plus one ring page per device, so a
+// guest within its reservation never finds the window full.
+const _: () = assert!(GRANT_SLOTS + MAX_DEVICES <= unikernel::layout::WINDOW_FRAMES as usize);
 
 /// Whether the command line asks for `DebugReadback` (`gpu-dom.debug=readback`,
 /// possibly among other comma-separated values).
