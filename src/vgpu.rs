@@ -13,9 +13,6 @@
 
 extern crate alloc;
 
-use alloc::rc::Rc;
-use core::cell::RefCell;
-
 use backend::service::{MAX_DEVICES, TOKEN_BACKEND, TOKEN_FRONTEND, TOKEN_RELEASE};
 use backend::{Backend, Change, Service};
 use gtt::{Config, Engine};
@@ -62,9 +59,12 @@ const _: () = {
     assert!(n * d::MAX_TABLE_PAGES as usize <= TABLE_PAGES);
     assert!(n * d::CONTEXTS as usize <= CONTEXTS);
 };
-// The window holds every grant slot plus one ring page per device, so a
-// guest within its reservation never finds the window full.
-const _: () = assert!(GRANT_SLOTS + MAX_DEVICES <= unikernel::layout::WINDOW_FRAMES as usize);
+// The window holds every grant slot and the CPU pages a ring per device,
+// so a guest within its reservation never finds either full; a whole
+// request's grants go into the window with one hypercall.
+const _: () = assert!(GRANT_SLOTS <= unikernel::layout::WINDOW_FRAMES as usize);
+const _: () = assert!(MAX_DEVICES <= unikernel::layout::CPU_PAGE_FRAMES as usize);
+const _: () = assert!(gpuif::MAX_ENTRIES <= unikernel::layout::MAX_MAP_BATCH);
 
 /// Whether the command line asks for `DebugReadback` (`gpu-dom.debug=readback`,
 /// possibly among other comma-separated values).
@@ -72,11 +72,12 @@ pub fn debug_readback_requested(k: &Kernel) -> bool {
     k.cmdline_option("gpu-dom.debug").is_some_and(|v| v.split(',').any(|w| w == "readback"))
 }
 
-/// Builds the backend service. Takes the unikernel's window mapper: from
-/// now on only the service maps foreign grants.
+/// Builds the backend service. Takes the unikernel's grant window and its
+/// token: from now on only `gtt` maps into the window.
 pub fn build(k: &mut Kernel) -> VgpuService {
-    let window = k.foreign.take().unwrap_or_else(|| panic!("grant table not set up"));
-    let window = Rc::new(RefCell::new(window));
+    let (window, token) = k.take_grant_window().unwrap_or_else(|| panic!("grant table not set up"));
+    let pages = k.cpu_pages.take().unwrap_or_else(|| panic!("grant table not set up"));
+    let reader = window.reader();
     // A supported Intel GPU passed through (HVM domU) is driven for real;
     // otherwise say loudly that what follows serves a GPU that is not hardware.
     let (gpu, footprint) = match hwgpu::find_intel(GGTT_ENTRIES, TABLE_PAGES) {
@@ -95,8 +96,9 @@ pub fn build(k: &mut Kernel) -> VgpuService {
             (Gpu::Soft(soft), footprint)
         }
     };
-    let engine = Engine::new(engine_config(), WindowMapper(window.clone()), gpu);
-    let mut backend = Backend::new(engine, XenCpu { window: window.clone() });
+    let mapper = WindowMapper::new(window, token, gpuif::MAX_ENTRIES);
+    let engine = Engine::new(engine_config(), mapper, gpu);
+    let mut backend = Backend::new(engine, XenCpu { window: reader });
     if debug_readback_requested(k) {
         log::info!(
             "WARNING: debug readback ON (gpu-dom.debug=readback on the command line): guests \
@@ -113,7 +115,7 @@ pub fn build(k: &mut Kernel) -> VgpuService {
         used / 1024,
         left / 1024
     );
-    Service::new(backend, XenConnector { window })
+    Service::new(backend, XenConnector { pages })
 }
 
 /// Prints one change as its console marker.
