@@ -19,9 +19,8 @@ use gtt::{Config, Engine};
 use unikernel::executor::Executor;
 use unikernel::Kernel;
 
-use crate::hwgpu::{self, Gpu};
+use crate::gpu::{self, Gpu};
 use crate::platform::{WindowMapper, XenConnector, XenCpu};
-use crate::softgpu::SoftGpu;
 
 /// The service with the image's platform.
 pub type VgpuService = Service<WindowMapper, Gpu, XenCpu, XenConnector>;
@@ -78,24 +77,7 @@ pub fn build(k: &mut Kernel) -> VgpuService {
     let (window, token) = k.take_grant_window().unwrap_or_else(|| panic!("grant table not set up"));
     let pages = k.cpu_pages.take().unwrap_or_else(|| panic!("grant table not set up"));
     let reader = window.reader();
-    // A supported Intel GPU passed through (HVM domU) is driven for real;
-    // otherwise say loudly that what follows serves a GPU that is not hardware.
-    let (gpu, footprint) = match hwgpu::find_intel(GGTT_ENTRIES, TABLE_PAGES) {
-        Some(intel) => {
-            log::info!("driving the Intel GPU above (i915-lite)");
-            (Gpu::Intel(alloc::boxed::Box::new(intel)), TABLE_PAGES * 4096)
-        }
-        None => {
-            log::info!(
-                "WARNING: no Intel GPU found (no PCI devices in a PVH domU) -> using the software \
-                 GPU ({GGTT_ENTRIES} GGTT entries, {TABLE_PAGES} PPGTT table pages in gpu-dom \
-                 memory; guests' mappings are real grant mappings, but no device reads them)"
-            );
-            let soft = SoftGpu::new(GGTT_ENTRIES, TABLE_PAGES);
-            let footprint = soft.footprint();
-            (Gpu::Soft(soft), footprint)
-        }
-    };
+    let (gpu, footprint) = gpu::choose(GGTT_ENTRIES, TABLE_PAGES);
     let mapper = WindowMapper::new(window, token, gpuif::MAX_ENTRIES);
     let engine = Engine::new(engine_config(), mapper, gpu);
     let mut backend = Backend::new(engine, XenCpu { window: reader });
