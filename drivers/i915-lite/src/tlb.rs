@@ -3,8 +3,9 @@
 //! [`TlbTimeout`] the caller gets back, never a hang.
 //!
 //! # What i915 does, and so this module
-//! `gt/intel_engine_cs.c` `intel_engine_init_tlb_invalidation` (read in the
-//! tree of commit `0755a4e3e809`) picks, per engine:
+//! `gt/intel_engine_cs.c` `intel_engine_init_tlb_invalidation` (earlier
+//! kernels: the same tables in `gt/intel_gt.c` `intel_gt_invalidate_tlbs`)
+//! picks, per engine:
 //!
 //! | gen | class | register | request | done bit |
 //! |---|---|---|---|---|

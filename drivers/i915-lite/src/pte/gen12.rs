@@ -1,8 +1,7 @@
 //! The Gen12 (Xe-LP integrated: Tiger Lake .. Raptor Lake) 64-bit entry.
 //!
 //! # Sources
-//! - Linux `gt/intel_gtt.h` (read in the tree of commit `0755a4e3e809`):
-//!   `GEN8_PAGE_PRESENT` (bit 0), `GEN8_PAGE_RW` (bit 1),
+//! - Linux `gt/intel_gtt.h`: `GEN8_PAGE_PRESENT` (bit 0), `GEN8_PAGE_RW` (bit 1),
 //!   `GEN12_GGTT_PTE_LM` = `BIT_ULL(1)`, `GEN12_GGTT_PTE_ADDR_MASK` =
 //!   `GENMASK_ULL(45, 12)`, `GEN12_PPGTT_PTE_LM` = `BIT_ULL(11)`,
 //!   `GEN12_PPGTT_PTE_PAT0/1/2` = bits 3, 4, 7, `GEN12_PPGTT_PTE_PAT3` =
