@@ -156,7 +156,7 @@ pub fn prepare_with(
 
     let fetched =
         p.step("Debian packages: resolve from apt's lists, download what is not cached", |p| {
-            let mut apt = AptCli { log: cache.log("apt") };
+            let mut apt = AptCli::new(cache.log("apt"), &cache.root.join("apt"))?;
             let t0 = Instant::now();
             let fetched = apt::fetch(
                 &mut apt,

@@ -187,12 +187,13 @@ pub const GZIP: Tool = Tool { program: "gzip", package: "gzip" };
 /// lock (apt itself gives up at once).
 const APT_LOCK_WAIT: Duration = Duration::from_secs(300);
 
-/// `apt-get update`; waits (bounded) while another apt holds its lock.
-pub fn apt_update(log: &Path) -> Result<()> {
+/// `apt-get update` with `options`; waits (bounded) while another apt holds
+/// its lock.
+pub fn apt_update(log: &Path, options: &[&str]) -> Result<()> {
     let t0 = Instant::now();
     loop {
         let mut cmd = Command::new("apt-get");
-        cmd.env("LC_ALL", "C").args(["update", "-q"]);
+        cmd.env("LC_ALL", "C").args(options).args(["update", "-q"]);
         let c = capture_logged(&mut cmd, log, Duration::from_secs(300), true)?;
         if c.status.success() {
             return Ok(());
@@ -229,7 +230,7 @@ pub fn ensure_tools(tools: &[Tool], log: &Path) -> Result<Vec<&'static str>> {
         run_logged(&mut cmd, log, Duration::from_secs(900))
     };
     if install(log).is_err() {
-        apt_update(log)?;
+        apt_update(log, &[])?;
         install(log)?;
     }
     Ok(missing)
