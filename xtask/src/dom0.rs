@@ -129,9 +129,21 @@ pub fn resolve(apt: &mut Resolver, dom0: bool, extra: &[&str]) -> Result<Vec<Pac
     Ok(pkgs)
 }
 
-/// Removes cached versions of `debs`' packages other than the current ones.
+/// What a cached package is a version of: its name, except that every kernel
+/// image is one (a new kernel ABI is a new package name).
+fn lineage(name: &str) -> &str {
+    if apt::is_kernel_image(name) {
+        "linux-image-<abi>"
+    } else {
+        name
+    }
+}
+
+/// Removes cached versions of `debs`' packages other than the current ones
+/// (and kernel images of another ABI). Packages of other runs stay (`boot`
+/// fetches fewer than `iommu`).
 pub fn prune(cache: &Cache, debs: &[Deb]) -> Result<usize> {
-    let names: BTreeSet<&str> = debs.iter().map(|d| d.package.name.as_str()).collect();
+    let names: BTreeSet<&str> = debs.iter().map(|d| lineage(&d.package.name)).collect();
     let mut removed = 0;
     for (dir, current) in [
         (cache.debs(), debs.iter().map(|d| d.file.clone()).collect::<BTreeSet<_>>()),
@@ -142,7 +154,7 @@ pub fn prune(cache: &Cache, debs: &[Deb]) -> Result<usize> {
         for e in entries.flatten() {
             let f = e.file_name().to_string_lossy().into_owned();
             let name = f.split('_').next().unwrap_or("");
-            if current.contains(&f) || !names.contains(name) {
+            if current.contains(&f) || !names.contains(lineage(name)) {
                 keep.insert(f);
             }
         }
@@ -421,7 +433,7 @@ mod tests {
     }
 
     #[test]
-    fn prune_removes_only_other_versions_of_current_packages() {
+    fn prune_removes_only_other_versions_of_current_packages_and_other_kernel_abis() {
         let t = TestDir::new("prune");
         let cache = Cache { root: t.root().into() };
         let pkg = |name: &str, version: &str| {
@@ -434,13 +446,20 @@ mod tests {
             };
             Deb { file: package.deb_file_name(), package }
         };
-        let current = [pkg("libxenstore4", "4.17.5-1")];
+        let current =
+            [pkg("libxenstore4", "4.17.5-1"), pkg("linux-image-6.1.0-57-amd64", "6.1.192-3")];
+        t.file("debs/linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb", b"this ABI");
+        t.file("debs/linux-image-6.1.0-50-amd64_6.1.176-1_amd64.deb", b"an older ABI");
+        t.mkdir("unpacked/linux-image-6.1.0-50-amd64_6.1.176-1_amd64/boot");
         t.file("debs/libxenstore4_4.17.5-1_amd64.deb", b"new");
         t.file("debs/libxenstore4_4.17.3-1_amd64.deb", b"old");
         t.file("debs/busybox-static_1%3a1.35_amd64.deb", b"other package");
         t.mkdir("unpacked/libxenstore4_4.17.3-1_amd64/usr");
         t.mkdir("unpacked/libxenstore4_4.17.5-1_amd64/usr");
-        assert_eq!(prune(&cache, &current).unwrap(), 2);
+        assert_eq!(prune(&cache, &current).unwrap(), 4);
+        assert!(t.path("debs/linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb").exists());
+        assert!(!t.path("debs/linux-image-6.1.0-50-amd64_6.1.176-1_amd64.deb").exists());
+        assert!(!t.path("unpacked/linux-image-6.1.0-50-amd64_6.1.176-1_amd64").exists());
         assert!(t.path("debs/libxenstore4_4.17.5-1_amd64.deb").exists());
         assert!(!t.path("debs/libxenstore4_4.17.3-1_amd64.deb").exists());
         assert!(t.path("debs/busybox-static_1%3a1.35_amd64.deb").exists());

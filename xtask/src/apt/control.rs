@@ -85,10 +85,14 @@ pub fn parse_depends(field: &str) -> Vec<Vec<String>> {
 /// The concrete kernel package a meta package such as `linux-image-amd64`
 /// depends on (`linux-image-6.1.0-48-amd64`).
 pub fn concrete_kernel(meta: &Package) -> Option<&str> {
-    meta.depends.iter().flatten().map(String::as_str).find(|d| {
-        d.strip_prefix("linux-image-")
-            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
-    })
+    meta.depends.iter().flatten().map(String::as_str).find(|d| is_kernel_image(d))
+}
+
+/// Whether `name` is a kernel image package with its ABI in the name
+/// (`linux-image-6.1.0-48-amd64`; not the meta package `linux-image-amd64`).
+pub fn is_kernel_image(name: &str) -> bool {
+    name.strip_prefix("linux-image-")
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// The shared-library packages `roots` need, transitively: follows `Depends`

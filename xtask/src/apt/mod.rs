@@ -18,7 +18,7 @@ mod fetch;
 mod policy;
 
 pub use cli::AptCli;
-pub use control::{concrete_kernel, library_closure, Package};
+pub use control::{concrete_kernel, is_kernel_image, library_closure, Package};
 pub use fetch::{fetch, Deb, Resolver};
 
 use crate::error::{Error, Result};
