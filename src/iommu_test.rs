@@ -51,7 +51,6 @@ use gtt::{Access, BusAddr, ContextId, DomId, MAX_CONTEXTS_PER_GUEST};
 use unikernel::arch::x86_64::{mmio, pci_io::PortConfig};
 use unikernel::layout::WINDOW_FRAMES;
 use unikernel::pci::{self, Bar, CMD_BUS_MASTER, CMD_MEMORY};
-use unikernel::xen::gnttab::Mapped;
 use unikernel::xen::own_page::OwnPage;
 use unikernel::Kernel;
 use xenbus::{Client, ClientError, Transport, TxId};
@@ -255,11 +254,7 @@ impl IommuTest {
     /// Reads `XFER` bytes of a window frame through the CPU mapping.
     fn cpu_read(svc: &VgpuService, bus: BusAddr) -> Option<Vec<u8>> {
         let mut page = [0u8; 4096];
-        let window = &svc.backend.cpu_access().window;
-        window
-            .borrow()
-            .read(&Mapped { gfn: bus.frame(), handle: 0 }, &mut page)
-            .then(|| page[..XFER].to_vec())
+        svc.backend.cpu_access().window.read(bus.frame(), &mut page).then(|| page[..XFER].to_vec())
     }
 
     /// Handles a watch event on the request node.
