@@ -57,8 +57,6 @@ use xenbus::{Client, ClientError, Transport, TxId};
 
 use crate::vgpu::VgpuService;
 
-/// The boot option that turns the mode on.
-pub const OPTION: &str = "gpu-dom.iommu-test";
 /// The watch token of the request node.
 pub const TOKEN: &str = "iommu-test";
 /// Where the toolstack writes requests (relative to our domain path).
@@ -72,9 +70,9 @@ const MAX_POLLS: u32 = 50_000_000;
 const SAMPLE: usize = 6;
 const XFER: usize = MAX_TRANSFER as usize;
 
-/// Whether the command line asks for the mode.
+/// Whether the command line asks for the mode (`boot_options::IOMMU_TEST`).
 pub fn requested(k: &Kernel) -> bool {
-    k.cmdline().split_ascii_whitespace().any(|w| w == OPTION || w == "gpu-dom.iommu-test=1")
+    k.options().iommu_test
 }
 
 /// BAR0 of the device, uncached.
@@ -139,7 +137,10 @@ impl IommuTest {
     /// Finds the edu device on bus 0, maps BAR0 uncached, enables memory
     /// decoding and bus mastering, and runs the own-RAM round trip.
     pub fn start(k: &Kernel) -> Option<IommuTest> {
-        say(format_args!("mode ON ({OPTION}): test device edu, never in production"));
+        say(format_args!(
+            "mode ON ({}): test device edu, never in production",
+            unikernel::boot_options::IOMMU_TEST
+        ));
         let mut cfg = PortConfig;
         let mut found = None;
         pci::scan_bus0(&mut cfg, |f| {

@@ -65,12 +65,6 @@ const _: () = assert!(GRANT_SLOTS <= unikernel::layout::WINDOW_FRAMES as usize);
 const _: () = assert!(MAX_DEVICES <= unikernel::layout::CPU_PAGE_FRAMES as usize);
 const _: () = assert!(gpuif::MAX_ENTRIES <= unikernel::layout::MAX_MAP_BATCH);
 
-/// Whether the command line asks for `DebugReadback` (`gpu-dom.debug=readback`,
-/// possibly among other comma-separated values).
-pub fn debug_readback_requested(k: &Kernel) -> bool {
-    k.cmdline_option("gpu-dom.debug").is_some_and(|v| v.split(',').any(|w| w == "readback"))
-}
-
 /// Builds the backend service. Takes the unikernel's grant window and its
 /// token: from now on only `gtt` maps into the window.
 pub fn build(k: &mut Kernel) -> VgpuService {
@@ -81,7 +75,14 @@ pub fn build(k: &mut Kernel) -> VgpuService {
     let mapper = WindowMapper::new(window, token, gpuif::MAX_ENTRIES);
     let engine = Engine::new(engine_config(), mapper, gpu);
     let mut backend = Backend::new(engine, XenCpu { window: reader });
-    if debug_readback_requested(k) {
+    let options = k.options();
+    if let Some(word) = options.unknown {
+        log::warn!(
+            "unknown boot option {word:?} ignored (gpu-dom knows {:?})",
+            unikernel::boot_options::KNOWN
+        );
+    }
+    if options.debug_readback {
         log::info!(
             "WARNING: debug readback ON (gpu-dom.debug=readback on the command line): guests \
              can read checksums of the pages mapped for them; never use in production"

@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 use crate::arch::x86_64::{alloc as heap, cpu, paging, traps};
+use crate::boot_options::{BootOptions, Cmdline};
 use crate::executor::Executor;
 use crate::layout::{self, Layout};
 use crate::memmap::{MemoryMap, Range};
@@ -265,9 +266,14 @@ impl Kernel {
         self.cmdline
     }
 
-    /// The value of `key=value` on the command line.
-    pub fn cmdline_option(&self, key: &str) -> Option<&'static str> {
-        self.cmdline().split_ascii_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    /// The command line, to read with its one rule (`boot_options`).
+    pub fn args(&self) -> Cmdline<'static> {
+        Cmdline(self.cmdline)
+    }
+
+    /// gpu-dom's `gpu-dom.*` options.
+    pub fn options(&self) -> BootOptions<'static> {
+        BootOptions::parse(self.cmdline)
     }
 
     /// Xen system time (ns); needs the shared-info page.

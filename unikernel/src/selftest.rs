@@ -326,7 +326,7 @@ fn foreign_page(k: &mut Kernel) -> Check {
 pub fn run(mut k: Kernel) -> ! {
     let mut r = Report { passed: 0, failed: 0 };
     log::info!("started as PVH dom0 (cmdline {:?}): running the self-test", k.cmdline());
-    if let Some(kind) = k.cmdline_option("gpu-dom.fault") {
+    if let Some(kind) = k.options().fault {
         log::info!("injecting fault {kind:?}");
         crate::arch::x86_64::fault::inject(kind);
     }
