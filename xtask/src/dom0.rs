@@ -7,7 +7,7 @@
 //! (glibc's `pthread_cancel` dlopens it); Debian's kernel builds the Xen device
 //! drivers dom0 needs as modules and ships no `modules.dep`.
 
-use crate::apt::{self, Apt, Package};
+use crate::apt::{self, Deb, Package, Resolver};
 use crate::error::{Error, Result};
 use crate::host;
 use crate::initramfs::{Initramfs, Source};
@@ -96,11 +96,11 @@ pub fn package_tree<'a>(trees: &'a BTreeMap<String, Tree>, name: &str) -> Result
 
 /// The packages to fetch: Xen always; with `dom0`, everything stage 2 needs
 /// plus `extra` packages (dom0 programs: their libraries too).
-pub fn resolve(apt: &Apt, dom0: bool, extra: &[&str]) -> Result<Vec<Package>> {
+pub fn resolve(apt: &mut Resolver, dom0: bool, extra: &[&str]) -> Result<Vec<Package>> {
     if !dom0 {
-        return apt.show_all(&[XEN_HYPERVISOR]);
+        return apt.require(&[XEN_HYPERVISOR]);
     }
-    let mut pkgs = apt.show_all(&[
+    let mut pkgs = apt.require(&[
         XEN_HYPERVISOR,
         XEN_UTILS,
         XEN_UTILS_COMMON,
@@ -108,14 +108,14 @@ pub fn resolve(apt: &Apt, dom0: bool, extra: &[&str]) -> Result<Vec<Package>> {
         BUSYBOX,
         KERNEL_META,
     ])?;
-    let meta = pkgs.pop().expect("show_all returns every name asked");
+    let meta = pkgs.pop().expect("require returns every name asked");
     let concrete = apt::concrete_kernel(&meta).ok_or_else(|| Error::PackageContent {
         package: KERNEL_META.into(),
         what: "depends on no linux-image-<version>-amd64 package".into(),
     })?;
-    pkgs.extend(apt.show_all(&[concrete])?);
+    pkgs.extend(apt.require(&[concrete])?);
     if !extra.is_empty() {
-        pkgs.extend(apt.show_all(extra)?);
+        pkgs.extend(apt.require(extra)?);
     }
     let tools: Vec<Package> = pkgs
         .iter()
@@ -125,24 +125,36 @@ pub fn resolve(apt: &Apt, dom0: bool, extra: &[&str]) -> Result<Vec<Package>> {
         })
         .cloned()
         .collect();
-    pkgs.extend(apt::library_closure(&tools, |names| apt.show(names))?);
+    pkgs.extend(apt::library_closure(&tools, |names| apt.find(names))?);
     Ok(pkgs)
 }
 
-/// Removes cached versions of `pkgs` other than the current ones.
-pub fn prune(cache: &Cache, pkgs: &[Package]) -> Result<usize> {
-    let names: BTreeSet<&str> = pkgs.iter().map(|p| p.name.as_str()).collect();
+/// What a cached package is a version of: its name, except that every kernel
+/// image is one (a new kernel ABI is a new package name).
+fn lineage(name: &str) -> &str {
+    if apt::is_kernel_image(name) {
+        "linux-image-<abi>"
+    } else {
+        name
+    }
+}
+
+/// Removes cached versions of `debs`' packages other than the current ones
+/// (and kernel images of another ABI). Packages of other runs stay (`boot`
+/// fetches fewer than `iommu`).
+pub fn prune(cache: &Cache, debs: &[Deb]) -> Result<usize> {
+    let names: BTreeSet<&str> = debs.iter().map(|d| lineage(&d.package.name)).collect();
     let mut removed = 0;
     for (dir, current) in [
-        (cache.debs(), pkgs.iter().map(Package::deb_file_name).collect::<BTreeSet<_>>()),
-        (cache.unpacked(), pkgs.iter().map(Package::stem).collect()),
+        (cache.debs(), debs.iter().map(|d| d.file.clone()).collect::<BTreeSet<_>>()),
+        (cache.unpacked(), debs.iter().map(|d| d.stem().to_string()).collect()),
     ] {
         let Ok(entries) = fs::read_dir(&dir) else { continue };
         let mut keep = BTreeSet::new();
         for e in entries.flatten() {
             let f = e.file_name().to_string_lossy().into_owned();
             let name = f.split('_').next().unwrap_or("");
-            if current.contains(&f) || !names.contains(name) {
+            if current.contains(&f) || !names.contains(lineage(name)) {
                 keep.insert(f);
             }
         }
@@ -159,15 +171,15 @@ pub struct Tree {
 }
 
 /// Unpacks every package not unpacked yet; returns the trees and how many were new.
-pub fn unpack_all(cache: &Cache, pkgs: &[Package]) -> Result<(BTreeMap<String, Tree>, usize)> {
+pub fn unpack_all(cache: &Cache, debs: &[Deb]) -> Result<(BTreeMap<String, Tree>, usize)> {
     let mut trees = BTreeMap::new();
     let mut new = 0;
-    for p in pkgs {
-        let dir = cache.unpacked().join(p.stem());
-        if apt::unpack(&cache.debs().join(p.deb_file_name()), &dir, &cache.log("unpack"))? {
+    for d in debs {
+        let dir = cache.unpacked().join(d.stem());
+        if apt::unpack(&cache.debs().join(&d.file), &dir, &cache.log("unpack"))? {
             new += 1;
         }
-        trees.insert(p.name.clone(), Tree { package: p.clone(), dir });
+        trees.insert(d.package.name.clone(), Tree { package: d.package.clone(), dir });
     }
     Ok((trees, new))
 }
@@ -421,23 +433,33 @@ mod tests {
     }
 
     #[test]
-    fn prune_removes_only_other_versions_of_current_packages() {
+    fn prune_removes_only_other_versions_of_current_packages_and_other_kernel_abis() {
         let t = TestDir::new("prune");
         let cache = Cache { root: t.root().into() };
-        let pkg = |name: &str, version: &str| Package {
-            name: name.into(),
-            version: version.into(),
-            arch: "amd64".into(),
-            section: "libs".into(),
-            depends: vec![],
+        let pkg = |name: &str, version: &str| {
+            let package = Package {
+                name: name.into(),
+                version: version.into(),
+                arch: "amd64".into(),
+                section: "libs".into(),
+                depends: vec![],
+            };
+            Deb { file: package.deb_file_name(), package }
         };
-        let current = [pkg("libxenstore4", "4.17.5-1")];
+        let current =
+            [pkg("libxenstore4", "4.17.5-1"), pkg("linux-image-6.1.0-57-amd64", "6.1.192-3")];
+        t.file("debs/linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb", b"this ABI");
+        t.file("debs/linux-image-6.1.0-50-amd64_6.1.176-1_amd64.deb", b"an older ABI");
+        t.mkdir("unpacked/linux-image-6.1.0-50-amd64_6.1.176-1_amd64/boot");
         t.file("debs/libxenstore4_4.17.5-1_amd64.deb", b"new");
         t.file("debs/libxenstore4_4.17.3-1_amd64.deb", b"old");
         t.file("debs/busybox-static_1%3a1.35_amd64.deb", b"other package");
         t.mkdir("unpacked/libxenstore4_4.17.3-1_amd64/usr");
         t.mkdir("unpacked/libxenstore4_4.17.5-1_amd64/usr");
-        assert_eq!(prune(&cache, &current).unwrap(), 2);
+        assert_eq!(prune(&cache, &current).unwrap(), 4);
+        assert!(t.path("debs/linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb").exists());
+        assert!(!t.path("debs/linux-image-6.1.0-50-amd64_6.1.176-1_amd64.deb").exists());
+        assert!(!t.path("unpacked/linux-image-6.1.0-50-amd64_6.1.176-1_amd64").exists());
         assert!(t.path("debs/libxenstore4_4.17.5-1_amd64.deb").exists());
         assert!(!t.path("debs/libxenstore4_4.17.3-1_amd64.deb").exists());
         assert!(t.path("debs/busybox-static_1%3a1.35_amd64.deb").exists());
