@@ -308,10 +308,46 @@ pub fn assemble(
         fs.dir(d);
     }
     fs.symlink("var/run", "../run");
-
     let busybox = tree(trees, BUSYBOX)?.dir.join("bin/busybox");
     fs.host_file("bin/busybox", &busybox, 0o755);
 
+    let mut programs = toolstack(&mut fs, trees)?;
+    // Executable scenario files (e.g. a host-built CLI) get their libraries too.
+    for f in &scenario.files {
+        if let (Source::Host(path), true) = (&f.source, f.mode & 0o111 != 0) {
+            if is_dynamic_elf(path)? {
+                programs.push(path.clone());
+            }
+        }
+    }
+    let (libs, host_libs) = libraries(&mut fs, trees, &programs)?;
+    let plan = modules(&mut fs, trees, release)?;
+
+    let dom0 = Dom0 {
+        kernel_release: release.to_string(),
+        modules: plan.load.iter().map(|m| m.path.clone()).collect(),
+        xen_bin: format!("/{XEN_BIN}"),
+        lib_dirs: vec![format!("/{LIB_DIR}")],
+    };
+    for f in &scenario.files {
+        fs.file(&f.dest, f.source.clone(), f.mode);
+    }
+    let init = scenario.init_script(&dom0);
+    fs.file("init", Source::Bytes(init.clone().into_bytes()), 0o755);
+    let size = fs.write(out)?;
+    Ok(Assembled {
+        size,
+        init,
+        libs,
+        host_libs,
+        modules: plan.load.iter().map(|m| m.name.clone()).collect(),
+        builtin_modules: plan.builtin,
+    })
+}
+
+/// Xen's toolstack programs, `xenstore` and its client names, `xl.conf`;
+/// returns the programs whose libraries dom0 needs.
+fn toolstack(fs: &mut Initramfs, trees: &BTreeMap<String, Tree>) -> Result<Vec<PathBuf>> {
     let utils = tree(trees, XEN_UTILS)?;
     let mut programs = Vec::new();
     for p in TOOLSTACK {
@@ -338,22 +374,22 @@ pub fn assemble(
         fs.symlink(&format!("usr/bin/{c}"), "xenstore");
     }
     programs.push(xenstore);
-    // Executable scenario files (e.g. a host-built CLI) get their libraries too.
-    for f in &scenario.files {
-        if let (Source::Host(path), true) = (&f.source, f.mode & 0o111 != 0) {
-            if is_dynamic_elf(path)? {
-                programs.push(path.clone());
-            }
-        }
-    }
     let xl_conf = tree(trees, XEN_UTILS_COMMON)?.dir.join("etc/xen/xl.conf");
     let xl_conf = if xl_conf.is_file() { Source::Host(xl_conf) } else { Source::Bytes(Vec::new()) };
     fs.file("etc/xen/xl.conf", xl_conf, 0o644);
+    Ok(programs)
+}
 
-    // Libraries: package trees first (libs before tools), the host last.
+/// The shared libraries `programs` need, from the package trees first (libs
+/// before tools), the host last; returns how many, and those from the host.
+fn libraries(
+    fs: &mut Initramfs,
+    trees: &BTreeMap<String, Tree>,
+    programs: &[PathBuf],
+) -> Result<(usize, Vec<String>)> {
     let mut search = Vec::new();
     let mut ordered: Vec<&Tree> = trees.values().filter(|t| t.package.is_library()).collect();
-    ordered.push(utils);
+    ordered.push(tree(trees, XEN_UTILS)?);
     for t in ordered {
         for d in [
             "lib/x86_64-linux-gnu",
@@ -365,7 +401,7 @@ pub fn assemble(
     }
     search.push(SearchDir::new("/", "lib/x86_64-linux-gnu"));
     search.push(SearchDir::new("/", "usr/lib/x86_64-linux-gnu"));
-    let set = libs::closure(&programs, DLOPENED, &search)?;
+    let set = libs::closure(programs, DLOPENED, &search)?;
     let mut host_libs = Vec::new();
     for (soname, found) in &set.libs {
         fs.host_file(&format!("{LIB_DIR}/{soname}"), &found.file, 0o755);
@@ -379,8 +415,16 @@ pub fn assemble(
             host_libs.push(path.clone());
         }
     }
+    Ok((set.libs.len(), host_libs))
+}
 
-    // Kernel modules, in load order.
+/// The Xen kernel modules of kernel `release` and what they depend on, in
+/// load order.
+fn modules(
+    fs: &mut Initramfs,
+    trees: &BTreeMap<String, Tree>,
+    release: &str,
+) -> Result<kmod::Plan> {
     let kt = tree(trees, KERNEL_META)?;
     let mdir = kt.dir.join("lib/modules").join(release);
     let order = fs::read_to_string(mdir.join("modules.order"))
@@ -392,27 +436,7 @@ pub fn assemble(
     for m in &plan.load {
         fs.host_file(&format!("lib/modules/{release}/{}", m.path), mdir.join(&m.path), 0o644);
     }
-
-    let dom0 = Dom0 {
-        kernel_release: release.to_string(),
-        modules: plan.load.iter().map(|m| m.path.clone()).collect(),
-        xen_bin: format!("/{XEN_BIN}"),
-        lib_dirs: vec![format!("/{LIB_DIR}")],
-    };
-    for f in &scenario.files {
-        fs.file(&f.dest, f.source.clone(), f.mode);
-    }
-    let init = scenario.init_script(&dom0);
-    fs.file("init", Source::Bytes(init.clone().into_bytes()), 0o755);
-    let size = fs.write(out)?;
-    Ok(Assembled {
-        size,
-        init,
-        libs: set.libs.len(),
-        host_libs,
-        modules: plan.load.iter().map(|m| m.name.clone()).collect(),
-        builtin_modules: plan.builtin,
-    })
+    Ok(plan)
 }
 
 #[cfg(test)]
