@@ -81,6 +81,16 @@ where
         }
     }
 
+    /// The engine (read-only: counters, pools, lookups).
+    pub fn engine(&self) -> &gtt::Engine<M, W> {
+        self.backend.engine()
+    }
+
+    /// The platform's CPU-side access.
+    pub fn cpu_access(&self) -> &D {
+        self.backend.cpu_access()
+    }
+
     /// The devices known now.
     pub fn devices(&self) -> impl Iterator<Item = &Device<C::Ring>> {
         self.devices.iter()

@@ -8,7 +8,7 @@
 //! Every stage runs under QEMU's software emulation with a timeout; its serial
 //! log, QEMU's own output and the QEMU command line land in `target/boot/<stage>/`.
 
-use crate::apt::Apt;
+use crate::apt::{self, AptCli};
 use crate::dom0::{self, Tree};
 use crate::error::{Error, Result};
 use crate::host;
@@ -22,7 +22,7 @@ use crate::scenario::{self, Scenario, ScenarioFile};
 use crate::xlcfg;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 // `asid=0` on both: Xen then flushes an HVM/PVH vCPU's TLB on every VMRUN
 // instead of giving it fresh ASIDs. Under QEMU's TCG emulation of SVM, with
@@ -154,32 +154,38 @@ pub fn prepare_with(
         image.pvh_entry
     ));
 
-    let apt = Apt { log: cache.log("apt") };
-    let pkgs = p.step("resolving Debian packages (apt-cache)", |p| {
-        let pkgs = dom0::resolve(&apt, dom0, extra)?;
-        let libs = pkgs.iter().filter(|x| x.is_library()).count();
-        let main: Vec<String> = pkgs
-            .iter()
-            .filter(|x| !x.is_library())
-            .map(|x| format!("{} {}", x.name, x.version))
-            .collect();
-        p.note(format!("{}; {libs} library packages", main.join(", ")));
-        Ok(pkgs)
-    })?;
-    p.step(
-        format!("downloading {} packages (apt-get download, cached by version)", pkgs.len()),
-        |p| {
-            let fetched = apt.download(&pkgs, &cache.debs())?;
-            let pruned = dom0::prune(&cache, &pkgs)?;
+    let fetched =
+        p.step("Debian packages: resolve from apt's lists, download what is not cached", |p| {
+            let mut apt = AptCli::new(cache.log("apt"), &cache.root.join("apt"))?;
+            let t0 = Instant::now();
+            let fetched = apt::fetch(
+                &mut apt,
+                &cache.debs(),
+                &mut |r| dom0::resolve(r, dom0, extra),
+                &mut |line| p.note(line),
+            )?;
+            let debs = &fetched.debs;
+            let libs = debs.iter().filter(|d| d.package.is_library()).count();
+            let main: Vec<String> = debs
+                .iter()
+                .filter(|d| !d.package.is_library())
+                .map(|d| format!("{} {}", d.package.name, d.package.version))
+                .collect();
+            p.note(format!("{}; {libs} library packages", main.join(", ")));
+            let pruned = dom0::prune(&cache, debs)?;
             p.note(format!(
-                "{fetched} downloaded, {} cached, {pruned} stale removed",
-                pkgs.len() - fetched
+                "{} downloaded ({:.1} MB in {:.1} s), {} cached in {}, {pruned} stale removed",
+                fetched.downloaded,
+                fetched.bytes as f64 / 1e6,
+                t0.elapsed().as_secs_f64(),
+                debs.len() - fetched.downloaded,
+                paths.show(&cache.debs()),
             ));
-            Ok(())
-        },
-    )?;
+            Ok(fetched)
+        })?;
+    let pkgs = &fetched.debs;
     let trees = p.step(format!("unpacking {} packages (dpkg-deb -x)", pkgs.len()), |p| {
-        let (trees, new) = dom0::unpack_all(&cache, &pkgs)?;
+        let (trees, new) = dom0::unpack_all(&cache, pkgs)?;
         p.note(format!(
             "{new} unpacked, {} already unpacked in {}",
             pkgs.len() - new,
@@ -196,7 +202,7 @@ pub fn prepare_with(
 pub fn run(paths: &Paths, opts: &Options) -> Result<()> {
     let (s1, s2) = (opts.stages.contains(&Stage::One), opts.stages.contains(&Stage::Two));
     let build_steps = if opts.image.is_some() { 1 } else { 4 };
-    let total = 1 + build_steps + 4 + usize::from(s1) + 2 * usize::from(s2);
+    let total = 1 + build_steps + 3 + usize::from(s1) + 2 * usize::from(s2);
     let mut p = Progress::new("boot", total);
     let System { image, trees, xen } = prepare(paths, &mut p, opts.image.as_deref(), s2)?;
 

@@ -52,7 +52,7 @@ pub const GUESTS: &[(&str, &str)] = &[
 ];
 
 pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
-    let mut p = Progress::new("e2e", 14);
+    let mut p = Progress::new("e2e", 13);
     let sys = boot::prepare(paths, &mut p, None, true)?;
     let (guest, vgpu) = build_guest_and_vgpu(paths, &mut p)?;
     let front = p.step("cargo build --release -p frontend --features std (vgpu-front)", |_| {

@@ -78,7 +78,7 @@ pub const REQUIRED_CHECKS: &[&str] = &[
 
 pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let t0 = Instant::now();
-    let mut p = Progress::new("iommu", 14);
+    let mut p = Progress::new("iommu", 13);
     let sys = boot::prepare_with(paths, &mut p, None, true, dom0::HVM_PACKAGES)?;
     let (guest, vgpu) = e2e::build_guest_and_vgpu(paths, &mut p)?;
     let hvm_path = paths.root.join(HVM_XL_CONFIG);
