@@ -12,7 +12,8 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use gtt::platform::{GrantMapError, GrantMapRequest, GrantMapper, GrantMapping, MappingCap};
+use gtt::platform::GrantMapping;
+use gtt::testing::FixedMapper;
 use gtt::{Access, BusAddr, Config, DomId, Engine, GgttEntry, GrantRef, Limits, PpgttEntry};
 
 use super::mutation::{MutantBar, MutantMemory, Mutation};
@@ -21,8 +22,11 @@ use crate::engines::Engine as GpuEngine;
 use crate::model::{BarViolation, ModelBar, ModelMemory, Walk};
 use crate::{probe, I915};
 
+/// Where the grant mapper puts grants (`FixedMapper`).
+const GRANTS: u64 = 0x50_0000_0000;
+
 fn bus_of(gref: u32) -> u64 {
-    0x50_0000_0000 + (u64::from(gref) << 12)
+    GRANTS + (u64::from(gref) << 12)
 }
 
 /// How the GPU could still reach a page when its grant was unmapped.
@@ -61,48 +65,35 @@ pub(crate) enum Finding {
     Expected(&'static str),
 }
 
-/// Grants map at a fixed bus address per ref; every unmap is checked
-/// against the model GPU's view at that moment.
-struct CheckingMapper {
+/// The unmap hook of the grant mapper.
+type Checker = Box<dyn FnMut(&GrantMapping)>;
+
+/// Checks each unmapped grant against the model GPU's view at that moment:
+/// nothing may still reach its page.
+fn checker(
     bar: ModelBar,
     mem: ModelMemory,
     found: Rc<RefCell<Vec<Finding>>>,
     unmapped: Rc<RefCell<Vec<u64>>>,
-}
-
-impl GrantMapper for CheckingMapper {
-    fn map(
-        &mut self,
-        _: &MappingCap,
-        reqs: &[GrantMapRequest],
-        out: &mut [Result<GrantMapping, GrantMapError>],
-    ) {
-        for (r, o) in reqs.iter().zip(out) {
-            *o = Ok(GrantMapping { bus: BusAddr(bus_of(r.gref.0)), handle: r.gref.0 });
+) -> Checker {
+    Box::new(move |m: &GrantMapping| {
+        let bar = bar.state();
+        let mem = mem.state();
+        let a = m.bus.0;
+        let reach = if bar.gpu_reaches(a) {
+            Some(Reach::Ggtt)
+        } else if mem.holds(a) {
+            Some(Reach::Tables)
+        } else if !bar.stale().is_empty() || mem.unpublished_reachable != 0 {
+            Some(Reach::Unflushed)
+        } else {
+            bar.tlb_may_hold(a).map(Reach::Tlb)
+        };
+        if let Some(r) = reach {
+            found.borrow_mut().push(Finding::UnmappedTooEarly(a, r));
         }
-    }
-
-    fn unmap(&mut self, _: &MappingCap, mappings: &[GrantMapping]) -> usize {
-        let bar = self.bar.state();
-        let mem = self.mem.state();
-        for m in mappings {
-            let a = m.bus.0;
-            let reach = if bar.gpu_reaches(a) {
-                Some(Reach::Ggtt)
-            } else if mem.holds(a) {
-                Some(Reach::Tables)
-            } else if !bar.stale().is_empty() || mem.unpublished_reachable != 0 {
-                Some(Reach::Unflushed)
-            } else {
-                bar.tlb_may_hold(a).map(Reach::Tlb)
-            };
-            if let Some(r) = reach {
-                self.found.borrow_mut().push(Finding::UnmappedTooEarly(a, r));
-            }
-            self.unmapped.borrow_mut().push(a);
-        }
-        0
-    }
+        unmapped.borrow_mut().push(a);
+    })
 }
 
 const A: DomId = DomId(3);
@@ -114,7 +105,7 @@ fn limits(ggtt_base: u32, ggtt_len: u32) -> Limits {
 
 /// The driver as gpu-dom runs it, on a (possibly mutated) model.
 struct Rig {
-    engine: Engine<CheckingMapper, I915<MutantBar, MutantMemory>>,
+    engine: Engine<FixedMapper<Checker>, I915<MutantBar, MutantMemory>>,
     bar: ModelBar,
     mem: ModelMemory,
     found: Rc<RefCell<Vec<Finding>>>,
@@ -135,12 +126,8 @@ impl Rig {
         m.bar.state_mut().clear_logs();
         let found = Rc::new(RefCell::new(Vec::new()));
         let unmapped = Rc::new(RefCell::new(Vec::new()));
-        let mapper = CheckingMapper {
-            bar: m.bar.clone(),
-            mem: m.mem.clone(),
-            found: found.clone(),
-            unmapped: unmapped.clone(),
-        };
+        let hook = checker(m.bar.clone(), m.mem.clone(), found.clone(), unmapped.clone());
+        let mapper = FixedMapper::with_unmap_hook(GRANTS, hook);
         let cfg =
             Config { max_guests: 2, grant_slots: 256, table_pages: 40, contexts: 4, max_batch: 64 };
         let mut engine = Engine::new(cfg, mapper, d);
