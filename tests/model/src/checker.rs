@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 use std::ops::Range;
 
-use gtt::types::{Access, BusAddr, DomId, GrantRef, Level, ENTRIES_PER_TABLE, PAGE_SHIFT};
+use gtt::types::{Access, BusAddr, DomId, GrantRef, Level, PAGE_SHIFT};
 use i915_lite::pte::Gen8Pte;
 
 use crate::grants::abi::GTF_readonly;
@@ -180,15 +180,19 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Every GGTT entry but the scratch ones (`GpuState::ggtt_set`; the
+    /// scratch entry is present and points at scratch, so skipping it
+    /// changes nothing).
     fn ggtt(&mut self) -> Result<(), Problem> {
-        for (i, &bits) in self.w.gpu.ggtt.iter().enumerate() {
+        for &i in &self.w.gpu.ggtt_set {
+            let bits = self.w.gpu.ggtt[i as usize];
             let pte = Gen8Pte::from_bits(bits);
             let page = BusAddr(pte.addr());
             if !pte.present() || page == self.scratch() {
                 continue;
             }
-            let at = Location::Ggtt { index: i as u32 };
-            match self.slice_owner(i as u32) {
+            let at = Location::Ggtt { index: i };
+            match self.slice_owner(i) {
                 None => return Err(Problem::Unowned { at, page }),
                 Some(g) if g.gone => return Err(Problem::GoneGuestEntry { dom: g.dom, at }),
                 Some(g) => self.leaf(at, g.dom, page, None)?,
@@ -230,7 +234,7 @@ impl Checker<'_> {
     /// The first entry of the table at `table` whose bits are not `bits`.
     fn first_not(&self, table: BusAddr, bits: u64) -> Option<u16> {
         let frame = self.w.table_frame(table)?;
-        (0..ENTRIES_PER_TABLE as u16).find(|&i| self.w.mem.read_u64(frame, i) != bits)
+        self.w.non_scratch(frame, bits).first().map(|&(i, _)| i)
     }
 
     fn walk(
@@ -253,8 +257,11 @@ impl Checker<'_> {
         let Some(frame) = self.w.table_frame(table) else {
             return Ok(());
         };
-        for index in 0..ENTRIES_PER_TABLE as u16 {
-            let pte = Gen8Pte::from_bits(self.w.mem.read_u64(frame, index));
+        // Entries equal to the level's scratch entry are present and lead
+        // to scratch, which the loop skips: only the others are read.
+        let scratch = self.w.gpu.scratch_entry(level).bits();
+        for &(index, bits) in self.w.non_scratch(frame, scratch).iter() {
+            let pte = Gen8Pte::from_bits(bits);
             let target = BusAddr(pte.addr());
             if !pte.present() {
                 continue;

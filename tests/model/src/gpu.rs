@@ -21,7 +21,7 @@
 //! - Writes reach table memory at once; cached translations are dropped only
 //!   by `invalidate`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use gtt::platform::{GpuCaps, GpuTables, MappingCap, TablePage};
 use gtt::types::{Access, BusAddr, Level, ENTRIES_PER_TABLE, PAGE_SHIFT};
@@ -47,11 +47,17 @@ pub(crate) struct TlbEntry {
     pub writable: bool,
 }
 
+#[derive(Clone)]
 pub(crate) struct GpuState {
     pub scratch_page: BusAddr,
     /// Scratch tables for `Level::Pt`, `Level::Pd`, `Level::Pdp`.
     pub scratch_tables: [(BusAddr, FrameId); 3],
+    /// Written only through [`GpuState::put_ggtt`], which keeps `ggtt_set`.
     pub ggtt: Vec<u64>,
+    /// The indexes of the GGTT entries that are not the scratch entry (so
+    /// that looking at every mapped entry costs what is mapped, not the
+    /// size of the GGTT).
+    pub ggtt_set: BTreeSet<u32>,
     pub tables: BTreeMap<u32, TableInfo>,
     /// Free table-pool gfns, lowest last (popped first).
     pub pool: Vec<u64>,
@@ -91,6 +97,21 @@ impl GpuState {
         Gen8Pte::ggtt(self.scratch_page.0).expect("scratch lives in backend RAM")
     }
 
+    /// Writes GGTT entry `index` (false, and nothing written, beyond the GGTT).
+    pub fn put_ggtt(&mut self, index: u32, bits: u64) -> bool {
+        let scratch = self.scratch_ggtt().bits();
+        let Some(slot) = self.ggtt.get_mut(index as usize) else {
+            return false;
+        };
+        *slot = bits;
+        if bits == scratch {
+            self.ggtt_set.remove(&index);
+        } else {
+            self.ggtt_set.insert(index);
+        }
+        true
+    }
+
     /// The live table whose page is at `bus`.
     pub fn table_at_bus(&self, bus: BusAddr) -> Option<&TableInfo> {
         self.tables.values().find(|t| t.page.bus == bus)
@@ -119,6 +140,7 @@ impl World {
             scratch_page: at(1),
             scratch_tables: tables,
             ggtt: Vec::new(),
+            ggtt_set: BTreeSet::new(),
             tables: BTreeMap::new(),
             pool: (5..pool_end).rev().collect(),
             next_id: 0,
@@ -186,16 +208,12 @@ impl World {
     }
 
     fn write_ggtt(&mut self, index: u32, e: Gen8Pte) -> bool {
-        match self.gpu.ggtt.get_mut(index as usize) {
-            Some(slot) => {
-                *slot = e.bits();
-                self.trace.counters.ggtt_writes += 1;
-                true
-            }
-            None => {
-                self.trace.violation(Violation::GgttIndexOutOfRange { index });
-                false
-            }
+        if self.gpu.put_ggtt(index, e.bits()) {
+            self.trace.counters.ggtt_writes += 1;
+            true
+        } else {
+            self.trace.violation(Violation::GgttIndexOutOfRange { index });
+            false
         }
     }
 
@@ -435,10 +453,9 @@ impl ModelGpu {
     /// driver interface (returns false if out of range).
     pub fn inject_ggtt(&self, index: u32, pte: Gen8Pte) -> bool {
         let mut w = self.platform.world_mut();
-        let Some(slot) = w.gpu.ggtt.get_mut(index as usize) else {
+        if !w.gpu.put_ggtt(index, pte.bits()) {
             return false;
-        };
-        *slot = pte.bits();
+        }
         w.trace.event(Event::Injected { at: Location::Ggtt { index }, bits: pte.bits() });
         true
     }

@@ -53,6 +53,7 @@ pub struct WindowMapping {
     pub access: Access,
 }
 
+#[derive(Clone)]
 pub(crate) struct Physmap {
     pub ram_pages: u64,
     pub window_base: u64,

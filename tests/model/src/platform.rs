@@ -9,14 +9,16 @@
 use std::cell::{Ref, RefCell, RefMut};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use gtt::types::{BusAddr, DomId, GrantRef, PAGE_SHIFT, PAGE_SIZE};
 
 use crate::gpu::{GpuState, ModelGpu};
 use crate::grants::abi::GNTST_bad_copy_arg;
 use crate::grants::{ActiveGrant, GrantEntryV1, GrantError, GrantTable};
-use crate::memory::{in_page, DomainState, FrameId, Gfn, MemError, Memory};
+use crate::memory::{in_page, DomainState, FrameId, Gfn, MemError, Memory, MemorySnapshot};
 use crate::physmap::{IommuFault, ModelMapper, Physmap, WindowMapping};
+use crate::summary::Summaries;
 use crate::trace::{Counters, Event, Trace, Violation};
 
 /// Sizes and placement of the model.
@@ -62,6 +64,8 @@ pub enum ConfigError {
 }
 
 pub(crate) struct World {
+    /// Which platform this is (a snapshot goes back only to its own).
+    pub id: u64,
     pub cfg: PlatformConfig,
     pub mem: Memory,
     pub grants: BTreeMap<DomId, GrantTable>,
@@ -69,6 +73,22 @@ pub(crate) struct World {
     pub gpu: GpuState,
     pub next_backend_page: u64,
     pub trace: Trace,
+    /// Non-scratch entries of table pages, by write stamp (`summary`).
+    pub summaries: RefCell<Summaries>,
+}
+
+/// Every platform's [`World::id`].
+static NEXT_WORLD: AtomicU64 = AtomicU64::new(0);
+
+/// A whole platform's state at one moment ([`Platform::snapshot`]).
+pub struct Snapshot {
+    world: u64,
+    mem: MemorySnapshot,
+    grants: BTreeMap<DomId, GrantTable>,
+    physmap: Physmap,
+    gpu: GpuState,
+    next_backend_page: u64,
+    trace: Trace,
 }
 
 /// The whole model: domains, Xen, the backend's physmap and IOMMU, the GPU.
@@ -105,6 +125,7 @@ impl Platform {
         let physmap =
             Physmap::new(u64::from(cfg.backend_ram_pages), cfg.window_base_gfn, cfg.window_pages);
         let mut world = World {
+            id: NEXT_WORLD.fetch_add(1, Ordering::Relaxed),
             cfg,
             mem,
             grants: BTreeMap::new(),
@@ -113,6 +134,7 @@ impl Platform {
                 scratch_page: BusAddr(0),
                 scratch_tables: [(BusAddr(0), FrameId(0)); 3],
                 ggtt: Vec::new(),
+                ggtt_set: Default::default(),
                 tables: BTreeMap::new(),
                 pool: Vec::new(),
                 next_id: 0,
@@ -120,6 +142,7 @@ impl Platform {
             },
             next_backend_page: 0,
             trace: Trace::default(),
+            summaries: RefCell::default(),
         };
         world.init_gpu();
         Ok(Platform(Rc::new(RefCell::new(world))))
@@ -131,6 +154,39 @@ impl Platform {
 
     pub(crate) fn world_mut(&self) -> RefMut<'_, World> {
         self.0.borrow_mut()
+    }
+
+    /// Everything the platform holds now (memory, domains, grant tables,
+    /// the backend's physmap, the GPU and its TLB, the trace), to come back
+    /// to with [`Platform::restore`]. Costs a copy of every frame once.
+    pub fn snapshot(&self) -> Snapshot {
+        let w = self.world();
+        Snapshot {
+            world: w.id,
+            mem: w.mem.snapshot(),
+            grants: w.grants.clone(),
+            physmap: w.physmap.clone(),
+            gpu: w.gpu.clone(),
+            next_backend_page: w.next_backend_page,
+            trace: w.trace.clone(),
+        }
+    }
+
+    /// Puts the platform back exactly as it was at `snap` (taken from this
+    /// platform; every handle stays valid). Costs the frames written since,
+    /// not the whole memory: a fuzz target resets with it between inputs.
+    ///
+    /// # Panics
+    /// If `snap` is another platform's (a test bug, not a guest's input).
+    pub fn restore(&self, snap: &Snapshot) {
+        let mut w = self.world_mut();
+        assert_eq!(w.id, snap.world, "a snapshot of another platform");
+        w.mem.restore(&snap.mem);
+        w.grants.clone_from(&snap.grants);
+        w.physmap.clone_from(&snap.physmap);
+        w.gpu.clone_from(&snap.gpu);
+        w.next_backend_page = snap.next_backend_page;
+        w.trace.clone_from(&snap.trace);
     }
 
     /// The configuration.

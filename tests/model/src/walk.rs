@@ -206,15 +206,23 @@ impl World {
     }
 
     /// Present GGTT entries and entries of live or scratch tables whose
-    /// address is backend gfn `gfn`.
+    /// address is backend gfn `gfn`. Where the scratch entry does not point
+    /// at `gfn` (always, but for the scratch pages themselves), only the
+    /// entries that are not scratch are looked at.
     pub(crate) fn gpu_entry_refs(&self, gfn: u64) -> Vec<Location> {
         let points = |bits: u64| {
             let p = Gen8Pte::from_bits(bits);
             p.present() && p.addr() >> PAGE_SHIFT == gfn
         };
-        let mut out: Vec<Location> = (0..self.gpu.ggtt.len())
-            .filter(|&i| points(self.gpu.ggtt[i]))
-            .map(|i| Location::Ggtt { index: i as u32 })
+        let indexes: Vec<u32> = if points(self.gpu.scratch_ggtt().bits()) {
+            (0..self.gpu.ggtt.len() as u32).collect()
+        } else {
+            self.gpu.ggtt_set.iter().copied().collect()
+        };
+        let mut out: Vec<Location> = indexes
+            .into_iter()
+            .filter(|&i| points(self.gpu.ggtt[i as usize]))
+            .map(|index| Location::Ggtt { index })
             .collect();
         let live = self.gpu.tables.values().map(|t| (t.page.bus, t.frame, t.level));
         let scratch = [Level::Pt, Level::Pd, Level::Pdp]
@@ -222,9 +230,18 @@ impl World {
             .zip(self.gpu.scratch_tables)
             .map(|(l, (b, f))| (b, f, l));
         for (table, frame, level) in live.chain(scratch) {
-            for index in 0..ENTRIES_PER_TABLE as u16 {
-                if points(self.mem.read_u64(frame, index)) {
-                    out.push(Location::Table { table, level, index });
+            let scratch = self.gpu.scratch_entry(level).bits();
+            if points(scratch) {
+                for index in 0..ENTRIES_PER_TABLE as u16 {
+                    if points(self.mem.read_u64(frame, index)) {
+                        out.push(Location::Table { table, level, index });
+                    }
+                }
+            } else {
+                for &(index, bits) in self.non_scratch(frame, scratch).iter() {
+                    if points(bits) {
+                        out.push(Location::Table { table, level, index });
+                    }
                 }
             }
         }

@@ -230,3 +230,32 @@ fn writable_ppgtt_leaf_to_a_writable_grant_passes_and_leaf_ppat_is_ignored() {
     s.r.gpu.inject_table_entry(t[3].bus, 7, uncached);
     assert_eq!(s.check().map(|st| st.ppgtt_leaves), Ok(3));
 }
+
+#[test]
+fn table_bytes_rewritten_behind_the_drivers_back_after_a_check_are_seen_by_the_next() {
+    // The checker caches what each table holds by the frame's write stamp:
+    // a stray write by the backend CPU into its own RAM renews the stamp.
+    let s = scene();
+    assert!(s.check().is_ok());
+    let leaf = s.a_tables[3].bus;
+    let ram = BusAddr(50 << 12);
+    let pte = Gen8Pte::leaf(ram.0, false, Ppat::CACHED).unwrap();
+    s.r.p.bus_write(BusAddr(leaf.0 + 9 * 8), &pte.bits().to_le_bytes()).unwrap();
+    let va = (VA & !0x1f_f000) | (9 << 12);
+    let at = Location::Ppgtt { root: s.a_tables[0].bus, va };
+    assert_eq!(s.check(), Err(Problem::NotAGrant { at, owner: A, page: ram }));
+}
+
+#[test]
+fn every_mapped_ggtt_entry_is_checked_whatever_wrote_it() {
+    let mut s = scene();
+    let cap = testing_cap();
+    s.r.gpu.ggtt_clear(&cap, 2);
+    s.r.gpu.inject_ggtt(63, Gen8Pte::ggtt(s.a_rw.bus.0).unwrap());
+    assert_eq!(
+        s.check(),
+        Err(Problem::Unowned { at: Location::Ggtt { index: 63 }, page: s.a_rw.bus })
+    );
+    s.r.gpu.inject_ggtt(63, s.r.gpu.ggtt_entry(0).unwrap());
+    assert_eq!(s.check().map(|st| st.ggtt_mapped), Ok(2));
+}
