@@ -260,6 +260,17 @@ impl Checker<'_> {
         // Entries equal to the level's scratch entry are present and lead
         // to scratch, which the loop skips: only the others are read.
         let scratch = self.w.gpu.scratch_entry(level).bits();
+        if level == Level::Pt {
+            // A leaf's verdict depends on its page and RW bit only: each
+            // distinct pair is judged once; the loop below runs only to
+            // name the first bad leaf in walk order.
+            let t = self.w.leaf_targets(frame, scratch, self.scratch());
+            let at = Location::Table { table, level, index: 0 };
+            if t.targets.iter().all(|&(page, w)| self.leaf(at, owner, page, Some(w)).is_ok()) {
+                self.stats.ppgtt_leaves += t.leaves;
+                return Ok(());
+            }
+        }
         for &(index, bits) in self.w.non_scratch(frame, scratch).iter() {
             let pte = Gen8Pte::from_bits(bits);
             let target = BusAddr(pte.addr());

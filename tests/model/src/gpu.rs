@@ -59,6 +59,8 @@ pub(crate) struct GpuState {
     /// size of the GGTT).
     pub ggtt_set: BTreeSet<u32>,
     pub tables: BTreeMap<u32, TableInfo>,
+    /// The id of the live table at each backend gfn (`None`: no table there).
+    pub table_at_gfn: Vec<Option<u32>>,
     /// Free table-pool gfns, lowest last (popped first).
     pub pool: Vec<u64>,
     pub next_id: u32,
@@ -114,7 +116,11 @@ impl GpuState {
 
     /// The live table whose page is at `bus`.
     pub fn table_at_bus(&self, bus: BusAddr) -> Option<&TableInfo> {
-        self.tables.values().find(|t| t.page.bus == bus)
+        if bus.0 % (1 << PAGE_SHIFT) != 0 {
+            return None;
+        }
+        let id = (*self.table_at_gfn.get(usize::try_from(bus.frame()).ok()?)?)?;
+        self.tables.get(&id)
     }
 
     /// Whether `bus` is the scratch table of the level below `level`.
@@ -142,6 +148,7 @@ impl World {
             ggtt: Vec::new(),
             ggtt_set: BTreeSet::new(),
             tables: BTreeMap::new(),
+            table_at_gfn: vec![None; pool_end as usize],
             pool: (5..pool_end).rev().collect(),
             next_id: 0,
             tlb: BTreeMap::new(),
@@ -156,8 +163,13 @@ impl World {
     }
 
     fn fill_table(&mut self, frame: FrameId, e: Gen8Pte) {
-        for i in 0..ENTRIES_PER_TABLE as u16 {
-            self.mem.write_u64(frame, i, e.bits());
+        let page = self.mem.page_mut(frame);
+        page[..8].copy_from_slice(&e.bits().to_le_bytes());
+        let mut done = 8;
+        while done < page.len() {
+            let n = done.min(page.len() - done);
+            page.copy_within(..n, done);
+            done += n;
         }
     }
 
@@ -222,8 +234,7 @@ impl World {
             return;
         };
         let scratch = self.gpu.scratch_entry(info.level).bits();
-        let dirty =
-            (0..ENTRIES_PER_TABLE as u16).find(|&i| self.mem.read_u64(info.frame, i) != scratch);
+        let dirty = self.non_scratch(info.frame, scratch).first().map(|&(i, _)| i);
         if let Some(index) = dirty {
             self.trace.violation(Violation::FreedTableNotClear { table, index });
         }
@@ -231,6 +242,7 @@ impl World {
             self.trace.violation(Violation::FreedTableStillReferenced { table, entry });
         }
         self.gpu.tables.remove(&table.id);
+        self.gpu.table_at_gfn[table.bus.frame() as usize] = None;
         self.gpu.pool.push(table.bus.frame());
         self.trace.counters.table_frees += 1;
         self.trace.event(Event::TableFree { table });
@@ -285,6 +297,7 @@ impl GpuTables for ModelGpu {
         let e = w.gpu.scratch_entry(level);
         w.fill_table(frame, e);
         w.gpu.tables.insert(id, TableInfo { page, frame, level });
+        w.gpu.table_at_gfn[gfn as usize] = Some(id);
         w.trace.counters.table_allocs += 1;
         w.trace.event(Event::TableAlloc { table: page, level });
         Some(page)

@@ -62,8 +62,8 @@ pub(crate) struct Frame {
 
 #[derive(Clone)]
 pub(crate) struct DomainMem {
-    pub p2m: BTreeMap<u64, FrameId>,
-    pub next_gfn: u64,
+    /// `p2m[gfn]`: gfns are handed out from 0 up and never taken back.
+    pub p2m: Vec<FrameId>,
     pub state: DomainState,
 }
 
@@ -88,10 +88,7 @@ impl Memory {
         if self.domains.contains_key(&dom) {
             return Err(MemError::DomainExists(dom));
         }
-        self.domains.insert(
-            dom,
-            DomainMem { p2m: BTreeMap::new(), next_gfn: 0, state: DomainState::Running },
-        );
+        self.domains.insert(dom, DomainMem { p2m: Vec::new(), state: DomainState::Running });
         Ok(())
     }
 
@@ -107,10 +104,8 @@ impl Memory {
             let stamp = self.clock;
             self.frames.push(Frame { owner: dom, bytes: Box::new([0; PAGE_SIZE]), stamp });
             let d = self.domains.get_mut(&dom).expect("checked above");
-            let gfn = d.next_gfn;
-            d.next_gfn += 1;
-            d.p2m.insert(gfn, frame);
-            out.push(Gfn(gfn));
+            out.push(Gfn(d.p2m.len() as u64));
+            d.p2m.push(frame);
         }
         Ok(out)
     }
@@ -121,7 +116,8 @@ impl Memory {
 
     pub fn frame_of(&self, dom: DomId, gfn: Gfn) -> Result<FrameId, MemError> {
         let d = self.domains.get(&dom).ok_or(MemError::NoSuchDomain(dom))?;
-        d.p2m.get(&gfn.0).copied().ok_or(MemError::NoSuchGfn { dom, gfn })
+        let at = usize::try_from(gfn.0).ok();
+        at.and_then(|i| d.p2m.get(i)).copied().ok_or(MemError::NoSuchGfn { dom, gfn })
     }
 
     pub fn owner(&self, frame: FrameId) -> Option<DomId> {
@@ -164,7 +160,17 @@ impl Memory {
         }
         let have = self.frames.len();
         self.frames.extend_from_slice(&snap.frames[have..]);
-        self.domains.clone_from(&snap.domains);
+        let same_domains = self.domains.len() == snap.domains.len()
+            && self.domains.keys().zip(snap.domains.keys()).all(|(a, b)| a == b);
+        if same_domains {
+            // Reuses every p2m's allocation (this runs once per fuzz input).
+            for (d, s) in self.domains.values_mut().zip(snap.domains.values()) {
+                d.p2m.clone_from(&s.p2m);
+                d.state = s.state;
+            }
+        } else {
+            self.domains.clone_from(&snap.domains);
+        }
     }
 
     pub fn read(&self, frame: FrameId, offset: usize, buf: &mut [u8]) -> Result<(), MemError> {

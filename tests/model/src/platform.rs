@@ -136,6 +136,7 @@ impl Platform {
                 ggtt: Vec::new(),
                 ggtt_set: Default::default(),
                 tables: BTreeMap::new(),
+                table_at_gfn: Vec::new(),
                 pool: Vec::new(),
                 next_id: 0,
                 tlb: BTreeMap::new(),
@@ -244,7 +245,7 @@ impl Platform {
     /// through its p2m (the same table the IOMMU enforces).
     pub fn bus_read(&self, bus: BusAddr, buf: &mut [u8]) -> Result<(), IommuFault> {
         let w = self.world();
-        for (addr, range) in spans(bus.0, buf.len()) {
+        for (addr, range) in Spans::new(bus.0, buf.len()) {
             let frame = w.iommu_translate(BusAddr(addr), false)?;
             let off = (addr % PAGE_SIZE) as usize;
             buf[range.clone()].copy_from_slice(&w.mem.page(frame)[off..off + range.len()]);
@@ -256,11 +257,11 @@ impl Platform {
     /// written if any page refuses.
     pub fn bus_write(&self, bus: BusAddr, bytes: &[u8]) -> Result<(), IommuFault> {
         let mut w = self.world_mut();
-        let mut frames = Vec::new();
-        for (addr, range) in spans(bus.0, bytes.len()) {
-            frames.push((w.iommu_translate(BusAddr(addr), true)?, addr, range));
+        for (addr, _) in Spans::new(bus.0, bytes.len()) {
+            w.iommu_translate(BusAddr(addr), true)?;
         }
-        for (frame, addr, range) in frames {
+        for (addr, range) in Spans::new(bus.0, bytes.len()) {
+            let frame = w.iommu_translate(BusAddr(addr), true)?;
             let off = (addr % PAGE_SIZE) as usize;
             w.mem.page_mut(frame)[off..off + range.len()].copy_from_slice(&bytes[range]);
         }
@@ -363,17 +364,32 @@ impl Platform {
 
 /// `(page-aligned-or-not address, range in the caller's buffer)` per page
 /// touched by `len` bytes at `addr`.
-fn spans(addr: u64, len: usize) -> Vec<(u64, core::ops::Range<usize>)> {
-    let mut out = Vec::new();
-    let mut done = 0;
-    while done < len {
-        let a = addr + done as u64;
-        let room = (PAGE_SIZE - a % PAGE_SIZE) as usize;
-        let n = room.min(len - done);
-        out.push((a, done..done + n));
-        done += n;
+struct Spans {
+    addr: u64,
+    len: usize,
+    done: usize,
+}
+
+impl Spans {
+    fn new(addr: u64, len: usize) -> Spans {
+        Spans { addr, len, done: 0 }
     }
-    out
+}
+
+impl Iterator for Spans {
+    type Item = (u64, core::ops::Range<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done >= self.len {
+            return None;
+        }
+        let a = self.addr + self.done as u64;
+        let room = (PAGE_SIZE - a % PAGE_SIZE) as usize;
+        let n = room.min(self.len - self.done);
+        let range = self.done..self.done + n;
+        self.done += n;
+        Some((a, range))
+    }
 }
 
 /// A guest domain, seen from inside (its memory and its grant table).

@@ -71,3 +71,27 @@ fn a_snapshot_restores_only_its_own_platform() {
     let other = Platform::new(super::small_config()).unwrap();
     other.restore(&r.p.snapshot());
 }
+
+#[test]
+fn non_scratch_entries_match_a_plain_scan_and_follow_every_write() {
+    let mut r = rig();
+    let cap = testing_cap();
+    let (_, m) = r.grant_and_map(A, 1, 0x22, Access::ReadOnly);
+    let t = r.ppgtt_with_leaf(1 << 30, m.bus, Access::ReadOnly);
+    let frame = r.p.world().table_frame(t[3].bus).unwrap();
+    let scratch = r.p.world().gpu.scratch_entry(Level::Pt).bits();
+    let plain = |r: &super::Rig| -> Vec<(u16, u64)> {
+        let w = r.p.world();
+        (0..512u16).map(|i| (i, w.mem.read_u64(frame, i))).filter(|e| e.1 != scratch).collect()
+    };
+    for index in [0u16, 7, 8, 63, 64, 511] {
+        r.gpu.table_set_leaf(&cap, t[3], index, m.bus, Access::ReadOnly);
+        assert_eq!(r.p.world().non_scratch(frame, scratch).to_vec(), plain(&r), "after {index}");
+    }
+    r.gpu.table_clear(&cap, t[3], Level::Pt, 7);
+    assert_eq!(r.p.world().non_scratch(frame, scratch).to_vec(), plain(&r));
+    // A write that is not through the GPU interface is seen too.
+    r.p.world_mut().mem.write_u64(frame, 300, 0);
+    assert_eq!(r.p.world().non_scratch(frame, scratch).to_vec(), plain(&r));
+    assert_eq!(plain(&r).len(), 6, "indexes 0, 8, 63, 64, 511 and the 300 written");
+}
