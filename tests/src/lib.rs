@@ -18,6 +18,7 @@
 
 mod frontend;
 mod pages;
+pub mod service;
 
 pub use frontend::{pattern, Frontend, PageInfo};
 pub use pages::{BusRingPage, GuestRingPage, ModelCpu};
