@@ -35,6 +35,7 @@ mod error;
 mod ggtt;
 mod grants;
 pub mod platform;
+mod pools;
 mod ppgtt;
 mod tables;
 pub mod types;
@@ -47,6 +48,7 @@ pub use platform::{
     GpuCaps, GpuTables, GrantMapError, GrantMapRequest, GrantMapper, GrantMapping, MappingCap,
     TablePage,
 };
+pub use pools::{Pool, PoolUse};
 pub use ppgtt::{valid_gpu_addr, PpgttEntry};
 pub use types::{Access, BusAddr, ContextId, DomId, GrantRef, Level};
 

@@ -19,6 +19,7 @@
 mod frontend;
 mod pages;
 pub mod service;
+pub mod service_world;
 
 pub use frontend::{pattern, Frontend, PageInfo};
 pub use pages::{BusRingPage, GuestRingPage, ModelCpu};

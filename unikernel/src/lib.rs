@@ -12,6 +12,7 @@
 
 extern crate alloc;
 
+pub mod boot_options;
 pub mod control;
 pub mod copy_plan;
 pub mod evtchn_demux;

@@ -52,7 +52,7 @@ pub const GUESTS: &[(&str, &str)] = &[
 ];
 
 pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
-    let mut p = Progress::new("e2e", 14);
+    let mut p = Progress::new("e2e", 13);
     let sys = boot::prepare(paths, &mut p, None, true)?;
     let (guest, vgpu) = build_guest_and_vgpu(paths, &mut p)?;
     let front = p.step("cargo build --release -p frontend --features std (vgpu-front)", |_| {
@@ -87,9 +87,11 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         label: "e2e",
         what: "Linux PV dom0, gpu-dom and six test guests".into(),
         rerun: "cargo xtask e2e",
+        scenario: &scenario,
+        timeout,
+        devices: Vec::new(),
     };
-    let r =
-        boot::run_dom0_scenario(paths, &mut p, &sys.xen, &sys.trees, &scenario, &run, timeout, &[]);
+    let r = boot::run_dom0(paths, &mut p, (&sys.xen, &sys.trees), &run);
     println!("[e2e] wall time per step:\n{}", p.summary());
     r
 }

@@ -78,7 +78,7 @@ pub const REQUIRED_CHECKS: &[&str] = &[
 
 pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let t0 = Instant::now();
-    let mut p = Progress::new("iommu", 14);
+    let mut p = Progress::new("iommu", 13);
     let sys = boot::prepare_with(paths, &mut p, None, true, dom0::HVM_PACKAGES)?;
     let (guest, vgpu) = e2e::build_guest_and_vgpu(paths, &mut p)?;
     let hvm_path = paths.root.join(HVM_XL_CONFIG);
@@ -128,11 +128,11 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         label: "iommu",
         what: "Linux PV dom0, gpu-dom as HVM domU with edu passed through, a test guest".into(),
         rerun: "cargo xtask iommu",
+        scenario: &scenario,
+        timeout,
+        devices: vec![EDU_DEVICE.to_string()],
     };
-    let devices = [EDU_DEVICE.to_string()];
-    let r = boot::run_dom0_scenario(
-        paths, &mut p, &sys.xen, &sys.trees, &scenario, &run, timeout, &devices,
-    );
+    let r = boot::run_dom0(paths, &mut p, (&sys.xen, &sys.trees), &run);
     let serial_path = paths.stage("iommu").join("serial.log");
     let serial = std::fs::read_to_string(&serial_path).unwrap_or_default();
     let report = judge(&serial);
