@@ -40,18 +40,22 @@
 use std::cell::RefCell;
 
 use backend::service::{TOKEN_BACKEND, TOKEN_FRONTEND, TOKEN_RELEASE};
-use backend::{Backend, Change};
-use gpu_dom_tests::service::{engine_views, EventChannels, ModelConnector, ModelService};
-use gpu_dom_tests::{pattern, GuestRingPage, ModelCpu, BACKEND};
+use backend::{Backend, Change, Service};
+use gpu_dom_tests::channels::{EventChannels, StrictConnector};
+use gpu_dom_tests::{engine_views, pattern, GuestRingPage, ModelCpu, BACKEND};
 use gpuif::ring::FrontRing;
 use gpuif::wire::Entry;
 use gpuif::{Op, RequestBuilder, Response, Slot, Status, PAGE_SIZE, SLOT_SIZE};
 use gtt::{Config, DomId, Engine, GrantRef};
 use libfuzzer_sys::fuzz_target;
-use platform_model::{check_isolation, Gfn, Guest, Hit, Platform, PlatformConfig, Space};
+use platform_model::{check_isolation, Gfn, Guest, Hit, ModelGpu, ModelMapper, Platform};
+use platform_model::{PlatformConfig, Space};
 use xenbus::Client;
 use xenstored_model::tree::Op as XsOp;
 use xenstored_model::{Conn, Xenstored};
+
+/// gpu-dom's service on the model, binding only ports Xen would bind.
+type ModelService = Service<ModelMapper, ModelGpu, ModelCpu, StrictConnector>;
 
 const GOOD: DomId = DomId(5);
 const HOSTILE: DomId = DomId(7);
@@ -254,7 +258,7 @@ impl<'a> Run<'a> {
         let p = &base.platform;
         let engine = Engine::new(base.cfg, p.mapper(), p.gpu());
         let backend = Backend::new(engine, ModelCpu(p.clone()));
-        let connector = ModelConnector::new(p.clone(), base.channels.clone());
+        let connector = StrictConnector::new(p.clone(), base.channels.clone());
         let mut run = Run {
             base,
             client: Client::new(base.xs.connect(1)),
@@ -474,7 +478,7 @@ impl<'a> Run<'a> {
     }
 
     fn check_all(&mut self) {
-        let views = engine_views(self.service.backend.engine(), &[GOOD, HOSTILE]);
+        let views = engine_views(self.service.engine(), &[GOOD, HOSTILE]);
         if let Err(p) = check_isolation(&self.base.platform, &views) {
             panic!("isolation broken: {p:?}");
         }

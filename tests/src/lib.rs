@@ -11,14 +11,18 @@
 //! anything ([`Rig::checkpoint`], [`Rig::reset`]): a fuzz target builds its
 //! guests once and starts every input from the same state, exactly.
 //!
+//! [`service_world`] runs the backend `Service` on the model xenstored;
+//! [`channels`] has Xen's event-channel rules for it; [`engine_views`] says
+//! whom a running engine serves, for the isolation checker.
+//!
 //! Test-only: it maps the ring with the model's grant mapper through
 //! `gtt::platform::testing_cap` (in gpu-dom the unikernel's grant code maps
 //! rings; `gtt` alone maps what the GPU can reach).
 #![forbid(unsafe_code)]
 
+pub mod channels;
 mod frontend;
 mod pages;
-pub mod service;
 pub mod service_world;
 
 pub use frontend::{pattern, Frontend, PageInfo};
@@ -236,6 +240,30 @@ fn new_backend(platform: &Platform, cfg: Config) -> ModelBackend {
     let mut backend = Backend::new(engine, ModelCpu(platform.clone()));
     backend.enable_debug_readback(true);
     backend
+}
+
+/// What the isolation checker needs about `doms`, from the engine's own
+/// account of whom it serves: an attached guest with its slice and context
+/// roots; a guest not attached (never, or no more) is gone, so nothing of
+/// it may remain reachable or mapped.
+pub fn engine_views<M: gtt::GrantMapper, W: gtt::GpuTables>(
+    engine: &Engine<M, W>,
+    doms: &[DomId],
+) -> Vec<GuestView> {
+    doms.iter()
+        .map(|&dom| {
+            let Some(l) = engine.guest_limits(dom) else {
+                return GuestView::new(dom).gone();
+            };
+            let mut v = GuestView::new(dom).with_ggtt(l.ggtt_base..l.ggtt_base + l.ggtt_len);
+            for ctx in engine.contexts(dom) {
+                if let Ok(root) = engine.context_root(dom, ctx) {
+                    v = v.with_root(root);
+                }
+            }
+            v
+        })
+        .collect()
 }
 
 impl Default for Rig {

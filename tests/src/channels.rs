@@ -1,8 +1,10 @@
-//! What the backend [`Service`] needs from the platform besides `gtt`'s
-//! traits, on the model: ring mappings by grant map (through the backend's
-//! strict IOMMU, as the unikernel does) and Xen's interdomain event
-//! channels, so that a frontend's `ring-ref` and `event-channel` values are
-//! judged the way Xen would judge them.
+//! Xen's interdomain event channels, and a [`Connector`] for the backend
+//! `Service` that binds only what Xen would bind: a port the frontend
+//! allocated unbound for the backend. (`service_world::ModelConnector`
+//! binds any port number Xen could name, which is what the handshake tests
+//! need; a fuzz target's hostile `event-channel` values, a port never
+//! allocated or allocated for another domain, need this one.) Rings are
+//! mapped by grant map through the backend's strict IOMMU, as there.
 //!
 //! # Invariants
 //! - A ring is mapped only if the model's grant table lets the backend map
@@ -14,15 +16,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use backend::{Connector, Service};
+use backend::Connector;
 use gtt::platform::{testing_cap, GrantMapRequest, GrantMapper, GrantMapping};
-use gtt::{Access, DomId, Engine, GrantRef};
-use platform_model::{GuestView, ModelGpu, ModelMapper, Platform};
+use gtt::{Access, DomId, GrantRef};
+use platform_model::Platform;
 
-use crate::pages::{BusRingPage, ModelCpu};
-
-/// The service as the tests run it.
-pub type ModelService = Service<ModelMapper, ModelGpu, ModelCpu, ModelConnector>;
+use crate::pages::BusRingPage;
 
 /// `EINVAL`, what `EVTCHNOP_bind_interdomain` returns for a port that is not
 /// unbound for the caller.
@@ -76,8 +75,8 @@ impl EventChannels {
     }
 }
 
-/// The backend's rings and event channels on the model.
-pub struct ModelConnector {
+/// The backend's rings and event channels on the model, with Xen's rules.
+pub struct StrictConnector {
     pub platform: Platform,
     rings: HashMap<u64, GrantMapping>,
     pub channels: EventChannels,
@@ -85,13 +84,13 @@ pub struct ModelConnector {
     pub notified: Vec<u32>,
 }
 
-impl ModelConnector {
-    pub fn new(platform: Platform, channels: EventChannels) -> ModelConnector {
-        ModelConnector { platform, rings: HashMap::new(), channels, notified: Vec::new() }
+impl StrictConnector {
+    pub fn new(platform: Platform, channels: EventChannels) -> StrictConnector {
+        StrictConnector { platform, rings: HashMap::new(), channels, notified: Vec::new() }
     }
 }
 
-impl Connector for ModelConnector {
+impl Connector for StrictConnector {
     type Ring = BusRingPage;
 
     fn map_ring(&mut self, dom: DomId, gref: u32) -> Result<BusRingPage, i16> {
@@ -132,30 +131,6 @@ impl Connector for ModelConnector {
     fn notify(&mut self, local_port: u32) {
         self.notified.push(local_port);
     }
-}
-
-/// What the isolation checker needs about `doms`, from the engine's own
-/// account of whom it serves: an attached guest with its slice and context
-/// roots; a guest not attached (never, or no more) is gone, so nothing of
-/// it may remain reachable or mapped.
-pub fn engine_views<M: GrantMapper, W: gtt::GpuTables>(
-    engine: &Engine<M, W>,
-    doms: &[DomId],
-) -> Vec<GuestView> {
-    doms.iter()
-        .map(|&dom| {
-            let Some(l) = engine.guest_limits(dom) else {
-                return GuestView::new(dom).gone();
-            };
-            let mut v = GuestView::new(dom).with_ggtt(l.ggtt_base..l.ggtt_base + l.ggtt_len);
-            for ctx in engine.contexts(dom) {
-                if let Ok(root) = engine.context_root(dom, ctx) {
-                    v = v.with_root(root);
-                }
-            }
-            v
-        })
-        .collect()
 }
 
 #[cfg(test)]
