@@ -12,22 +12,23 @@
 //!   granted read-only, granted to another domain, the real ring; ports
 //!   never allocated or allocated for another domain; raw bytes), removes
 //!   them or its whole directory, fills its ring with raw slots, runs its
-//!   producer index away, or dies;
+//!   producer index away, or dies; the toolstack takes its device offline;
 //! - watch events are delivered as gpu-dom's loop does (rounds of queued
 //!   events, one rescan per round), one at a time, or lost (a rescan);
 //!   the hostile guest's port is notified.
 //!
-//! After every action:
+//! Up to 48 actions per input; after every action:
 //! - the model's isolation checker passes, given whom the engine serves
 //!   (a guest it does not serve is gone: nothing of it may remain);
 //! - the good guest is still served: its device is Connected in xenstore
 //!   and a request on its ring is answered `OK`;
-//! - the watch events processed since the hostile guest's last write stay
-//!   bounded: gpu-dom's own writes must not keep firing its own watches (a
-//!   device refused for a frontend value must not be probed again until the
-//!   frontend changes something). At the end, the events still queued are
-//!   delivered under the same bound, and the good guest's mapping still
-//!   reads back its bytes through the GPU.
+//! - the watch events gpu-dom processed stay within a budget of 16 per
+//!   write by another domain (the hostile guest, the toolstack): gpu-dom's
+//!   own writes must not keep firing its own watches (a device refused for
+//!   a frontend value must not be probed again until the frontend changes
+//!   something). At the end, the events still queued are delivered under
+//!   the same budget, and the good guest's mapping still reads back its
+//!   bytes through the GPU.
 //!
 //! With `SERVICE_XENSTORE_TRACE` set, an input that passes prints what
 //! happened to the devices.
@@ -64,9 +65,15 @@ const HOSTILE: DomId = DomId(7);
 const GOOD_PORT: u32 = 9;
 const HOSTILE_PORT: u32 = 11;
 const HOSTILE_PORT_OTHER: u32 = 12;
-/// Watch events (and rescans) allowed after one frontend write before the
-/// service counts as looping on its own writes. A handshake step takes 2.
-const EVENT_BOUND: u32 = 32;
+/// Watch events (and rescans) each write by another domain may cost
+/// gpu-dom: the write's own event, and what gpu-dom's reaction to it fires
+/// (a handshake step takes 2). Past the budget, gpu-dom is reacting to its
+/// own writes.
+const EVENTS_PER_WRITE: u64 = 16;
+/// Actions per input. Most actions are one or two bytes and a rescan costs
+/// some forty xenstore requests: without a cap, the fuzzer's longer inputs
+/// are hundreds of rescans, and depth comes from orders, not repetition.
+const MAX_ACTIONS: usize = 48;
 
 const HOSTILE_FE: &str = "/local/domain/7/device/vgpu/0";
 const GOOD_BE: &str = "/local/domain/1/backend/vgpu/5/0";
@@ -211,7 +218,14 @@ struct Run<'a> {
     good: Front,
     hostile: Front,
     good_port: u32,
-    events_since_write: u32,
+    /// Watch events gpu-dom may still process: [`EVENTS_PER_WRITE`] more
+    /// for every write by the hostile guest or the toolstack.
+    event_budget: u64,
+    /// Events processed and writes made, for the report.
+    events: u64,
+    writes: u64,
+    /// The last watch events delivered (path and token), for the report.
+    recent: std::collections::VecDeque<String>,
 }
 
 /// A hostile value for `version`, `ring-ref` or `event-channel`.
@@ -267,25 +281,35 @@ impl<'a> Run<'a> {
             good: base.good.clone(),
             hostile: base.hostile.clone(),
             good_port: 0,
-            events_since_write: 0,
+            event_budget: 0,
+            events: 0,
+            writes: 0,
+            recent: Default::default(),
         };
         let mut changes = Vec::new();
         run.service.start(&mut run.client, &mut |c| changes.push(c)).expect("service start");
         run.changes = changes;
+        run.event_budget = u64::MAX;
         run.drain();
         run.good_port = run.port_of(GOOD).expect("the good guest connects");
         // The good guest maps its page at entry 0 of its slice.
         let gref = base.good_page.1;
         let entry = Entry { addr: 0, gref: gref.0, read_only: false };
         run.good_call(Op::GgttMap, &[entry]);
-        run.events_since_write = 0;
+        run.events = 0;
+        run.event_budget = EVENTS_PER_WRITE;
         run
     }
 
     fn play(mut self, data: &[u8]) {
         let mut input = data;
+        let mut actions = 0;
         while let Some((&tag, rest)) = input.split_first() {
             input = rest;
+            actions += 1;
+            if actions > MAX_ACTIONS {
+                break;
+            }
             let arg = |input: &mut &[u8]| -> u8 {
                 let (&b, rest) = input.split_first().unwrap_or((&0, &[]));
                 *input = rest;
@@ -327,7 +351,10 @@ impl<'a> Run<'a> {
                 }
                 7 | 8 => self.drain(),
                 9 => self.deliver_one(),
-                10 => self.lost_events(),
+                // The client dropped events (as if its queue had been
+                // full): a rescan the input asks for, not one gpu-dom's
+                // writes caused, so it costs no budget.
+                10 => self.rescan_for_lost_events(),
                 11 => self.notify_hostile(),
                 12 => {
                     if input.len() < SLOT_SIZE {
@@ -350,13 +377,14 @@ impl<'a> Run<'a> {
                     // The hostile guest dies: the toolstack removes its home.
                     let _ = self.base.xs.with(|m| m.rm(0, "/local/domain/7"));
                     self.base.platform.destroy_domain(HOSTILE);
+                    self.external_write();
                 }
                 _ => {
                     // The toolstack takes the hostile device offline (the
                     // first step of `vgpu detach`).
                     let be = "/local/domain/1/backend/vgpu/7/0";
                     let _ = self.base.xs.with(|m| m.write(0, &format!("{be}/online"), "0"));
-                    self.events_since_write = 0;
+                    self.external_write();
                 }
             }
             self.check_all();
@@ -384,7 +412,13 @@ impl<'a> Run<'a> {
     /// A xenstore operation by the hostile guest (refused ones too).
     fn hostile_op(&mut self, op: XsOp) {
         let _ = self.base.xs.with(|m| m.apply(HOSTILE.0, op));
-        self.events_since_write = 0;
+        self.external_write();
+    }
+
+    /// Another domain wrote: gpu-dom may process a few more events.
+    fn external_write(&mut self) {
+        self.writes += 1;
+        self.event_budget = self.event_budget.saturating_add(EVENTS_PER_WRITE);
     }
 
     fn port_of(&self, fe: DomId) -> Option<u32> {
@@ -394,16 +428,24 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// One more watch event (or rescan) processed; panics past the bound.
-    fn count_event(&mut self) {
-        self.events_since_write += 1;
-        if self.events_since_write > EVENT_BOUND {
+    /// One more watch event (or rescan: `what`) processed; panics past the
+    /// bound.
+    fn count_event(&mut self, what: String) {
+        self.events += 1;
+        if self.recent.len() == 8 {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(what);
+        if self.event_budget == 0 {
             let last: Vec<&Change> = self.changes.iter().rev().take(6).collect();
             panic!(
-                "watch loop: more than {EVENT_BOUND} watch events since the hostile frontend's \
-                 last write (gpu-dom keeps firing its own watches); last changes: {last:?}"
+                "watch loop: {} watch events for {} writes by other domains (at most \
+                 {EVENTS_PER_WRITE} each): gpu-dom keeps firing its own watches; last events: \
+                 {:?}; last changes, latest first: {last:?}",
+                self.events, self.writes, self.recent
             );
         }
+        self.event_budget -= 1;
     }
 
     fn on_watch(&mut self, token: &str) {
@@ -418,11 +460,12 @@ impl<'a> Run<'a> {
         loop {
             let mut rescan = false;
             while let Ok(Some(ev)) = self.client.poll_event() {
-                self.count_event();
+                self.count_event(format!("{} {}", ev.path(), ev.token()));
                 rescan |= matches!(ev.token(), TOKEN_BACKEND | TOKEN_RELEASE | TOKEN_FRONTEND);
             }
             if self.client.take_lost_events() > 0 {
-                self.lost_events();
+                self.count_event("(lost events: rescan)".into());
+                self.rescan_for_lost_events();
             } else if rescan {
                 self.on_watch(TOKEN_BACKEND);
             } else {
@@ -434,14 +477,13 @@ impl<'a> Run<'a> {
     /// Delivers the oldest event alone, as a test pump does.
     fn deliver_one(&mut self) {
         if let Ok(Some(ev)) = self.client.poll_event() {
-            self.count_event();
+            self.count_event(format!("{} {}", ev.path(), ev.token()));
             let token = ev.token().to_string();
             self.on_watch(&token);
         }
     }
 
-    fn lost_events(&mut self) {
-        self.count_event();
+    fn rescan_for_lost_events(&mut self) {
         let mut changes = Vec::new();
         self.service.on_lost_events(&mut self.client, &mut |c| changes.push(c));
         self.changes.extend(changes);
