@@ -1,9 +1,12 @@
 //! The whole backend request path under a hostile frontend: arbitrary bytes
-//! become a sequence of raw request slots (any op, any entries, any grant
-//! refs), directory-page contents and grants, sent by one attached guest
-//! while a second attached guest holds mappings. After every step the model's
-//! isolation checker must pass and the bystander's mappings must still read
-//! back its bytes; nothing may panic.
+//! become a sequence of steps by one attached guest while a second attached
+//! guest holds mappings: raw request slots (any op, any entries, any grant
+//! refs), directory-page contents, contexts, grants ended, and GPU work over
+//! everything mapped (which fills its TLB, so an unmap before the
+//! invalidation is caught). After every step the model's isolation checker
+//! must pass (a byte that changes nothing, a context past the limit, a TLB
+//! already full, a grant already ended, is no step); at the end the
+//! bystander's mappings must still read back its bytes; nothing may panic.
 //!
 //! The guests are built once per process and every input starts from that
 //! same state ([`Rig::checkpoint`], [`Rig::reset`]): building the platform
@@ -99,9 +102,9 @@ fn run(base: &mut Base, data: &[u8]) {
     let mut input = data;
     while let Some((&tag, rest)) = input.split_first() {
         input = rest;
-        match tag % 4 {
+        match tag % 8 {
             // A raw request slot.
-            0 | 1 => {
+            0..=3 => {
                 if input.len() < SLOT_SIZE {
                     break;
                 }
@@ -116,9 +119,9 @@ fn run(base: &mut Base, data: &[u8]) {
                 let _ = rig.fe(h).take_response();
             }
             // Directory page contents.
-            2 => {
+            4 => {
                 let n = input.len().min(PAGE_SIZE);
-                let (gfn, _) = rig.frontends[h].dir_pages[(tag as usize / 4) % 8];
+                let (gfn, _) = rig.frontends[h].dir_pages[(tag as usize / 8) % 8];
                 rig.frontends[h].guest.write(gfn, 0, &input[..n]).unwrap();
                 input = &input[n..];
             }
@@ -127,7 +130,7 @@ fn run(base: &mut Base, data: &[u8]) {
             // slot's job). Otherwise nothing happens, and nothing is
             // checked: one-byte steps that did nothing were most of the
             // steps of the corpus.
-            _ => {
+            5 => {
                 let below = rig.backend.engine().contexts(HOSTILE).count()
                     < usize::from(LIMITS_H.max_contexts);
                 if !rig.frontends[h].connected || !below {
@@ -135,6 +138,28 @@ fn run(base: &mut Base, data: &[u8]) {
                 }
                 let id = rig.fe(h).id();
                 let _ = rig.call(h, &RequestBuilder::simple(id, Op::ContextCreate, 0));
+            }
+            // The GPU runs a workload over everything mapped: every
+            // translation is then in its TLB, so a grant unmapped before
+            // the TLB is invalidated is caught. If the TLB held them all
+            // already, nothing changed: nothing to check.
+            6 => {
+                if rig.platform.gpu().touch_all() == 0 {
+                    continue;
+                }
+            }
+            // The guest ends its grant of one of its pages (Xen refuses
+            // while the backend maps it, and nothing changes); later
+            // requests naming it fail.
+            _ => {
+                let Some((&which, rest)) = input.split_first() else { break };
+                input = rest;
+                let f = &rig.frontends[h];
+                let p = f.pages[usize::from(which) % f.pages.len()];
+                let live = f.guest.grant_entry(p.gref).is_some_and(|e| e.flags != 0);
+                if !live || !f.guest.end_access(p.gref) {
+                    continue;
+                }
             }
         }
         if let Err(p) = rig.check() {

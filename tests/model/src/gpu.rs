@@ -390,6 +390,15 @@ impl GpuTables for ModelGpu {
 }
 
 impl ModelGpu {
+    /// A workload that touches everything mapped: the GPU translates every
+    /// present GGTT entry and every leaf reachable from every live PML4
+    /// table (read from the tables' bytes), so each translation is in the
+    /// TLB. Returns how many translations it added to the TLB (0: it held
+    /// them all, and nothing changed).
+    pub fn touch_all(&self) -> usize {
+        self.platform.touch_all()
+    }
+
     /// Translates `va` in `space` as the GPU would (TLB first, then a walk
     /// that reads the tables through the IOMMU), without touching the page.
     pub fn gpu_translate(

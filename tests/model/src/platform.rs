@@ -75,6 +75,20 @@ pub(crate) struct World {
     pub trace: Trace,
     /// Non-scratch entries of table pages, by write stamp (`summary`).
     pub summaries: RefCell<Summaries>,
+    /// Counts the borrows that may have changed what the isolation checker
+    /// reads (every mutable borrow but [`Platform::world_mut_unseen`]'s).
+    pub epoch: u64,
+    /// The last check: its epoch, the views it was given, its verdict.
+    pub last_check: RefCell<Option<LastCheck>>,
+    /// The epoch after the last `touch_all` (the TLB held everything then).
+    pub last_touch: Option<u64>,
+}
+
+/// A verdict of `check_isolation`, valid while the epoch stays the same.
+pub(crate) struct LastCheck {
+    pub epoch: u64,
+    pub guests: Vec<crate::GuestView>,
+    pub verdict: Result<crate::CheckStats, crate::Problem>,
 }
 
 /// Every platform's [`World::id`].
@@ -144,6 +158,9 @@ impl Platform {
             next_backend_page: 0,
             trace: Trace::default(),
             summaries: RefCell::default(),
+            epoch: 0,
+            last_check: RefCell::default(),
+            last_touch: None,
         };
         world.init_gpu();
         Ok(Platform(Rc::new(RefCell::new(world))))
@@ -153,7 +170,33 @@ impl Platform {
         self.0.borrow()
     }
 
+    /// The world, to change: a new [`World::epoch`] (whatever the caller
+    /// changes, the isolation checker looks again).
     pub(crate) fn world_mut(&self) -> RefMut<'_, World> {
+        let mut w = self.0.borrow_mut();
+        w.epoch += 1;
+        w
+    }
+
+    /// See [`ModelGpu::touch_all`]. Nothing to do if nothing changed since
+    /// the last touch; a new epoch only if the TLB grew.
+    pub(crate) fn touch_all(&self) -> usize {
+        let mut w = self.world_mut_unseen();
+        if w.last_touch == Some(w.epoch) {
+            return 0;
+        }
+        let added = w.touch_all();
+        if added > 0 {
+            w.epoch += 1;
+        }
+        w.last_touch = Some(w.epoch);
+        added
+    }
+
+    /// The world, for a change the isolation checker cannot see: bytes of
+    /// guest frames (it reads only table pages, which are backend RAM, and
+    /// frame owners, which never change). Keeps the epoch.
+    fn world_mut_unseen(&self) -> RefMut<'_, World> {
         self.0.borrow_mut()
     }
 
@@ -256,9 +299,15 @@ impl Platform {
     /// The backend CPU writes `bytes` at `bus` (may span pages). Nothing is
     /// written if any page refuses.
     pub fn bus_write(&self, bus: BusAddr, bytes: &[u8]) -> Result<(), IommuFault> {
-        let mut w = self.world_mut();
+        let mut w = self.world_mut_unseen();
+        let mut ram = false;
         for (addr, _) in Spans::new(bus.0, bytes.len()) {
             w.iommu_translate(BusAddr(addr), true)?;
+            ram |= addr >> PAGE_SHIFT < w.physmap.ram_pages;
+        }
+        if ram {
+            // The backend's own RAM holds the page tables.
+            w.epoch += 1;
         }
         for (addr, range) in Spans::new(bus.0, bytes.len()) {
             let frame = w.iommu_translate(BusAddr(addr), true)?;
@@ -278,7 +327,7 @@ impl Platform {
         offset: usize,
         out: &mut [u8],
     ) -> Result<(), i16> {
-        let mut w = self.world_mut();
+        let mut w = self.world_mut_unseen();
         let range = in_page(offset, out.len()).map_err(|_| GNTST_bad_copy_arg)?;
         let backend = w.cfg.backend;
         let frame = w.xen_copy_frame(backend, dom, gref, false)?;
@@ -297,7 +346,8 @@ impl Platform {
         offset: usize,
         data: &[u8],
     ) -> Result<(), i16> {
-        let mut w = self.world_mut();
+        // Into a guest's page: bytes the checker does not read.
+        let mut w = self.world_mut_unseen();
         let range = in_page(offset, data.len()).map_err(|_| GNTST_bad_copy_arg)?;
         let backend = w.cfg.backend;
         let frame = w.xen_copy_frame(backend, dom, gref, true)?;
@@ -424,7 +474,7 @@ impl Guest {
 
     /// Writes `bytes` at `offset` of page `gfn`.
     pub fn write(&self, gfn: Gfn, offset: usize, bytes: &[u8]) -> Result<(), MemError> {
-        let mut w = self.platform.world_mut();
+        let mut w = self.platform.world_mut_unseen();
         let f = w.mem.frame_of(self.dom, gfn)?;
         w.mem.write(f, offset, bytes)
     }

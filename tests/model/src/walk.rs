@@ -199,6 +199,60 @@ impl World {
         })
     }
 
+    /// See [`crate::ModelGpu::touch_all`].
+    pub(crate) fn touch_all(&mut self) -> usize {
+        let ggtt: Vec<u32> = self.gpu.ggtt_set.iter().copied().collect();
+        let mut vas: Vec<(Space, u64)> =
+            ggtt.into_iter().map(|i| (Space::Ggtt, u64::from(i) << PAGE_SHIFT)).collect();
+        let roots: Vec<BusAddr> = self
+            .gpu
+            .tables
+            .values()
+            .filter(|t| t.level == Level::Pml4)
+            .map(|t| t.page.bus)
+            .collect();
+        for root in roots {
+            let mut seen = Vec::new();
+            self.leaves(root, root, Level::Pml4, 0, &mut seen, &mut vas);
+        }
+        let before = self.gpu.tlb.len();
+        for &(space, va) in &vas {
+            let _ = self.gpu_translate(space, va, false);
+        }
+        self.gpu.tlb.len() - before
+    }
+
+    /// The virtual addresses of the present leaves below `table` (a live
+    /// table of `level` mapping `base`), scratch aside; `seen` guards
+    /// against tables reachable twice.
+    fn leaves(
+        &self,
+        root: BusAddr,
+        table: BusAddr,
+        level: Level,
+        base: u64,
+        seen: &mut Vec<BusAddr>,
+        out: &mut Vec<(Space, u64)>,
+    ) {
+        let Some(t) = self.gpu.table_at_bus(table).copied() else { return };
+        if t.level != level || seen.contains(&table) {
+            return;
+        }
+        seen.push(table);
+        let scratch = self.gpu.scratch_entry(level).bits();
+        for &(index, bits) in self.non_scratch(t.frame, scratch).iter() {
+            let pte = Gen8Pte::from_bits(bits);
+            if !pte.present() {
+                continue;
+            }
+            let va = base | (u64::from(index) << level.shift());
+            match level.below() {
+                None => out.push((Space::Ppgtt { root }, va)),
+                Some(below) => self.leaves(root, BusAddr(pte.addr()), below, va, seen, out),
+            }
+        }
+    }
+
     /// TLB entries whose page is backend gfn `gfn`.
     pub(crate) fn gpu_tlb_refs(&self, gfn: u64) -> Vec<Location> {
         let hits = self.gpu.tlb.iter().filter(|(_, e)| e.page.frame() == gfn);
