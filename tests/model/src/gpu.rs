@@ -116,7 +116,7 @@ impl GpuState {
 
     /// The live table whose page is at `bus`.
     pub fn table_at_bus(&self, bus: BusAddr) -> Option<&TableInfo> {
-        if bus.0 % (1 << PAGE_SHIFT) != 0 {
+        if !bus.0.is_multiple_of(1 << PAGE_SHIFT) {
             return None;
         }
         let id = (*self.table_at_gfn.get(usize::try_from(bus.frame()).ok()?)?)?;

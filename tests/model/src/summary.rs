@@ -22,7 +22,7 @@ use crate::platform::World;
 
 /// Bytes compared at once.
 const BLOCK: usize = 64;
-const _: () = assert!(ENTRIES_PER_TABLE * 8 % BLOCK == 0);
+const _: () = assert!((ENTRIES_PER_TABLE * 8).is_multiple_of(BLOCK));
 
 /// `(index, bits)` of every entry that is not the scratch entry.
 pub(crate) type Entries = Rc<[(u16, u64)]>;
