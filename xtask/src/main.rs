@@ -45,7 +45,7 @@ USAGE:
     cargo xtask boot [--stage 1|2] [--image PATH] [--timeout SECS]
     cargo xtask e2e [--timeout SECS]
     cargo xtask iommu [--timeout SECS]
-    cargo xtask fuzz [--seconds N]
+    cargo xtask fuzz [--seconds N] [--runs N] [--target NAME]
     cargo xtask bench [--criterion]
     cargo xtask help
 
@@ -82,10 +82,17 @@ iommu
     Logs: target/boot/iommu/.
 
 fuzz
-    Runs each cargo-fuzz target (ring_decode, backend_path, xenstore_decode)
-    for N seconds (default 60) on the stable toolchain, from a copy of
-    fuzz/corpus/<target> in target/fuzz/corpus; installs cargo-fuzz if
-    missing. Crashes land in target/fuzz/artifacts/<target>/.
+    Runs each cargo-fuzz target (ring_decode, backend_path, xenstore_decode,
+    service_xenstore), or only --target NAME, on the stable toolchain for N
+    seconds (--seconds, default 60) or N executions (--runs; with both,
+    whichever comes first); installs cargo-fuzz if missing. The corpus is
+    kept: each run starts from target/fuzz/corpus/<target> and the seeds in
+    fuzz/corpus/<target> (read, never written) and adds what it finds to
+    target/fuzz/corpus/<target>, so a campaign goes on where the last run
+    stopped (remove that directory to start over). Prints, and writes to
+    target/fuzz/last-run.txt, executions, time, execs/s, coverage and corpus
+    size per target. Crashes land in target/fuzz/artifacts/<target>/.
+    CI (`cargo xtask test`) runs every target for 20 s.
 
 bench
     Counts, under callgrind, the instructions of one 512-entry PPGTT map
@@ -131,7 +138,7 @@ enum Cmd {
     Boot(Options),
     E2e { timeout: Option<Duration> },
     Iommu { timeout: Option<Duration> },
-    Fuzz { seconds: u64 },
+    Fuzz(checks::FuzzRun),
     Bench { criterion: bool },
     Help,
 }
@@ -163,14 +170,7 @@ fn parse(args: &[String]) -> Result<Cmd> {
                 .map_err(|_| usage(format!("--timeout takes seconds, got `{v}`"))),
             _ => Err(usage("`iommu` takes only `--timeout SECS`".into())),
         },
-        "fuzz" => match rest {
-            [] => Ok(Cmd::Fuzz { seconds: 60 }),
-            [flag, v] if flag == "--seconds" => v
-                .parse()
-                .map(|seconds| Cmd::Fuzz { seconds })
-                .map_err(|_| usage(format!("--seconds takes a number, got `{v}`"))),
-            _ => Err(usage("`fuzz` takes only `--seconds N`".into())),
-        },
+        "fuzz" => parse_fuzz(rest).map(Cmd::Fuzz),
         "bench" => match rest {
             [] => Ok(Cmd::Bench { criterion: false }),
             [flag] if flag == "--criterion" => Ok(Cmd::Bench { criterion: true }),
@@ -210,6 +210,34 @@ fn parse(args: &[String]) -> Result<Cmd> {
         }
         other => Err(usage(format!("unknown command `{other}`"))),
     }
+}
+
+/// `fuzz [--seconds N] [--runs N] [--target NAME]`.
+fn parse_fuzz(rest: &[String]) -> Result<checks::FuzzRun> {
+    let usage = |m: String| Error::Usage(m);
+    let mut run = checks::FuzzRun { seconds: None, runs: None, target: None };
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or_else(|| usage(format!("`{flag}` needs a value")))?;
+        let number =
+            || v.parse::<u64>().map_err(|_| usage(format!("{flag} takes a number, got `{v}`")));
+        match flag.as_str() {
+            "--seconds" => run.seconds = Some(number()?),
+            "--runs" => run.runs = Some(number()?),
+            "--target" if checks::FUZZ_TARGETS.contains(&v.as_str()) => {
+                run.target = Some(v.clone())
+            }
+            "--target" => {
+                let known = checks::FUZZ_TARGETS.join(", ");
+                return Err(usage(format!("no fuzz target `{v}`; the targets are {known}")));
+            }
+            other => return Err(usage(format!("unknown `fuzz` option `{other}`"))),
+        }
+    }
+    if run.seconds.is_none() && run.runs.is_none() {
+        run.seconds = Some(60);
+    }
+    Ok(run)
 }
 
 fn build(paths: &Paths) -> Result<()> {
@@ -258,7 +286,7 @@ fn main() -> ExitCode {
         Cmd::Test => test(&paths),
         Cmd::E2e { timeout } => e2e::run(&paths, timeout),
         Cmd::Iommu { timeout } => iommu::run(&paths, timeout),
-        Cmd::Fuzz { seconds } => checks::fuzz(&paths, seconds),
+        Cmd::Fuzz(run) => checks::fuzz_run(&paths, &run).map(|_| ()),
         Cmd::Bench { criterion } => checks::bench(&paths, criterion).map(|_| ()),
     });
     match result {
@@ -310,6 +338,20 @@ mod tests {
     }
 
     #[test]
+    fn fuzz_runs_60_s_unless_told_and_takes_a_run_count_and_one_target() {
+        let Cmd::Fuzz(r) = parse(&args("fuzz")).unwrap() else { panic!() };
+        assert_eq!((r.seconds, r.runs, r.target), (Some(60), None, None));
+        let Cmd::Fuzz(r) = parse(&args("fuzz --runs 1000000 --target service_xenstore")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((r.seconds, r.runs), (None, Some(1_000_000)));
+        assert_eq!(r.target.as_deref(), Some("service_xenstore"));
+        let Cmd::Fuzz(r) = parse(&args("fuzz --seconds 5 --runs 9")).unwrap() else { panic!() };
+        assert_eq!((r.seconds, r.runs), (Some(5), Some(9)));
+    }
+
+    #[test]
     fn bad_arguments_are_usage_errors_that_say_what_was_wrong() {
         for (a, want) in [
             ("boot --stage 3", "--stage takes 1 or 2"),
@@ -318,6 +360,10 @@ mod tests {
             ("frob", "unknown command"),
             ("build x", "takes no arguments"),
             ("boot --timeout soon", "seconds"),
+            ("fuzz --target nope", "the targets are ring_decode"),
+            ("fuzz --runs lots", "--runs takes a number"),
+            ("fuzz --seconds", "needs a value"),
+            ("fuzz --jobs 2", "unknown `fuzz` option"),
         ] {
             let e = parse(&args(a)).err().unwrap();
             assert!(matches!(e, Error::Usage(_)));
