@@ -8,7 +8,7 @@
 //! Started as PVH dom0, the image runs the unikernel's self-test and powers
 //! off; started as a domU, it connects to xenstore and runs the vgpu backend
 //! service (see `domu`, `vgpu`) over the unikernel's Xen layer (`platform`)
-//! and, without a GPU it can drive, the software GPU (`softgpu`).
+//! and drives the GPU chosen at boot (`gpu`: an Intel GPU, or the software GPU).
 #![cfg_attr(target_os = "none", no_std, no_main)]
 
 #[cfg(not(target_os = "none"))]
@@ -19,14 +19,12 @@ fn main() {
 
 #[cfg(target_os = "none")]
 mod domu;
-#[cfg(target_os = "none")]
-mod hwgpu;
+#[cfg(any(test, target_os = "none"))]
+mod gpu;
 #[cfg(target_os = "none")]
 mod iommu_test;
 #[cfg(target_os = "none")]
 mod platform;
-#[cfg(any(test, target_os = "none"))]
-mod softgpu;
 #[cfg(target_os = "none")]
 mod vgpu;
 

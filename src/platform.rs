@@ -1,57 +1,98 @@
 //! The backend's platform in the image: the traits `gtt` and `backend`
-//! drive, implemented over the unikernel's Xen layer.
+//! drive, implemented over the unikernel's Xen layer. This is the image's
+//! platform edge: the one place where `gtt`'s types meet the unikernel's.
 //!
 //! - [`WindowMapper`] (`gtt::GrantMapper`): guests' grants into the
 //!   foreign-grant window, the only way a guest page becomes GPU-reachable.
+//!   It is the only `GrantMapper` in the image and holds the unikernel's one
+//!   `WindowToken` privately: its methods need `gtt`'s `MappingCap`, so only
+//!   `gtt` can map into the window.
 //! - [`XenConnector`] (`backend::Connector`): the frontend's ring page mapped
-//!   into the same window for the CPU ([`RingPage`]: volatile accesses, real
-//!   fences), event channels bound, closed and notified.
+//!   for the CPU, in the unikernel's CPU pages (never the window:
+//!   [`RingPage`]: volatile accesses, real fences), event channels bound,
+//!   closed and notified.
 //! - [`XenCpu`] (`backend::CpuAccess`): directory pages fetched with
-//!   `GNTTABOP_copy` (never mapped), and CPU reads of window pages for
-//!   `DebugReadback`.
-//!
-//! The three share one [`ForeignMapper`] (one window, one bitmap of its
-//! frames): a frame holds one mapping, whoever asked for it.
+//!   `GNTTABOP_copy` (never mapped), and CPU reads of window frames for
+//!   `DebugReadback` (a [`WindowReader`]: reads, never maps).
 //!
 //! # Invariants
+//! - Only [`WindowMapper`] maps into the window; it does so only when `gtt` calls it.
 //! - The ring mapping is CPU-side only: no code here writes a GPU table.
 //! - `read_bus` reads only frames inside the window.
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 
-use alloc::rc::Rc;
-use core::cell::RefCell;
-
 use backend::{Connector, CpuAccess};
 use gpuif::ring::SharedPage;
 use gtt::platform::{GrantMapError, GrantMapRequest, GrantMapper, GrantMapping, MappingCap};
-use gtt::{BusAddr, DomId};
+use gtt::{Access, BusAddr, DomId};
+use unikernel::window::WindowToken;
 use unikernel::xen::events;
+use unikernel::xen::foreign::{CpuPages, GrantWindow, MapError, MapRequest, Mapped, WindowReader};
 use unikernel::xen::foreign_page::ForeignPage;
-use unikernel::xen::gnttab::{ForeignMapper, MapError, Mapped};
 use unikernel::xen::grant_copy::{self, CopyError};
 use xen_abi::grant_table::GNTST_GENERAL_ERROR;
 
-/// The foreign-grant window, shared by the engine's mapper, the ring
-/// mappings and the CPU reads (one vCPU, no interrupt touches it).
-pub type SharedWindow = Rc<RefCell<ForeignMapper>>;
+/// `gtt`'s grant mapper: the grant window, its token, and the conversion
+/// buffers between `gtt`'s types and the unikernel's (allocated at build).
+pub struct WindowMapper {
+    window: GrantWindow,
+    token: WindowToken,
+    reqs: alloc::vec::Vec<MapRequest>,
+    out: alloc::vec::Vec<Result<Mapped, MapError>>,
+    maps: alloc::vec::Vec<Mapped>,
+}
 
-/// `gtt`'s grant mapper: the unikernel's window mapper, shared.
-pub struct WindowMapper(pub SharedWindow);
+impl WindowMapper {
+    /// The mapper over the unikernel's window, for batches of up to `max_batch`.
+    pub fn new(window: GrantWindow, token: WindowToken, max_batch: usize) -> Self {
+        WindowMapper {
+            window,
+            token,
+            reqs: alloc::vec::Vec::with_capacity(max_batch),
+            out: alloc::vec![Err(MapError::WindowFull); max_batch],
+            maps: alloc::vec::Vec::with_capacity(max_batch),
+        }
+    }
+}
 
 impl GrantMapper for WindowMapper {
     fn map(
         &mut self,
-        cap: &MappingCap,
+        _cap: &MappingCap,
         reqs: &[GrantMapRequest],
         out: &mut [Result<GrantMapping, GrantMapError>],
     ) {
-        GrantMapper::map(&mut *self.0.borrow_mut(), cap, reqs, out)
+        // gtt's batches are at most `max_batch` long; a longer one is
+        // mapped in pieces rather than refused.
+        for (reqs, out) in reqs.chunks(self.out.len()).zip(out.chunks_mut(self.out.len())) {
+            self.reqs.clear();
+            self.reqs.extend(reqs.iter().map(|r| MapRequest {
+                dom: r.dom.0,
+                gref: r.gref.0,
+                readonly: r.access == Access::ReadOnly,
+            }));
+            let res = &mut self.out[..reqs.len()];
+            self.window.map(&self.token, &self.reqs, res);
+            for (o, r) in out.iter_mut().zip(res.iter()) {
+                *o = match *r {
+                    Ok(m) => Ok(GrantMapping { bus: BusAddr(m.gfn << 12), handle: m.handle }),
+                    Err(MapError::Xen(st)) => Err(GrantMapError::Xen(st)),
+                    Err(MapError::WindowFull) => Err(GrantMapError::WindowFull),
+                };
+            }
+        }
     }
 
-    fn unmap(&mut self, cap: &MappingCap, mappings: &[GrantMapping]) -> usize {
-        GrantMapper::unmap(&mut *self.0.borrow_mut(), cap, mappings)
+    fn unmap(&mut self, _cap: &MappingCap, mappings: &[GrantMapping]) -> usize {
+        let mut refused = 0;
+        for chunk in mappings.chunks(self.out.len()) {
+            self.maps.clear();
+            self.maps.extend(chunk.iter().map(|g| Mapped { gfn: g.bus.frame(), handle: g.handle }));
+            refused += self.window.unmap(&self.token, &self.maps);
+        }
+        refused
     }
 }
 
@@ -78,14 +119,14 @@ impl SharedPage for RingPage {
 
 /// Ring mappings and event channels for the xenbus devices.
 pub struct XenConnector {
-    pub window: SharedWindow,
+    pub pages: CpuPages,
 }
 
 impl Connector for XenConnector {
     type Ring = RingPage;
 
     fn map_ring(&mut self, dom: DomId, gref: u32) -> Result<RingPage, i16> {
-        match self.window.borrow_mut().map_page(dom.0, gref) {
+        match self.pages.map_page(dom.0, gref) {
             Ok(p) => Ok(RingPage(p)),
             Err(MapError::Xen(st)) => Err(st),
             Err(MapError::WindowFull) => Err(GNTST_GENERAL_ERROR),
@@ -94,7 +135,7 @@ impl Connector for XenConnector {
 
     fn unmap_ring(&mut self, dom: DomId, ring: RingPage) {
         let gfn = ring.0.mapped().gfn;
-        if !self.window.borrow_mut().unmap_page(ring.0) {
+        if !self.pages.unmap_page(ring.0) {
             log::warn!("vgpu dom{}: Xen refused to unmap the ring at gfn {gfn:#x}", dom.0);
         }
     }
@@ -124,7 +165,7 @@ impl Connector for XenConnector {
 
 /// The backend CPU's own accesses to guest memory.
 pub struct XenCpu {
-    pub window: SharedWindow,
+    pub window: WindowReader,
 }
 
 impl CpuAccess for XenCpu {
@@ -141,7 +182,7 @@ impl CpuAccess for XenCpu {
     }
 
     fn read_bus(&mut self, bus: BusAddr, out: &mut [u8; gpuif::PAGE_SIZE]) -> bool {
-        // `ForeignMapper::read` refuses frames outside the window.
-        self.window.borrow().read(&Mapped { gfn: bus.frame(), handle: 0 }, out)
+        // `WindowReader::read` refuses frames outside the window.
+        self.window.read(bus.frame(), out)
     }
 }

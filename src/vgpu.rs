@@ -13,18 +13,14 @@
 
 extern crate alloc;
 
-use alloc::rc::Rc;
-use core::cell::RefCell;
-
 use backend::service::{MAX_DEVICES, TOKEN_BACKEND, TOKEN_FRONTEND, TOKEN_RELEASE};
 use backend::{Backend, Change, Service};
 use gtt::{Config, Engine};
 use unikernel::executor::Executor;
 use unikernel::Kernel;
 
-use crate::hwgpu::{self, Gpu};
+use crate::gpu::{self, Gpu};
 use crate::platform::{WindowMapper, XenConnector, XenCpu};
-use crate::softgpu::SoftGpu;
 
 /// The service with the image's platform.
 pub type VgpuService = Service<WindowMapper, Gpu, XenCpu, XenConnector>;
@@ -34,49 +30,59 @@ pub const GGTT_ENTRIES: u32 = 65536;
 /// PPGTT table pages (4 KiB each, allocated at boot).
 pub const TABLE_PAGES: usize = 1024;
 
-/// The engine's capacities in the image.
+/// Grant mappings at once, over all guests.
+pub const GRANT_SLOTS: usize = 16384;
+/// PPGTT contexts at once, over all guests.
+pub const CONTEXTS: usize = 64;
+
+/// The engine's capacities in the image: gpu-dom's pools, from which every
+/// attached guest's limits are reserved (`gtt::Pool`).
 pub fn engine_config() -> Config {
     Config {
         max_guests: MAX_DEVICES as u16,
-        grant_slots: 16384,
+        grant_slots: GRANT_SLOTS,
         table_pages: TABLE_PAGES,
-        contexts: 64,
+        contexts: CONTEXTS,
         max_batch: gpuif::MAX_ENTRIES,
     }
 }
 
-/// Whether the command line asks for `DebugReadback` (`gpu-dom.debug=readback`,
-/// possibly among other comma-separated values).
-pub fn debug_readback_requested(k: &Kernel) -> bool {
-    k.cmdline_option("gpu-dom.debug").is_some_and(|v| v.split(',').any(|w| w == "readback"))
-}
+// A default gpu-dom serves `MAX_DEVICES` (16) guests attached with `vgpu
+// attach`'s default limits (`gpuif::keys::default_limits`): each default
+// guest takes at most a sixteenth of every pool.
+const _: () = {
+    use gpuif::keys::default_limits as d;
+    let n = MAX_DEVICES;
+    assert!(n * d::GGTT_ENTRIES as usize <= GGTT_ENTRIES as usize);
+    assert!(n * d::MAX_PAGES as usize <= GRANT_SLOTS);
+    assert!(n * d::MAX_TABLE_PAGES as usize <= TABLE_PAGES);
+    assert!(n * d::CONTEXTS as usize <= CONTEXTS);
+};
+// The window holds every grant slot and the CPU pages a ring per device,
+// so a guest within its reservation never finds either full; a whole
+// request's grants go into the window with one hypercall.
+const _: () = assert!(GRANT_SLOTS <= unikernel::layout::WINDOW_FRAMES as usize);
+const _: () = assert!(MAX_DEVICES <= unikernel::layout::CPU_PAGE_FRAMES as usize);
+const _: () = assert!(gpuif::MAX_ENTRIES <= unikernel::layout::MAX_MAP_BATCH);
 
-/// Builds the backend service. Takes the unikernel's window mapper: from
-/// now on only the service maps foreign grants.
+/// Builds the backend service. Takes the unikernel's grant window and its
+/// token: from now on only `gtt` maps into the window.
 pub fn build(k: &mut Kernel) -> VgpuService {
-    let window = k.foreign.take().unwrap_or_else(|| panic!("grant table not set up"));
-    let window = Rc::new(RefCell::new(window));
-    // A supported Intel GPU passed through (HVM domU) is driven for real;
-    // otherwise say loudly that what follows serves a GPU that is not hardware.
-    let (gpu, footprint) = match hwgpu::find_intel(GGTT_ENTRIES, TABLE_PAGES) {
-        Some(intel) => {
-            log::info!("driving the Intel GPU above (i915-lite)");
-            (Gpu::Intel(alloc::boxed::Box::new(intel)), TABLE_PAGES * 4096)
-        }
-        None => {
-            log::info!(
-                "WARNING: no Intel GPU found (no PCI devices in a PVH domU) -> using the software \
-                 GPU ({GGTT_ENTRIES} GGTT entries, {TABLE_PAGES} PPGTT table pages in gpu-dom \
-                 memory; guests' mappings are real grant mappings, but no device reads them)"
-            );
-            let soft = SoftGpu::new(GGTT_ENTRIES, TABLE_PAGES);
-            let footprint = soft.footprint();
-            (Gpu::Soft(soft), footprint)
-        }
-    };
-    let engine = Engine::new(engine_config(), WindowMapper(window.clone()), gpu);
-    let mut backend = Backend::new(engine, XenCpu { window: window.clone() });
-    if debug_readback_requested(k) {
+    let (window, token) = k.take_grant_window().unwrap_or_else(|| panic!("grant table not set up"));
+    let pages = k.cpu_pages.take().unwrap_or_else(|| panic!("grant table not set up"));
+    let reader = window.reader();
+    let (gpu, footprint) = gpu::choose(GGTT_ENTRIES, TABLE_PAGES);
+    let mapper = WindowMapper::new(window, token, gpuif::MAX_ENTRIES);
+    let engine = Engine::new(engine_config(), mapper, gpu);
+    let mut backend = Backend::new(engine, XenCpu { window: reader });
+    let options = k.options();
+    if let Some(word) = options.unknown {
+        log::warn!(
+            "unknown boot option {word:?} ignored (gpu-dom knows {:?})",
+            unikernel::boot_options::KNOWN
+        );
+    }
+    if options.debug_readback {
         log::info!(
             "WARNING: debug readback ON (gpu-dom.debug=readback on the command line): guests \
              can read checksums of the pages mapped for them; never use in production"
@@ -92,7 +98,7 @@ pub fn build(k: &mut Kernel) -> VgpuService {
         used / 1024,
         left / 1024
     );
-    Service::new(backend, XenConnector { window })
+    Service::new(backend, XenConnector { pages })
 }
 
 /// Prints one change as its console marker.

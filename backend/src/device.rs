@@ -138,6 +138,31 @@ fn short(v: &[u8]) -> heapless::String<16> {
     s
 }
 
+/// A refusal, kept as state: the device is looked at again only when the
+/// party that was refused changed something (never in reaction to gpu-dom's
+/// own writes, which would fire its own watch and loop).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Refused {
+    /// Why.
+    pub error: DeviceError,
+    /// Until when.
+    pub until: Until,
+}
+
+/// What a refused device waits for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Until {
+    /// A frontend value was refused (version, ring-ref, event-channel): the
+    /// frontend must start over (state back to Initialising or InitWait,
+    /// possibly through Closing/Closed), as blkback waits for a frontend
+    /// to reconnect.
+    FrontendRestarts,
+    /// The toolstack's side was refused (validation, or `gtt` refused the
+    /// limits): the device is validated again, silently, on every change,
+    /// and probed again only when the outcome differs from this one.
+    ToolstackChanges(Result<Limits, DeviceError>),
+}
+
 /// A connected device's live resources.
 pub struct Live<R> {
     pub ring: R,
@@ -157,8 +182,8 @@ pub struct Device<R> {
     pub attached: bool,
     /// The ring and event channel, while connected.
     pub live: Option<Live<R>>,
-    /// Why the device is not served, if it is not.
-    pub error: Option<DeviceError>,
+    /// Why the device is not served, and what it waits for, if it was refused.
+    pub refused: Option<Refused>,
     /// Statistics as last published (to write only changes).
     pub published: [u64; 4],
 }
@@ -172,7 +197,7 @@ impl<R> Device<R> {
             state: XenbusState::Unknown,
             attached: false,
             live: None,
-            error: None,
+            refused: None,
             published: [u64::MAX; 4],
         }
     }

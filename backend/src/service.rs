@@ -28,7 +28,7 @@ use gtt::{DomId, GpuTables, GrantMapper};
 use xenbus::wire::TxId;
 use xenbus::{Client, Transport, XenbusState};
 
-use crate::device::{self, Connector, Device, DeviceError, Path};
+use crate::device::{self, Connector, Device, DeviceError, Path, Refused, Until};
 use crate::{Backend, CpuAccess};
 
 /// Devices served at once.
@@ -60,6 +60,8 @@ pub struct Service<M, W, D, C: Connector> {
     pub backend: Backend<M, W, D>,
     pub connector: C,
     devices: heapless::Vec<Device<C::Ring>, MAX_DEVICES>,
+    /// Pool figures as last published (`keys::POOL_ROOT`), to write only changes.
+    pools_published: [[u64; 3]; 5],
 }
 
 impl<M, W, D, C> Service<M, W, D, C>
@@ -71,7 +73,22 @@ where
 {
     /// A service around a backend.
     pub fn new(backend: Backend<M, W, D>, connector: C) -> Self {
-        Service { backend, connector, devices: heapless::Vec::new() }
+        Service {
+            backend,
+            connector,
+            devices: heapless::Vec::new(),
+            pools_published: [[u64::MAX; 3]; 5],
+        }
+    }
+
+    /// The engine (read-only: counters, pools, lookups).
+    pub fn engine(&self) -> &gtt::Engine<M, W> {
+        self.backend.engine()
+    }
+
+    /// The platform's CPU-side access.
+    pub fn cpu_access(&self) -> &D {
+        self.backend.cpu_access()
     }
 
     /// The devices known now.
@@ -89,6 +106,7 @@ where
         let mut total: heapless::String<16> = heapless::String::new();
         let _ = write!(total, "{}", self.backend.engine().caps().ggtt_entries);
         xs.write(TxId::NONE, keys::GGTT_TOTAL, total.as_bytes())?;
+        self.publish_pools(xs);
         xs.watch("backend/vgpu", TOKEN_BACKEND)?;
         xs.watch("@releaseDomain", TOKEN_RELEASE)?;
         self.rescan(xs, changes);
@@ -141,6 +159,7 @@ where
                     self.connector.notify(port);
                 }
                 self.publish_stats(xs, i);
+                self.publish_pools(xs);
                 served.more
             }
             Err(_) => {
@@ -186,6 +205,7 @@ where
         for i in 0..self.devices.len() {
             self.step(xs, i, changes);
         }
+        self.publish_pools(xs);
     }
 
     /// Moves device `i` one step along the handshake, given xenstore now.
@@ -218,14 +238,16 @@ where
         match dev.state {
             XenbusState::Unknown => self.probe(xs, i, changes),
             XenbusState::Closed => {
-                // Refused earlier: re-checked without writing anything (a
-                // write would fire our own watch again), and served once
-                // the toolstack fixed the device. Closed cleanly earlier:
-                // served again when the frontend starts over.
-                let again = if dev.error.is_some() {
-                    device::validate(xs, dev).is_ok()
-                } else {
-                    matches!(fe_state, Some(XenbusState::Initialising | XenbusState::InitWait))
+                // Refused or closed earlier: nothing is written here (a write
+                // would fire our own watch). The device is probed again only
+                // when the refused party changed something.
+                let starts_over =
+                    matches!(fe_state, Some(XenbusState::Initialising | XenbusState::InitWait));
+                let again = match &dev.refused {
+                    None | Some(Refused { until: Until::FrontendRestarts, .. }) => starts_over,
+                    Some(Refused { until: Until::ToolstackChanges(seen), .. }) => {
+                        device::validate(xs, dev) != *seen
+                    }
                 };
                 if again {
                     self.probe(xs, i, changes);
@@ -235,9 +257,13 @@ where
                 // The toolstack's decision can change under a served device:
                 // limits that became guest-writable or different end service.
                 match device::validate(xs, dev) {
-                    Err(e) => return self.refuse(xs, i, e, changes),
+                    Err(e) => {
+                        let until = Until::ToolstackChanges(Err(e.clone()));
+                        return self.refuse(xs, i, e, until, changes);
+                    }
                     Ok(l) if Some(l) != self.backend.engine().guest_limits(dev.fe) => {
-                        return self.refuse(xs, i, DeviceError::LimitsChanged, changes)
+                        let until = Until::ToolstackChanges(Ok(l));
+                        return self.refuse(xs, i, DeviceError::LimitsChanged, until, changes);
                     }
                     Ok(_) => {}
                 }
@@ -262,14 +288,18 @@ where
         let (fe, devid) = (dev.fe, dev.devid);
         let limits = match device::validate(xs, dev) {
             Ok(l) => l,
-            Err(e) => return self.refuse(xs, i, e, changes),
+            Err(e) => {
+                let until = Until::ToolstackChanges(Err(e.clone()));
+                return self.refuse(xs, i, e, until, changes);
+            }
         };
         if let Err(r) = self.backend.engine_mut().attach(fe, limits) {
-            return self.refuse(xs, i, DeviceError::Refused(r), changes);
+            let until = Until::ToolstackChanges(Ok(limits));
+            return self.refuse(xs, i, DeviceError::Refused(r), until, changes);
         }
         let dev = &mut self.devices[i];
         dev.attached = true;
-        dev.error = None;
+        dev.refused = None;
         let be = dev.be_path();
         let mut n: heapless::String<16> = heapless::String::new();
         let _ = write!(n, "{}", MAX_ENTRIES.min(self.backend.engine().config().max_batch));
@@ -319,17 +349,18 @@ where
                     changes(Change::Connected { fe, devid, port });
                 }
             }
-            Err(e) => self.refuse(xs, i, e, changes),
+            Err(e) => self.refuse(xs, i, e, Until::FrontendRestarts, changes),
         }
     }
 
     /// Device `i` is not served: says why in xenstore and the log, revokes
-    /// anything attached, and closes.
+    /// anything attached, and closes; then waits, without writing, `until`.
     fn refuse<T: Transport>(
         &mut self,
         xs: &mut Client<T>,
         i: usize,
         error: DeviceError,
+        until: Until,
         changes: &mut impl FnMut(Change),
     ) {
         let (fe, devid) = (self.devices[i].fe, self.devices[i].devid);
@@ -341,7 +372,7 @@ where
             xs.write(TxId::NONE, &path_of(format_args!("{}/error", dev.be_path())), msg.as_bytes());
         device::disconnect(&mut self.backend, dev, &mut self.connector);
         let _ = device::set_state(xs, dev, XenbusState::Closed);
-        dev.error = Some(error.clone());
+        dev.refused = Some(Refused { error: error.clone(), until });
         changes(Change::Refused { fe, devid, error });
     }
 
@@ -393,16 +424,34 @@ where
         ];
         let dir = path_of(format_args!("{}/{}/{}", keys::STATS_ROOT, dev.fe.0, dev.devid));
         for (k, name) in keys::STATS_KEYS.iter().enumerate() {
-            if now[k] == self.devices[i].published[k] {
-                continue;
-            }
-            let mut v: heapless::String<24> = heapless::String::new();
-            let _ = write!(v, "{}", now[k]);
             let p = path_of(format_args!("{dir}/{name}"));
-            if xs.write(TxId::NONE, &p, v.as_bytes()).is_ok() {
-                self.devices[i].published[k] = now[k];
+            write_if_changed(xs, &p, now[k], &mut self.devices[i].published[k]);
+        }
+    }
+
+    /// Writes gpu-dom's pools (`data/vgpu-pool/<pool>/{capacity,reserved,used}`)
+    /// where they changed. Outside the watched tree, like the statistics.
+    fn publish_pools<T: Transport>(&mut self, xs: &mut Client<T>) {
+        for (k, (pool, u)) in self.backend.engine().pools().into_iter().enumerate() {
+            let now = [u.capacity, u.reserved, u.used];
+            for (j, key) in keys::POOL_KEYS.iter().enumerate() {
+                let p = path_of(format_args!("{}/{}/{key}", keys::POOL_ROOT, pool.name()));
+                write_if_changed(xs, &p, now[j], &mut self.pools_published[k][j]);
             }
         }
+    }
+}
+
+/// Writes `now` to `p` unless it is what was last written there (`last`,
+/// updated when the write succeeds).
+fn write_if_changed<T: Transport>(xs: &mut Client<T>, p: &str, now: u64, last: &mut u64) {
+    if now == *last {
+        return;
+    }
+    let mut v: heapless::String<24> = heapless::String::new();
+    let _ = write!(v, "{now}");
+    if xs.write(TxId::NONE, p, v.as_bytes()).is_ok() {
+        *last = now;
     }
 }
 
@@ -449,4 +498,13 @@ fn list_devices<T: Transport>(xs: &mut Client<T>) -> heapless::Vec<(DomId, u32),
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_published_pool_names_are_gtts() {
+        let names = gtt::Pool::ALL.map(|p| p.name());
+        assert_eq!(names, gpuif::keys::POOLS);
+    }
 }

@@ -12,7 +12,8 @@ pub fn refusal_status(r: &Refusal) -> (Status, u64, i32) {
         | Refusal::TooManyGuests { .. }
         | Refusal::SliceOutOfRange { .. }
         | Refusal::SliceOverlaps { .. }
-        | Refusal::ContextLimitTooHigh { .. } => (Status::NOT_ATTACHED, 0, 0),
+        | Refusal::ContextLimitTooHigh { .. }
+        | Refusal::DoesNotFit { .. } => (Status::NOT_ATTACHED, 0, 0),
         Refusal::BatchTooLarge { len, .. } => (Status::TOO_LARGE, len as u64, 0),
         Refusal::GgttIndexOutOfSlice { index, slice_len } => {
             (Status::INDEX_OUT_OF_SLICE, index as u64, slice_len as i32)

@@ -50,6 +50,34 @@ pub const STATS_ROOT: &str = "data/vgpu";
 /// The statistics published per device, in `vgpu list` column order.
 pub const STATS_KEYS: [&str; 4] = ["pages", "entries", "contexts", "refused"];
 
+/// Backend: its pools, relative to its home path:
+/// `data/vgpu-pool/<pool>/{capacity,reserved,used}` for each of [`POOLS`].
+/// `capacity` is written once at start, `reserved` (the sum of the served
+/// guests' limits) on every attach and detach, `used` when it changed after
+/// serving. `vgpu attach` reads `capacity` to refuse limits that cannot fit.
+pub const POOL_ROOT: &str = "data/vgpu-pool";
+/// The pools, as `gtt::Pool::name` names them: what each guest's limits
+/// reserve (`devices`: one per device; `ggtt-entries`: the slice;
+/// `pages`: `max-pages`; `table-pages`: `max-table-pages`; `contexts`:
+/// `max-contexts`).
+pub const POOLS: [&str; 5] = ["devices", "ggtt-entries", "pages", "table-pages", "contexts"];
+/// The figures published per pool.
+pub const POOL_KEYS: [&str; 3] = ["capacity", "reserved", "used"];
+
+/// The limits `vgpu attach` gives a guest unless told otherwise: a sixteenth
+/// of each pool of a default gpu-dom (`src/vgpu.rs` asserts it), so a
+/// default gpu-dom serves 16 default guests, its device limit.
+pub mod default_limits {
+    /// GGTT entries in the slice (16 MiB of GGTT address space).
+    pub const GGTT_ENTRIES: u32 = 4096;
+    /// PPGTT contexts.
+    pub const CONTEXTS: u32 = 4;
+    /// Grant-mapped pages at once (4 MiB of guest memory GPU-reachable).
+    pub const MAX_PAGES: u32 = 1024;
+    /// PPGTT table pages (a 2 MiB region costs 4 to start, 1 per 2 MiB after).
+    pub const MAX_TABLE_PAGES: u32 = 64;
+}
+
 /// The dom0-owned directory of limits inside the backend directory.
 pub const LIMITS_DIR: &str = "limits";
 /// Limit keys, relative to [`LIMITS_DIR`].

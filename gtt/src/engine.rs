@@ -250,12 +250,15 @@ impl<M: GrantMapper, W: GpuTables> Engine<M, W> {
         Err(r)
     }
 
-    /// Starts serving `dom` with `limits` (the toolstack's decision).
+    /// Starts serving `dom` with `limits` (the toolstack's decision), which
+    /// are reserved from the engine's pools until [`Engine::detach`]: a
+    /// guest whose limits do not fit in what is left is refused
+    /// ([`Refusal::DoesNotFit`]).
     pub fn attach(&mut self, dom: DomId, limits: Limits) -> Result<(), Refusal> {
         if self.guest_index(dom).is_ok() {
             return self.refuse(dom, Refusal::AlreadyAttached { dom });
         }
-        if let Err(r) = self.check_limits(&limits) {
+        if let Err(r) = self.check_limits(&limits).and_then(|()| self.check_fits(&limits)) {
             return self.refuse(dom, r);
         }
         let Some(free) = self.guests.iter().position(Option::is_none) else {

@@ -1,5 +1,6 @@
 //! Every refusal `gtt` can give, with the offending value.
 
+use crate::pools::Pool;
 use crate::types::{ContextId, DomId, GrantRef};
 
 /// Why `gtt` refused an operation or one entry of a batch.
@@ -20,6 +21,8 @@ pub enum Refusal {
     SliceOverlaps { base: u32, len: u32, other: DomId },
     /// `max_contexts` larger than the engine supports per guest.
     ContextLimitTooHigh { requested: u16, max: u16 },
+    /// `attach`: the limits ask more of `pool` than is left unreserved.
+    DoesNotFit { pool: Pool, requested: u64, free: u64, capacity: u64 },
     /// A batch longer than the engine's batch capacity.
     BatchTooLarge { len: usize, max: usize },
     /// A GGTT index outside the guest's slice (indexes are slice-relative).
@@ -59,6 +62,7 @@ pub enum RefusalKind {
     SliceOutOfRange,
     SliceOverlaps,
     ContextLimitTooHigh,
+    DoesNotFit,
     BatchTooLarge,
     GgttIndexOutOfSlice,
     BadGpuAddress,
@@ -89,6 +93,7 @@ impl Refusal {
             Refusal::SliceOutOfRange { .. } => RefusalKind::SliceOutOfRange,
             Refusal::SliceOverlaps { .. } => RefusalKind::SliceOverlaps,
             Refusal::ContextLimitTooHigh { .. } => RefusalKind::ContextLimitTooHigh,
+            Refusal::DoesNotFit { .. } => RefusalKind::DoesNotFit,
             Refusal::BatchTooLarge { .. } => RefusalKind::BatchTooLarge,
             Refusal::GgttIndexOutOfSlice { .. } => RefusalKind::GgttIndexOutOfSlice,
             Refusal::BadGpuAddress { .. } => RefusalKind::BadGpuAddress,
@@ -122,6 +127,11 @@ impl core::fmt::Display for Refusal {
             Refusal::ContextLimitTooHigh { requested, max } => {
                 write!(f, "{requested} contexts requested, at most {max} per guest")
             }
+            Refusal::DoesNotFit { pool, requested, free, capacity } => write!(
+                f,
+                "does not fit: {requested} {pool} asked, {free} of {capacity} free \
+                 (the rest is reserved by attached guests)"
+            ),
             Refusal::BatchTooLarge { len, max } => {
                 write!(f, "batch of {len} entries, at most {max}")
             }

@@ -35,8 +35,11 @@ mod error;
 mod ggtt;
 mod grants;
 pub mod platform;
+mod pools;
 mod ppgtt;
 mod tables;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod types;
 
 pub use counters::{Counters, GuestStats, Released};
@@ -47,6 +50,7 @@ pub use platform::{
     GpuCaps, GpuTables, GrantMapError, GrantMapRequest, GrantMapper, GrantMapping, MappingCap,
     TablePage,
 };
+pub use pools::{Pool, PoolUse};
 pub use ppgtt::{valid_gpu_addr, PpgttEntry};
 pub use types::{Access, BusAddr, ContextId, DomId, GrantRef, Level};
 

@@ -10,7 +10,16 @@
 use crate::types::{Access, BusAddr, DomId, GrantRef, Level};
 
 /// Proof that the caller is `gtt`. The private field keeps other crates from
-/// constructing one (see the module documentation).
+/// constructing one (see the module documentation), so no code outside
+/// `gtt` can call a [`GrantMapper`] or [`GpuTables`] method, and with them
+/// create a GPU-visible mapping:
+///
+/// ```compile_fail
+/// let cap = gtt::platform::MappingCap(());
+/// ```
+/// ```compile_fail
+/// let cap = gtt::platform::MappingCap::new();
+/// ```
 pub struct MappingCap(());
 
 impl MappingCap {

@@ -436,3 +436,109 @@ fn a_batch_over_capacity_is_refused_whole() {
     assert_eq!(e.ggtt_map(A, &big).refusal, Some((0, Refusal::BatchTooLarge { len: 17, max: 16 })));
     assert!(log.borrow().is_empty());
 }
+
+// ---- admission control (pools.rs) -----------------------------------------
+
+/// An engine of `grant_slots` grant slots and `table_pages` table pages
+/// (the driver's pool the same), no guest attached; every gref below 256
+/// of domains 1..=3 is grantable writable.
+fn small_engine(grant_slots: usize, table_pages: usize) -> Engine<FakeMapper, FakeGpu> {
+    let log: Log = Rc::default();
+    let grants = (1..=3u16).flat_map(|d| (0..256).map(move |g| ((d, g), false))).collect();
+    let m = FakeMapper { log: log.clone(), grants, next: 0, live: HashSet::new() };
+    let gpu = FakeGpu {
+        log,
+        ggtt: HashMap::new(),
+        tables: HashMap::new(),
+        next: 0,
+        pool: table_pages as u32,
+        ro_ggtt: false,
+    };
+    let cfg = Config { max_guests: 4, grant_slots, table_pages, contexts: 8, max_batch: 256 };
+    Engine::new(cfg, m, gpu)
+}
+
+fn limits_of(base: u32, pages: u32, table_pages: u32) -> Limits {
+    Limits {
+        ggtt_base: base,
+        ggtt_len: 128,
+        max_contexts: 2,
+        max_pages: pages,
+        max_table_pages: table_pages,
+    }
+}
+
+#[test]
+fn attach_refuses_limits_that_do_not_fit_naming_the_pool_and_the_numbers() {
+    // The reproducer: before admission control, H (within its own
+    // limits) took every slot and G's next map got BACKEND_FULL.
+    let mut e = small_engine(64, 32);
+    let (h, g) = (DomId(1), DomId(2));
+    e.attach(h, limits_of(0, 64, 32)).unwrap();
+    let all: Vec<_> = (0..64).map(|i| gg(i, i)).collect();
+    assert!(e.ggtt_map(h, &all).is_complete());
+    assert_eq!(
+        e.attach(g, limits_of(128, 1, 1)),
+        Err(Refusal::DoesNotFit { pool: Pool::Pages, requested: 1, free: 0, capacity: 64 })
+    );
+    let msg = Refusal::DoesNotFit { pool: Pool::Pages, requested: 1, free: 0, capacity: 64 };
+    assert_eq!(
+        msg.to_string(),
+        "does not fit: 1 pages asked, 0 of 64 free (the rest is reserved by attached guests)"
+    );
+    assert!(e.guest_stats(g).is_none(), "nothing of the refused guest is kept");
+    assert_eq!(e.counters().refused_of(RefusalKind::DoesNotFit), 1);
+}
+
+#[test]
+fn a_guest_within_its_limits_leaves_every_other_guest_all_it_was_promised() {
+    let mut e = small_engine(64, 32);
+    let (h, g) = (DomId(1), DomId(2));
+    e.attach(h, limits_of(0, 32, 16)).unwrap();
+    e.attach(g, limits_of(128, 32, 16)).unwrap();
+    // H takes all of its own promise: pages, then table pages (each 4 KiB
+    // PPGTT entry in its own 1 GiB region costs a directory and a leaf).
+    let hp: Vec<_> = (0..32).map(|i| gg(i, i)).collect();
+    assert!(e.ggtt_map(h, &hp).is_complete());
+    let hc = e.context_create(h).unwrap();
+    let far = |i: u64| pp(i << 30, 0, Access::ReadWrite);
+    let out = e.ppgtt_map(h, hc, &(0..16).map(far).collect::<Vec<_>>());
+    assert_eq!(out.refusal.map(|r| r.1), Some(Refusal::TablePageLimit { max: 16 }));
+    // G still gets all of its own.
+    let gp: Vec<_> = (0..32).map(|i| gg(i, 100 + i)).collect();
+    assert!(e.ggtt_map(g, &gp).is_complete(), "G's pages were reserved for it");
+    let gc = e.context_create(g).unwrap();
+    let out = e.ppgtt_map(
+        g,
+        gc,
+        &(0..16).map(|i| pp(i << 30, 100, Access::ReadWrite)).collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        out.refusal.map(|r| r.1),
+        Some(Refusal::TablePageLimit { max: 16 }),
+        "its own limit, not BACKEND_FULL"
+    );
+    assert_eq!(e.guest_stats(g).unwrap().table_pages, 16);
+    for (pool, u) in e.pools() {
+        assert!(u.used <= u.reserved && u.reserved <= u.capacity, "{pool}: {u:?}");
+    }
+}
+
+#[test]
+fn pools_report_capacity_reservation_and_use_and_detach_gives_the_reservation_back() {
+    let mut e = small_engine(64, 32);
+    let h = DomId(1);
+    e.attach(h, limits_of(0, 40, 20)).unwrap();
+    assert!(e.ggtt_map(h, &[gg(0, 1), gg(1, 2), gg(2, 2)]).is_complete());
+    assert_eq!(e.pool(Pool::Pages), PoolUse { capacity: 64, reserved: 40, used: 2 });
+    assert_eq!(e.pool(Pool::GgttEntries), PoolUse { capacity: 1024, reserved: 128, used: 3 });
+    assert_eq!(e.pool(Pool::Devices), PoolUse { capacity: 4, reserved: 1, used: 1 });
+    assert_eq!(e.pool(Pool::TablePages).free(), 12);
+    assert!(matches!(
+        e.attach(DomId(2), limits_of(128, 25, 1)),
+        Err(Refusal::DoesNotFit { pool: Pool::Pages, requested: 25, free: 24, .. })
+    ));
+    e.detach(h).unwrap();
+    assert_eq!(e.pool(Pool::Pages), PoolUse { capacity: 64, reserved: 0, used: 0 });
+    assert!(e.attach(DomId(2), limits_of(128, 64, 32)).is_ok(), "the whole pool is free again");
+}

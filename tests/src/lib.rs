@@ -14,6 +14,7 @@
 
 mod frontend;
 mod pages;
+pub mod service_world;
 
 pub use frontend::{Frontend, PageInfo};
 pub use pages::{BusRingPage, GuestRingPage, ModelCpu};

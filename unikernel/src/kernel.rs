@@ -9,12 +9,16 @@
 #![deny(unsafe_code)]
 
 use crate::arch::x86_64::{alloc as heap, cpu, paging, traps};
+use crate::boot_options::{BootOptions, Cmdline};
 use crate::executor::Executor;
 use crate::layout::{self, Layout};
 use crate::memmap::{MemoryMap, Range};
-use crate::xen::gnttab::{ForeignMapper, GrantTable};
+use crate::window::WindowToken;
+use crate::xen::foreign::{CpuPages, GrantWindow};
+use crate::xen::gnttab::GrantTable;
 use crate::xen::own_page::OwnPage;
 use crate::xen::{console, events, logger, params, shared, timer, XenError};
+use x86_64::instructions::interrupts;
 use xen_abi::hvm::{
     HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
 };
@@ -45,8 +49,12 @@ pub struct Kernel {
     pub executor: Executor,
     /// Our grant table, once [`Kernel::init_grant_table`] ran.
     pub grant_table: Option<GrantTable>,
-    /// The foreign-grant mapper, once [`Kernel::init_grant_table`] ran.
-    pub foreign: Option<ForeignMapper>,
+    /// The GPU-reachable foreign-grant window and its one token, once
+    /// [`Kernel::init_grant_table`] ran, until [`Kernel::take_grant_window`].
+    pub(crate) grant_window: Option<(GrantWindow, WindowToken)>,
+    /// Foreign pages mapped for the CPU (rings), once
+    /// [`Kernel::init_grant_table`] ran.
+    pub cpu_pages: Option<CpuPages>,
     /// The `VIRQ_TIMER` port, once [`Kernel::init_timer`] ran.
     pub timer_port: Option<events::Port>,
     /// The PV console (ring GFN, port), for a domU that has one.
@@ -145,7 +153,8 @@ pub(crate) fn init(
         layout,
         executor: Executor::new(),
         grant_table: None,
-        foreign: None,
+        grant_window: None,
+        cpu_pages: None,
         timer_port: None,
         console_ring,
         cmdline,
@@ -181,7 +190,7 @@ impl Kernel {
         }
         events::init_upcall(traps::UPCALL_VECTOR, traps::SPURIOUS_VECTOR)?;
         self.executor.collect();
-        cpu::interrupts_on();
+        interrupts::enable();
         Ok(())
     }
 
@@ -194,13 +203,25 @@ impl Kernel {
         Ok(port)
     }
 
-    /// Sets up our grant table and the foreign-grant mapper.
+    /// Sets up our grant table, the grant window (with the one
+    /// [`WindowToken`]) and the CPU pages.
     pub fn init_grant_table(&mut self) -> Result<(u32, u32), XenError> {
         let gt = GrantTable::setup(self.layout.grant_frames_gfn, layout::GRANT_FRAMES_MAX)?;
         let frames = gt.frames();
         self.grant_table = Some(gt);
-        self.foreign = Some(ForeignMapper::new(self.layout.window_gfn, layout::WINDOW_FRAMES));
+        let l = &self.layout;
+        self.grant_window =
+            Some(GrantWindow::new(l.window_gfn, layout::WINDOW_FRAMES, layout::MAX_MAP_BATCH));
+        self.cpu_pages = Some(CpuPages::new(l.cpu_pages_gfn, layout::CPU_PAGE_FRAMES));
         Ok(frames)
+    }
+
+    /// The grant window and its token, once: whoever takes them is the one
+    /// place that can make guest pages GPU-reachable (gpu-dom: its
+    /// `gtt::GrantMapper`). `None` before [`Kernel::init_grant_table`] or
+    /// after the first call.
+    pub fn take_grant_window(&mut self) -> Option<(GrantWindow, WindowToken)> {
+        self.grant_window.take()
     }
 
     /// Every step, in order.
@@ -246,9 +267,14 @@ impl Kernel {
         self.cmdline
     }
 
-    /// The value of `key=value` on the command line.
-    pub fn cmdline_option(&self, key: &str) -> Option<&'static str> {
-        self.cmdline().split_ascii_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+    /// The command line, to read with its one rule (`boot_options`).
+    pub fn args(&self) -> Cmdline<'static> {
+        Cmdline(self.cmdline)
+    }
+
+    /// gpu-dom's `gpu-dom.*` options.
+    pub fn options(&self) -> BootOptions<'static> {
+        BootOptions::parse(self.cmdline)
     }
 
     /// Xen system time (ns); needs the shared-info page.

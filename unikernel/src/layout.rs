@@ -1,8 +1,9 @@
 //! Where gpu-dom puts the frames Xen maps into its physmap on request: the
-//! shared-info page, the grant-table frames, and the window into which
-//! foreign grants are mapped (whose GFNs become GPU bus addresses).
+//! shared-info page, the grant-table frames, the CPU pages (frontends' rings
+//! mapped for the backend's CPU) and the window into which foreign grants
+//! are mapped for the GPU (whose GFNs become GPU bus addresses).
 //!
-//! All three live in one *reserved region*: an aligned, empty stretch of
+//! All four live in one *reserved region*: an aligned, empty stretch of
 //! guest-physical space that no memory-map entry touches, placed well above
 //! RAM and the 4 GiB hole so that firmware (hvmloader puts 64-bit PCI BARs just
 //! above RAM) is unlikely to use it either.
@@ -10,7 +11,8 @@
 //! # Invariants
 //! - The region overlaps no memory-map entry and ends at or below the limit
 //!   (CPU physical address bits, one 512 GiB PML4 slot, what the IOMMU covers).
-//! - The three parts are disjoint and inside the region.
+//! - The four parts are disjoint and inside the region; the window is last,
+//!   so no address past a CPU page is a window address.
 #![forbid(unsafe_code)]
 
 use crate::memmap::{align_up, MemoryMap, Range};
@@ -21,8 +23,13 @@ pub const REGION_BYTES: u64 = 1 << 30;
 pub const CLEARANCE: u64 = 16 << 30;
 /// Grant-table frames reserved (v1: 512 refs each).
 pub const GRANT_FRAMES_MAX: u64 = 64;
+/// Frames for CPU pages (rings: one per device; self-tests).
+pub const CPU_PAGE_FRAMES: u64 = 256;
 /// Frames of the foreign-grant window.
 pub const WINDOW_FRAMES: u64 = 65536;
+/// Longest batch mapped into the window by one hypercall (`gpuif`'s
+/// `MAX_ENTRIES`, the longest request).
+pub const MAX_MAP_BATCH: usize = 2048;
 
 const PAGE_SHIFT: u32 = 12;
 
@@ -35,6 +42,8 @@ pub struct Layout {
     pub shared_info_gfn: u64,
     /// First GFN of the grant-table frames (`GRANT_FRAMES_MAX` of them).
     pub grant_frames_gfn: u64,
+    /// First GFN of the CPU pages (`CPU_PAGE_FRAMES` of them).
+    pub cpu_pages_gfn: u64,
     /// First GFN of the foreign-grant window (`WINDOW_FRAMES` of them).
     pub window_gfn: u64,
 }
@@ -62,11 +71,13 @@ pub fn plan(map: &MemoryMap, limit: u64) -> Result<Layout, LayoutError> {
         region,
         shared_info_gfn: base,
         grant_frames_gfn: base + 16,
+        cpu_pages_gfn: base + 512,
         window_gfn: base + 1024,
     })
 }
 
-const _: () = assert!(16 + GRANT_FRAMES_MAX <= 1024);
+const _: () = assert!(16 + GRANT_FRAMES_MAX <= 512);
+const _: () = assert!(512 + CPU_PAGE_FRAMES <= 1024);
 const _: () = assert!((1024 + WINDOW_FRAMES) << PAGE_SHIFT <= REGION_BYTES);
 
 #[cfg(test)]
@@ -90,7 +101,8 @@ mod tests {
         let l = plan(&m, 1 << 40).unwrap();
         assert_eq!(l.region.start, (4 << 30) + CLEARANCE);
         assert_eq!(l.shared_info_gfn, l.region.start >> 12);
-        assert!(l.grant_frames_gfn + GRANT_FRAMES_MAX <= l.window_gfn);
+        assert!(l.grant_frames_gfn + GRANT_FRAMES_MAX <= l.cpu_pages_gfn);
+        assert!(l.cpu_pages_gfn + CPU_PAGE_FRAMES <= l.window_gfn);
         assert!((l.window_gfn + WINDOW_FRAMES) << 12 <= l.region.end);
     }
 

@@ -8,7 +8,7 @@ extern crate alloc;
 
 use crate::arch::x86_64::{alloc as heap, paging};
 use crate::executor::Wake;
-use crate::xen::gnttab::{MapRequest, Mapped};
+use crate::xen::foreign::{MapRequest, Mapped};
 use crate::xen::{events, hcall, params, sched, timer};
 use crate::Kernel;
 use alloc::format;
@@ -206,14 +206,15 @@ fn grant_table(k: &mut Kernel) -> Check {
 /// there, unmaps. The page is then abandoned: Xen may drop its original GFN
 /// when its frame is grant-mapped by the same domain.
 fn grant_self_map(k: &mut Kernel) -> Check {
-    let (Some(gt), Some(fm)) = (k.grant_table.as_ref(), k.foreign.as_mut()) else {
+    let (Some(gt), Some((window, token))) = (k.grant_table.as_ref(), k.grant_window.as_mut())
+    else {
         return Err("grant table not set up".into());
     };
     // Abandoned, never freed: its GFN may be gone after the self-map.
     let (_, gfn) = pattern_page(0xa5);
     let gref = gt.grant(0, gfn, false).map_err(|e| format!("grant: {e:?}"))?;
-    let mut out = [Err(crate::xen::gnttab::MapError::WindowFull)];
-    fm.map(&[MapRequest { dom: 0, gref, readonly: false }], &mut out);
+    let mut out = [Err(crate::xen::foreign::MapError::WindowFull)];
+    window.map(token, &[MapRequest { dom: 0, gref, readonly: false }], &mut out);
     let m: Mapped = match out[0] {
         Ok(m) => m,
         Err(e) => {
@@ -222,9 +223,9 @@ fn grant_self_map(k: &mut Kernel) -> Check {
         }
     };
     let mut seen = [0u8; 4096];
-    fm.read(&m, &mut seen);
+    window.reader().read(m.gfn, &mut seen);
     let bad = seen.iter().enumerate().filter(|(i, b)| **b != (*i as u8) ^ 0xa5).count();
-    let refused = fm.unmap(&[m]);
+    let refused = window.unmap(token, &[m]);
     let ended = gt.end_grant(gref);
     if bad != 0 {
         return Err(format!("{bad} bytes differ through window gfn {:#x}", m.gfn));
@@ -284,7 +285,7 @@ fn grant_copy(k: &mut Kernel) -> Check {
 
 /// Maps a self-granted page writable for the CPU, writes and reads it there.
 fn foreign_page(k: &mut Kernel) -> Check {
-    let (Some(gt), Some(fm)) = (k.grant_table.as_ref(), k.foreign.as_mut()) else {
+    let (Some(gt), Some(fm)) = (k.grant_table.as_ref(), k.cpu_pages.as_mut()) else {
         return Err("grant table not set up".into());
     };
     let (_, gfn) = pattern_page(0x5a);
@@ -325,7 +326,7 @@ fn foreign_page(k: &mut Kernel) -> Check {
 pub fn run(mut k: Kernel) -> ! {
     let mut r = Report { passed: 0, failed: 0 };
     log::info!("started as PVH dom0 (cmdline {:?}): running the self-test", k.cmdline());
-    if let Some(kind) = k.cmdline_option("gpu-dom.fault") {
+    if let Some(kind) = k.options().fault {
         log::info!("injecting fault {kind:?}");
         crate::arch::x86_64::fault::inject(kind);
     }

@@ -1,14 +1,46 @@
 //! Slot bookkeeping for the foreign-grant window: which GFNs of the window
-//! hold a mapped grant.
+//! hold a mapped grant; and the token that mapping into the window needs.
 //!
 //! # Invariants
 //! - A slot is handed out at most once until it is released.
 //! - A GFN converts back to a slot only if it lies inside the window.
+//! - One [`WindowToken`] exists per domain: the unikernel makes it once
+//!   with the window (`Kernel::take_grant_window`); no other code can.
 #![forbid(unsafe_code)]
 
 extern crate alloc;
 use alloc::vec;
 use alloc::vec::Vec;
+
+/// The right to make a guest page GPU-reachable: `GrantWindow::map` and
+/// `unmap` (the foreign-grant window is what the IOMMU lets the GPU reach)
+/// take one. Only the unikernel can construct it, once, and it is neither
+/// `Clone` nor `Copy`: gpu-dom's platform edge keeps it inside its one
+/// `gtt::GrantMapper`, whose methods in turn need `gtt`'s `MappingCap`. So
+/// no code but `gtt` can create a window mapping.
+///
+/// ```compile_fail
+/// // Outside the unikernel a token cannot be made...
+/// let token = unikernel::window::WindowToken(());
+/// ```
+/// ```compile_fail
+/// // ...nor by its constructor...
+/// let token = unikernel::window::WindowToken::new();
+/// ```
+/// ```compile_fail
+/// // ...nor copied from the one that exists.
+/// fn copy(t: &unikernel::window::WindowToken) -> unikernel::window::WindowToken { t.clone() }
+/// ```
+#[derive(Debug)]
+pub struct WindowToken(());
+
+impl WindowToken {
+    /// The one token (see `Kernel::init_grant_table`).
+    #[cfg_attr(not(target_os = "none"), allow(dead_code))]
+    pub(crate) const fn new() -> Self {
+        WindowToken(())
+    }
+}
 
 /// The window `[base_gfn, base_gfn + frames)` and its free/used bitmap.
 #[derive(Clone, Debug)]
@@ -58,6 +90,11 @@ impl Window {
     /// True when `gfn` is inside the window.
     pub fn contains(&self, gfn: u64) -> bool {
         gfn.checked_sub(self.base_gfn).is_some_and(|s| s < self.frames)
+    }
+
+    /// The first GFN and the number of frames.
+    pub fn range(&self) -> (u64, u64) {
+        (self.base_gfn, self.frames)
     }
 
     /// GFNs currently handed out.

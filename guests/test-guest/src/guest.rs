@@ -140,10 +140,11 @@ pub fn run(mut k: Kernel) -> ! {
         Ok(s) => s.trim().parse::<u16>().unwrap_or(0),
         Err(e) => panic!("xenstore read domid: {e}"),
     };
-    let mode_name = k.cmdline_option("mode").unwrap_or("good");
+    let args = k.args();
+    let mode_name = args.value("mode").unwrap_or("good");
     // `cargo xtask iommu` only: check what gpu-dom's test device wrote.
-    let k_dma_check = k.cmdline().split_ascii_whitespace().any(|w| w == "dma-check");
-    let pages = k.cmdline_option("pages").and_then(|p| p.parse::<u32>().ok()).unwrap_or(300);
+    let k_dma_check = args.flag("dma-check");
+    let pages = args.value("pages").and_then(|p| p.parse::<u32>().ok()).unwrap_or(300);
     for feature in ["control/feature-poweroff", "control/feature-reboot"] {
         if let Err(e) = xs.write(TxId::NONE, feature, b"1") {
             log::warn!("cannot write {feature}: {e}");

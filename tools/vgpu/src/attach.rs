@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
+use gpuif::keys::default_limits;
 use xenbus::{DomId, TxId, XenbusState};
 
 use crate::domains::{self, Domain, Gone};
 use crate::error::Error;
 use crate::layout::{self, Device, Limits, DEFAULT_GGTT_TOTAL};
+use crate::pools;
 use crate::slice::{self, Refused, Slice};
 use crate::store::{Bounded, Store, Waited};
 
@@ -45,10 +47,10 @@ impl AttachArgs {
             backend: "gpu-dom".to_string(),
             devid: 0,
             ggtt_base: None,
-            ggtt_entries: 4096,
-            contexts: 4,
-            max_pages: 8192,
-            max_table_pages: 1024,
+            ggtt_entries: default_limits::GGTT_ENTRIES,
+            contexts: default_limits::CONTEXTS,
+            max_pages: default_limits::MAX_PAGES,
+            max_table_pages: default_limits::MAX_TABLE_PAGES,
             wait: None,
         }
     }
@@ -179,6 +181,8 @@ pub fn attach<T: Bounded>(xs: &mut Store<T>, args: &AttachArgs) -> Result<Attach
             max_pages: args.max_pages,
             max_table_pages: args.max_table_pages,
         };
+        // Admission: what the backend has left, before anything is written.
+        pools::check(&pools::read(xs, tx, backend.id)?, &limits, &backend.to_string())?;
         for node in device.nodes(&limits) {
             match &node.value {
                 None => xs.mkdir(tx, &node.path)?,

@@ -67,7 +67,10 @@ Usage: vgpu attach <guest> [options]
 Creates /local/domain/<backend>/backend/vgpu/<guest>/<devid> and
 /local/domain/<guest>/device/vgpu/<devid> in one xenstore transaction. The
 guest's limits go to a limits/ directory that dom0 owns: the guest and the
-backend can read them, not change them.
+backend can read them, not change them. The limits are reserved from the
+backend's pools (data/vgpu-pool/, `vgpu list` shows them): limits that do not
+fit in what is left are refused before anything is written. The defaults are
+a sixteenth of a default gpu-dom, which serves 16 default guests.
 
 Options:
   --backend DOM          the backend domain (default gpu-dom)
@@ -76,8 +79,8 @@ Options:
                          base where the slice overlaps no other guest's slice)
   --ggtt-entries N       GGTT entries in the slice (default 4096)
   --contexts N           PPGTT contexts, 1 to 16 (default 4)
-  --max-pages N          guest pages mapped at once (default 8192)
-  --max-table-pages N    PPGTT table pages at once (default 1024)
+  --max-pages N          guest pages mapped at once (default 1024)
+  --max-table-pages N    PPGTT table pages at once (default 64)
   --wait [SECS]          then wait until both ends are Connected (default 10 s)
   -v, --verbose          say more
 ";
@@ -311,7 +314,7 @@ mod tests {
         assert_eq!(a, AttachArgs::new("guest1"));
         assert_eq!(
             (a.ggtt_entries, a.contexts, a.max_pages, a.max_table_pages),
-            (4096, 4, 8192, 1024)
+            (4096, 4, 1024, 64)
         );
         assert_eq!(a.backend, "gpu-dom");
     }

@@ -100,6 +100,21 @@ pub enum Error {
         /// The largest free range.
         largest_free: u32,
     },
+    /// The limits do not fit in what the backend has left.
+    DoesNotFit {
+        /// The pool (`gpuif::keys::POOLS`).
+        pool: &'static str,
+        /// What the limits take from it.
+        requested: u64,
+        /// What is left.
+        free: u64,
+        /// The backend's capacity.
+        capacity: u64,
+        /// Devices holding the rest.
+        holders: u32,
+        /// The backend, `gpu-dom (domid 1)`.
+        backend: String,
+    },
     /// A node that must hold a number holds something else.
     BadValue {
         /// The node.
@@ -222,6 +237,17 @@ impl fmt::Display for Error {
                 "no free GGTT range of {len} entries is left (the backend manages {total}; the largest free range has {largest_free}); \
                  detach a guest or lower --ggtt-entries"
             ),
+            Error::DoesNotFit { pool, requested, free, capacity, holders, backend } => {
+                write!(
+                    f,
+                    "does not fit: {requested} {pool} asked, but {backend} has {free} of {capacity} free \
+                     ({holders} device(s) hold the rest); "
+                )?;
+                match (crate::pools::option_of(pool), *free) {
+                    ("", _) | (_, 0) => write!(f, "detach a guest first (`vgpu list` shows the pools)"),
+                    (opt, n) => write!(f, "ask for less ({opt} {n}) or detach a guest (`vgpu list` shows the pools)"),
+                }
+            }
             Error::BadValue { path, value } => write!(
                 f,
                 "{path} holds '{value}', not a decimal number; fix it or detach that device"

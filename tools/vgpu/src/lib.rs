@@ -28,6 +28,7 @@ pub mod domains;
 pub mod error;
 pub mod layout;
 pub mod list;
+pub mod pools;
 pub mod slice;
 pub mod store;
 

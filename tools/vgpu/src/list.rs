@@ -7,6 +7,7 @@ use crate::attach::ggtt_total;
 use crate::domains::{self, Domain, Gone};
 use crate::error::Error;
 use crate::layout::{self, Device, STATS_KEYS};
+use crate::pools::{self, Pools};
 use crate::store::{Bounded, Store};
 
 /// One device as `vgpu list` shows it.
@@ -39,6 +40,8 @@ pub struct Listing {
     pub ggtt_total: (u32, bool),
     /// The devices, by guest domid then devid.
     pub rows: Vec<Row>,
+    /// The backend's pools.
+    pub pools: Pools,
 }
 
 fn state(value: Option<String>) -> String {
@@ -84,7 +87,8 @@ pub fn list<T: Bounded>(xs: &mut Store<T>, backend: &str) -> Result<Listing, Err
             rows.push(row(xs, Device { backend: backend.id, frontend: fe, devid }, &guest, stale)?);
         }
     }
-    Ok(Listing { backend, ggtt_total: total, rows })
+    let pools = pools::read(xs, TxId::NONE, backend.id)?;
+    Ok(Listing { backend, ggtt_total: total, rows, pools })
 }
 
 fn row<T: Bounded>(
@@ -128,6 +132,7 @@ impl Listing {
         let mut out = format!("{}: GGTT of {total} entries{assumed}, ", self.backend);
         if self.rows.is_empty() {
             out.push_str("no vgpu devices attached\n");
+            out.push_str(&self.render_pools());
             return out;
         }
         out.push_str(&format!("{} vgpu device(s)\n", self.rows.len()));
@@ -173,6 +178,45 @@ impl Listing {
                 r.domid,
                 r.devid
             ));
+        }
+        out.push_str(&self.render_pools());
+        out
+    }
+
+    /// The pools table: what the backend has, reserved, uses, and what is
+    /// free for the next `vgpu attach`.
+    fn render_pools(&self) -> String {
+        if self.pools.iter().all(|(_, f)| f.capacity.is_none()) {
+            return format!(
+                "pools: not published by {} (is it running this version of gpu-dom?)\n",
+                self.backend
+            );
+        }
+        let n = |v: Option<u64>| v.map_or("-".to_string(), |v| v.to_string());
+        let mut table = vec![["POOL", "CAPACITY", "RESERVED", "USED", "FREE"].map(String::from)];
+        for (name, f) in &self.pools {
+            table.push([name.to_string(), n(f.capacity), n(f.reserved), n(f.used), n(f.free())]);
+        }
+        let widths: Vec<usize> =
+            (0..5).map(|c| table.iter().map(|l| l[c].len()).max().unwrap_or(0)).collect();
+        let mut out = String::new();
+        for line in &table {
+            let cells: Vec<String> = line
+                .iter()
+                .zip(&widths)
+                .enumerate()
+                .map(
+                    |(c, (cell, w))| {
+                        if c == 0 {
+                            format!("{cell:<w$}")
+                        } else {
+                            format!("{cell:>w$}")
+                        }
+                    },
+                )
+                .collect();
+            out.push_str(cells.join("  ").trim_end());
+            out.push('\n');
         }
         out
     }

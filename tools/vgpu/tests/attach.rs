@@ -19,7 +19,7 @@ fn attach_writes_exactly_the_libxl_style_layout_with_those_permissions_in_one_tr
     assert_eq!(
         done.summary(),
         "attached guest1 (domid 5) to gpu-dom (domid 1) as vgpu 0: GGTT slice 0+4096, \
-         4 contexts, 8192 pages, 1024 table pages"
+         4 contexts, 1024 pages, 64 table pages"
     );
     assert_eq!(
         xs.dump(BE),
@@ -31,8 +31,8 @@ fn attach_writes_exactly_the_libxl_style_layout_with_those_permissions_in_one_tr
             r#"/local/domain/1/backend/vgpu/5/0/limits/ggtt-base = "0" (n0 r1 r5)"#,
             r#"/local/domain/1/backend/vgpu/5/0/limits/ggtt-entries = "4096" (n0 r1 r5)"#,
             r#"/local/domain/1/backend/vgpu/5/0/limits/max-contexts = "4" (n0 r1 r5)"#,
-            r#"/local/domain/1/backend/vgpu/5/0/limits/max-pages = "8192" (n0 r1 r5)"#,
-            r#"/local/domain/1/backend/vgpu/5/0/limits/max-table-pages = "1024" (n0 r1 r5)"#,
+            r#"/local/domain/1/backend/vgpu/5/0/limits/max-pages = "1024" (n0 r1 r5)"#,
+            r#"/local/domain/1/backend/vgpu/5/0/limits/max-table-pages = "64" (n0 r1 r5)"#,
             r#"/local/domain/1/backend/vgpu/5/0/online = "1" (n1 r5)"#,
             r#"/local/domain/1/backend/vgpu/5/0/state = "1" (n1 r5)"#,
         ]
@@ -67,7 +67,7 @@ fn a_watcher_sees_the_whole_device_at_once() {
         events += 1;
     }
     assert!(events >= 11, "{events}");
-    assert_eq!(watcher.read(TxId::NONE, &format!("{BE}/limits/max-table-pages")).unwrap(), b"1024");
+    assert_eq!(watcher.read(TxId::NONE, &format!("{BE}/limits/max-table-pages")).unwrap(), b"64");
 }
 
 fn write_as(xs: &Xenstored, dom: u16, path: &str, value: &str) -> Result<(), String> {
@@ -274,4 +274,26 @@ fn a_malformed_limit_of_another_device_stops_placement() {
             value: "12abc".into()
         }
     );
+}
+
+#[test]
+fn limits_that_do_not_fit_what_gpu_dom_has_left_are_refused_before_anything_is_written() {
+    let xs = system();
+    for (pool, capacity) in [("devices", "16"), ("pages", "3000"), ("table-pages", "1024")] {
+        xs.write(1, &format!("/local/domain/1/data/vgpu-pool/{pool}/capacity"), capacity);
+    }
+    assert_eq!(attach_line(&xs, "guest1 --max-pages 2000").code, 0);
+    // 1000 left: the toolstack's own promise counts even before gpu-dom
+    // served (and reserved) the first device.
+    let r = attach_line(&xs, "guest2");
+    assert_eq!(r.code, 1, "{r:?}");
+    assert_eq!(
+        r.err,
+        "vgpu: does not fit: 1024 pages asked, but gpu-dom (domid 1) has 1000 of 3000 free \
+         (1 device(s) hold the rest); ask for less (--max-pages 1000) or detach a guest \
+         (`vgpu list` shows the pools)\n"
+    );
+    assert!(xs.read("/local/domain/1/backend/vgpu/7").is_none(), "nothing written");
+    assert!(xs.read("/local/domain/7/device/vgpu").is_none(), "nothing written");
+    assert_eq!(attach_line(&xs, "guest2 --max-pages 1000").code, 0, "what is left still fits");
 }

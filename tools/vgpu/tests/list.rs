@@ -19,6 +19,18 @@ fn list_shows_states_slices_statistics_and_stale_devices() {
     }
     let be = "/local/domain/1/backend/vgpu";
     xs.write(0, "/local/domain/1/data/vgpu-ggtt-entries", "262144");
+    // gpu-dom's pools: it reserved guest1's and guest2's first device so far.
+    for (pool, figures) in [
+        ("devices", ["16", "2", "2"]),
+        ("ggtt-entries", ["262144", "12288", "4096"]),
+        ("pages", ["16384", "2048", "12"]),
+        ("table-pages", ["1024", "128", "5"]),
+        ("contexts", ["64", "8", "2"]),
+    ] {
+        for (key, value) in ["capacity", "reserved", "used"].into_iter().zip(figures) {
+            xs.write(1, &format!("/local/domain/1/data/vgpu-pool/{pool}/{key}"), value);
+        }
+    }
     // guest1 is connected and gpu-dom published its statistics.
     xs.write(1, &format!("{be}/5/0/state"), "4");
     xs.write(5, "/local/domain/5/device/vgpu/0/state", "4");
@@ -42,6 +54,12 @@ guest2      7      0  Initialising  InitWait      4096+8192       -        -    
 guest2      7      1  Initialising  Initialising  12288+16        -        -         -        -
 -           9      0  -             Closed        12304+4096      -        -         -        -
 stale: domain 9 no longer exists but its vgpu 0 is still attached to gpu-dom; run `vgpu detach 9 --devid 0`
+POOL          CAPACITY  RESERVED  USED    FREE
+devices             16         2     2      12
+ggtt-entries    262144     12288  4096  245744
+pages            16384      2048    12   12288
+table-pages       1024       128     5     768
+contexts            64         8     2      50
 ";
     assert_eq!(r.out, expected, "\n{}", r.out);
 }
@@ -52,7 +70,8 @@ fn an_empty_backend_says_so_and_an_unknown_one_is_an_error() {
     let r = vgpu(&xs, "list");
     assert_eq!(
         (r.code, r.out.as_str()),
-        (0, "gpu-dom (domid 1): GGTT of 65536 entries (assumed: not published by the backend), no vgpu devices attached\n")
+        (0, "gpu-dom (domid 1): GGTT of 65536 entries (assumed: not published by the backend), no vgpu devices attached\n\
+                pools: not published by gpu-dom (domid 1) (is it running this version of gpu-dom?)\n")
     );
     let r = vgpu(&xs, "list --backend gpu-dom2");
     assert_eq!(r.code, 1);

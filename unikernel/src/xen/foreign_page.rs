@@ -1,22 +1,23 @@
-//! One foreign grant mapped into the window for the CPU's own use (a shared
-//! ring page), with bounded volatile accessors: the granting domain writes
+//! One foreign grant mapped for the CPU's own use (a shared ring page), in
+//! the [`CpuPages`] region (never the GPU-reachable window), with bounded
+//! volatile accessors: the granting domain writes
 //! the page concurrently, so every access is one volatile load or store, and
 //! ordering between them is the caller's (`fence`).
 //!
 //! # Invariants
 //! - A [`ForeignPage`] exists only while its grant is mapped: it is made by
-//!   a successful map and consumed by [`ForeignMapper::unmap_page`].
+//!   a successful map and consumed by [`CpuPages::unmap_page`].
 //! - Every access stays inside the page (out-of-range reads give zeros,
 //!   out-of-range writes are dropped).
 
-use super::gnttab::{ForeignMapper, MapError, MapRequest, Mapped};
+use super::foreign::{CpuPages, MapError, MapRequest, Mapped};
 use core::sync::atomic::{fence, Ordering};
 use xen_abi::grant_table::GrantRef;
 use xen_abi::xen::DomId;
 
 const PAGE: usize = 4096;
 
-/// A writable foreign page in the window (see the module documentation).
+/// A writable foreign page for the CPU (see the module documentation).
 #[derive(Debug, PartialEq, Eq)]
 pub struct ForeignPage {
     m: Mapped,
@@ -41,9 +42,9 @@ impl ForeignPage {
         if !Self::inside(offset, 4) || !offset.is_multiple_of(4) {
             return 0;
         }
-        // SAFETY: an aligned u32 inside a window page (checked) that holds a
-        // live grant mapping for as long as `self` exists (module
-        // invariant); the window is identity-mapped (`paging::map_gigabyte`).
+        // SAFETY: an aligned u32 inside a page (checked) that holds a live
+        // grant mapping for as long as `self` exists (module invariant); the
+        // reserved region is identity-mapped (`paging::map_gigabyte`).
         unsafe { core::ptr::read_volatile(self.addr(offset) as *const u32) }
     }
 
@@ -85,17 +86,17 @@ impl ForeignPage {
     }
 }
 
-impl ForeignMapper {
-    /// Maps `dom`'s grant `gref` writable into the window for the CPU.
+impl CpuPages {
+    /// Maps `dom`'s grant `gref` writable for the CPU.
     pub fn map_page(&mut self, dom: DomId, gref: GrantRef) -> Result<ForeignPage, MapError> {
         let mut out = [Err(MapError::WindowFull)];
-        self.map(&[MapRequest { dom, gref, readonly: false }], &mut out);
+        self.frames.map(&[MapRequest { dom, gref, readonly: false }], &mut out);
         out[0].map(|m| ForeignPage { m })
     }
 
-    /// Unmaps a page from [`ForeignMapper::map_page`]; false if Xen refused
+    /// Unmaps a page from [`CpuPages::map_page`]; false if Xen refused
     /// (the GFN then stays reserved).
     pub fn unmap_page(&mut self, page: ForeignPage) -> bool {
-        self.unmap(&[page.m]) == 0
+        self.frames.unmap(&[page.m]) == 0
     }
 }

@@ -5,6 +5,7 @@ pub mod console;
 pub mod crash;
 pub mod error;
 pub mod events;
+pub mod foreign;
 pub mod foreign_page;
 pub mod gnttab;
 pub mod grant_copy;

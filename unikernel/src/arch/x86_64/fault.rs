@@ -1,9 +1,10 @@
 //! Deliberate faults, to check the crash reports end to end
 //! (`gpu-dom.fault=<kind>` on the dom0 command line; see `selftest`).
 
-/// Triggers fault `kind`: `panic`, `page_fault` (read of the stack guard
-/// page), `stack_overflow` (unbounded recursion into the guard page),
-/// `invalid_opcode`. Returns only for an unknown kind.
+/// Triggers fault `kind` (`boot_options::FAULT_KINDS`): `panic`,
+/// `page_fault` (read of the stack guard page), `stack_overflow` (unbounded
+/// recursion into the guard page), `invalid_opcode`. Returns only for an
+/// unknown kind.
 #[inline(never)]
 pub fn inject(kind: &str) {
     match kind {

@@ -1,28 +1,22 @@
-//! The GPU gpu-dom drives: a supported Intel GPU found on PCI bus 0
-//! (`i915-lite`), or the software GPU when there is none.
+//! A supported Intel GPU found on PCI bus 0, driven with `i915-lite`: PCI
+//! configuration through port I/O, GTTMMADR mapped uncached, PPGTT table
+//! pages in gpu-dom's memory, the driver's self-test at boot.
 //!
-//! A PVH domU has no PCI devices (Xen's toolstack refuses passthrough to
-//! PVH domUs); an HVM domU has what was passed through to it
-//! (`xl-configs/gpu-dom-hvm.cfg`). Either way the choice is made once, at
-//! boot, and said in the log; `gtt` drives whichever it is through the same
-//! [`GpuTables`] calls.
-//!
-//! The Intel path is tested against `i915-lite`'s register-level model on
-//! the host; it has not run on a real GPU (none exists on the machines this
-//! project is tested on).
+//! Tested against `i915-lite`'s register-level model on the host; it has
+//! not run on a real GPU (none exists on the machines this project is
+//! tested on).
 
 extern crate alloc;
 
 use alloc::vec::Vec;
 
-use gtt::platform::{GpuCaps, GpuTables, MappingCap, TablePage};
-use gtt::{Access, BusAddr, Level};
 use i915_lite::{Mmio, PciConfig, TableMemory, I915};
 use unikernel::arch::x86_64::mmio;
 use unikernel::arch::x86_64::pci_io::PortConfig;
 use unikernel::pci::{self, Bdf, ConfigSpace};
 
-use crate::softgpu::{Page, SoftGpu};
+use super::soft::Page;
+use super::GpuStats;
 
 /// PCI class code of display controllers (bits 23..16 of the class dword).
 const CLASS_DISPLAY: u32 = 0x03;
@@ -138,76 +132,13 @@ pub fn find_intel(ggtt_limit: u32, table_pages: usize) -> Option<IntelGpu> {
     }
 }
 
-/// Whichever GPU gpu-dom drives.
-pub enum Gpu {
-    /// A supported Intel GPU (i915-lite).
-    Intel(alloc::boxed::Box<IntelGpu>),
-    /// Tables in gpu-dom's memory that no device reads.
-    Soft(SoftGpu),
-}
-
-macro_rules! each {
-    ($self:ident, $g:ident => $e:expr) => {
-        match $self {
-            Gpu::Intel($g) => $e,
-            Gpu::Soft($g) => $e,
-        }
-    };
-}
-
-impl GpuTables for Gpu {
-    fn caps(&self) -> GpuCaps {
-        each!(self, g => g.caps())
-    }
-    fn ggtt_set(&mut self, cap: &MappingCap, index: u32, page: BusAddr, access: Access) {
-        each!(self, g => g.ggtt_set(cap, index, page, access))
-    }
-    fn ggtt_clear(&mut self, cap: &MappingCap, index: u32) {
-        each!(self, g => g.ggtt_clear(cap, index))
-    }
-    fn table_alloc(&mut self, cap: &MappingCap, level: Level) -> Option<TablePage> {
-        each!(self, g => g.table_alloc(cap, level))
-    }
-    fn table_free(&mut self, cap: &MappingCap, table: TablePage) {
-        each!(self, g => g.table_free(cap, table))
-    }
-    fn table_set_leaf(&mut self, cap: &MappingCap, t: TablePage, i: u16, p: BusAddr, a: Access) {
-        each!(self, g => g.table_set_leaf(cap, t, i, p, a))
-    }
-    fn table_set_dir(&mut self, cap: &MappingCap, t: TablePage, l: Level, i: u16, c: TablePage) {
-        each!(self, g => g.table_set_dir(cap, t, l, i, c))
-    }
-    fn table_clear(&mut self, cap: &MappingCap, table: TablePage, level: Level, index: u16) {
-        each!(self, g => g.table_clear(cap, table, level, index))
-    }
-    fn invalidate(&mut self, cap: &MappingCap) {
-        each!(self, g => g.invalidate(cap))
-    }
-}
-
-impl Gpu {
-    /// What the GPU did, in the software GPU's terms (for the exit log).
-    pub fn stats(&self) -> crate::softgpu::SoftGpuStats {
-        match self {
-            Gpu::Soft(g) => g.stats(),
-            Gpu::Intel(g) => {
-                let s = g.stats();
-                crate::softgpu::SoftGpuStats {
-                    writes: s.ggtt_writes + s.table_writes,
-                    invalidations: s.flushes,
-                    tables_in_use: s.tables_in_use,
-                    rejected: s.rejected,
-                }
-            }
-        }
-    }
-
-    /// Whether every entry points at scratch and no table is in use (the
-    /// Intel driver reports table use only; its GGTT is checked by `gtt`).
-    pub fn is_idle(&self) -> bool {
-        match self {
-            Gpu::Soft(g) => g.is_idle(),
-            Gpu::Intel(g) => g.stats().tables_in_use == 0,
+impl From<i915_lite::Stats> for GpuStats {
+    fn from(s: i915_lite::Stats) -> Self {
+        GpuStats {
+            writes: s.ggtt_writes + s.table_writes,
+            invalidations: s.flushes,
+            tables_in_use: s.tables_in_use,
+            rejected: s.rejected,
         }
     }
 }

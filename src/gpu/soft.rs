@@ -27,6 +27,8 @@ use gtt::platform::{GpuCaps, GpuTables, MappingCap, TablePage};
 use gtt::{Access, BusAddr, Level};
 use i915_lite::pte::{Gen8Pte, Ppat};
 
+use super::GpuStats;
+
 /// One 4 KiB page of 512 entries, page aligned.
 #[repr(C, align(4096))]
 #[derive(Clone)]
@@ -40,20 +42,6 @@ const SCRATCH_PD: usize = 2;
 const SCRATCH_PDP: usize = 3;
 const FIRST_TABLE: usize = 4;
 
-/// What the software GPU did, for the boot log and tests.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SoftGpuStats {
-    /// Entries written (set or cleared).
-    pub writes: u64,
-    /// `invalidate` calls.
-    pub invalidations: u64,
-    /// Table pages in use now.
-    pub tables_in_use: u32,
-    /// Calls that named a page, table or index the GPU does not have (gtt
-    /// never does this; a non-zero value is a bug).
-    pub rejected: u64,
-}
-
 /// The software GPU. See the module documentation.
 pub struct SoftGpu {
     ggtt: Vec<u64>,
@@ -62,7 +50,7 @@ pub struct SoftGpu {
     bus_base: u64,
     free: Vec<u32>,
     in_use: Vec<bool>,
-    stats: SoftGpuStats,
+    stats: GpuStats,
 }
 
 impl SoftGpu {
@@ -90,7 +78,7 @@ impl SoftGpu {
             bus_base,
             free: (FIRST_TABLE as u32..pages as u32).rev().collect(),
             in_use: alloc::vec![false; pages],
-            stats: SoftGpuStats::default(),
+            stats: GpuStats::default(),
         };
         // Scratch chain, as i915's `gen8_init_scratch`: a zero page, a PT of
         // read-only uncached leaves to it, then a PD and a PDP of directory
@@ -161,7 +149,7 @@ impl SoftGpu {
     }
 
     /// Counters.
-    pub fn stats(&self) -> SoftGpuStats {
+    pub fn stats(&self) -> GpuStats {
         self.stats
     }
 
@@ -295,30 +283,13 @@ impl GpuTables for SoftGpu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gtt::platform::{GrantMapError, GrantMapRequest, GrantMapper, GrantMapping};
+    use gtt::testing::FixedMapper;
     use gtt::{Config, DomId, Engine, GgttEntry, GrantRef, Limits, PpgttEntry};
 
-    /// Grants "map" at a fixed bus address per ref.
-    struct FixedMapper;
+    const GRANT_BUS: u64 = 0x50_0000_0000;
 
     fn bus_of_gref(g: u32) -> u64 {
-        0x50_0000_0000 + ((g as u64) << 12)
-    }
-
-    impl GrantMapper for FixedMapper {
-        fn map(
-            &mut self,
-            _: &MappingCap,
-            reqs: &[GrantMapRequest],
-            out: &mut [Result<GrantMapping, GrantMapError>],
-        ) {
-            for (r, o) in reqs.iter().zip(out) {
-                *o = Ok(GrantMapping { bus: BusAddr(bus_of_gref(r.gref.0)), handle: r.gref.0 });
-            }
-        }
-        fn unmap(&mut self, _: &MappingCap, _: &[GrantMapping]) -> usize {
-            0
-        }
+        FixedMapper::new(GRANT_BUS).bus_of(g).0
     }
 
     const DOM: DomId = DomId(3);
@@ -327,7 +298,8 @@ mod tests {
     fn engine() -> Engine<FixedMapper, SoftGpu> {
         let cfg =
             Config { max_guests: 2, grant_slots: 256, table_pages: 32, contexts: 4, max_batch: 64 };
-        let mut e = Engine::new(cfg, FixedMapper, SoftGpu::at_bus(1024, 32, TEST_BUS));
+        let mut e =
+            Engine::new(cfg, FixedMapper::new(GRANT_BUS), SoftGpu::at_bus(1024, 32, TEST_BUS));
         let limits = Limits {
             ggtt_base: 100,
             ggtt_len: 16,
