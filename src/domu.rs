@@ -35,7 +35,10 @@
 //!   written, existing devices served)
 //! - `gpu-dom: ready` (after writing `data/gpu-dom-ready = "1"`)
 //! - the service's markers (see `vgpu`)
-//! - `gpu-dom: shutdown requested (<reason>)`, then every guest is revoked
+//! - `gpu-dom: shutdown requested (<reason>)`, `gpu-dom: main loop: <n>
+//!   rounds, longest round <us> us, longest device turn <us> us (dom<F>)`
+//!   (Xen system time; a round that ends in a shutdown is not counted),
+//!   then every guest is revoked
 //!   (`closed (backend shutting down)` per device), `gpu-dom: backend
 //!   stopped: every guest revoked`, then `SCHEDOP_shutdown`
 
@@ -46,8 +49,8 @@ use crate::vgpu::{self, Ports, VgpuService};
 use alloc::boxed::Box;
 use alloc::string::String;
 use unikernel::control::{self, SHUTDOWN_PATH};
-use unikernel::xen::events;
 use unikernel::xen::xenstore::XenstorePage;
+use unikernel::xen::{events, timer};
 use unikernel::Kernel;
 use xenbus::{Client, ClientError, RingError, RingTransport, TxId};
 
@@ -109,13 +112,43 @@ struct Backend {
     busy: heapless::Vec<u32, { backend::service::MAX_DEVICES }>,
     /// Where the next round's round-robin starts (an index into `ports`).
     next_first: usize,
+    /// How long rounds and turns took (printed when gpu-dom stops).
+    stats: LoopStats,
     /// The IOMMU test mode (`gpu-dom.iommu-test`, CI only).
     iommu: Option<IommuTest>,
+}
+
+/// What the main loop measured: the bounds of the module documentation,
+/// as they came out (Xen system time).
+#[derive(Default)]
+struct LoopStats {
+    rounds: u64,
+    longest_round_ns: u64,
+    /// The longest one device's turn took, and whose it was.
+    longest_turn_ns: u64,
+    longest_turn_dom: u16,
+}
+
+impl LoopStats {
+    fn turn(&mut self, ns: u64, dom: u16) {
+        if ns > self.longest_turn_ns {
+            self.longest_turn_ns = ns;
+            self.longest_turn_dom = dom;
+        }
+    }
 }
 
 /// Revokes every guest (they see Closed), then shuts the domain down.
 fn shut_down(k: &Kernel, xs: &mut Xenstore, be: &mut Backend, reason: u32, name: &str) -> ! {
     log::info!("shutdown requested ({name})");
+    let st = &be.stats;
+    log::info!(
+        "main loop: {} rounds, longest round {} us, longest device turn {} us (dom{})",
+        st.rounds,
+        st.longest_round_ns / 1000,
+        st.longest_turn_ns / 1000,
+        st.longest_turn_dom
+    );
     be.svc.shutdown(xs, &mut vgpu::print_change);
     let gpu = be.svc.backend.engine().gpu();
     let s = gpu.stats();
@@ -199,9 +232,13 @@ fn serve_devices(k: &mut Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
     }
     be.busy.clear();
     for port in ready {
+        let dom = be.svc.devices().find(|d| d.live.as_ref().is_some_and(|l| l.port == port));
+        let dom = dom.map_or(0, |d| d.fe.0);
+        let t0 = timer::now_ns();
         if be.svc.on_event(xs, port, &mut vgpu::print_change) {
             let _ = be.busy.push(port);
         }
+        be.stats.turn(timer::now_ns().saturating_sub(t0), dom);
     }
     !be.busy.is_empty()
 }
@@ -231,6 +268,7 @@ pub fn run(mut k: Kernel) -> ! {
         ports: Ports::default(),
         busy: heapless::Vec::new(),
         next_first: 0,
+        stats: LoopStats::default(),
         iommu,
     };
     if let Err(e) = be.svc.start(xs, &mut vgpu::print_change) {
@@ -259,9 +297,13 @@ pub fn run(mut k: Kernel) -> ! {
     // transport consumes the port's pending bit while it waits for a reply,
     // and serving writes statistics).
     loop {
+        let t0 = timer::now_ns();
         let rings_left = serve_devices(&mut k, xs, &mut be);
         let xenstore_left = xenstore_round(&k, xs, &mut be);
         be.ports.sync(&mut k.executor, &be.svc);
+        let round = timer::now_ns().saturating_sub(t0);
+        be.stats.rounds += 1;
+        be.stats.longest_round_ns = be.stats.longest_round_ns.max(round);
         // Work left over: look for events without sleeping, then go on.
         let deadline = if rings_left || xenstore_left { Some(0) } else { None };
         if let Err(e) = k.executor.wait(deadline) {
