@@ -35,6 +35,8 @@
 //!   written, existing devices served)
 //! - `gpu-dom: ready` (after writing `data/gpu-dom-ready = "1"`)
 //! - the service's markers (see `vgpu`)
+//! - `gpu-dom: WARN: vgpu dom<F>: one turn took <ms> ms (the other devices
+//!   waited)`, for a turn of a second or more
 //! - `gpu-dom: shutdown requested (<reason>)`, `gpu-dom: main loop: <n>
 //!   rounds, longest round <us> us, longest device turn <us> us (dom<F>)`
 //!   (Xen system time; a round that ends in a shutdown is not counted),
@@ -103,6 +105,8 @@ fn shutdown_request(xs: &mut Xenstore) -> Option<(u32, &'static str)> {
 
 /// Watch events handled per round (see the module documentation).
 pub const XS_EVENTS_PER_ROUND: usize = 32;
+/// A device's turn this long is logged (the others waited that long).
+const SLOW_TURN_NS: u64 = 1_000_000_000;
 
 /// The service plus what the loop needs to drive it.
 struct Backend {
@@ -238,7 +242,15 @@ fn serve_devices(k: &mut Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
         if be.svc.on_event(xs, port, &mut vgpu::print_change) {
             let _ = be.busy.push(port);
         }
-        be.stats.turn(timer::now_ns().saturating_sub(t0), dom);
+        let took = timer::now_ns().saturating_sub(t0);
+        if took >= SLOW_TURN_NS {
+            // At most one line per SLOW_TURN_NS of one device's service.
+            log::warn!(
+                "vgpu dom{dom}: one turn took {} ms (the other devices waited)",
+                took / 1_000_000
+            );
+        }
+        be.stats.turn(took, dom);
     }
     !be.busy.is_empty()
 }
