@@ -36,7 +36,9 @@
 //! - `gpu-dom: ready` (after writing `data/gpu-dom-ready = "1"`)
 //! - the service's markers (see `vgpu`)
 //! - `gpu-dom: WARN: vgpu dom<F>: one turn took <ms> ms (the other devices
-//!   waited)`, for a turn of a second or more
+//!   waited)` and `gpu-dom: WARN: xenstore's turn took <ms> ms (the devices
+//!   waited): <n> sends, <ms> ms waiting for xenstored`, for a turn of a
+//!   second or more
 //! - `gpu-dom: shutdown requested (<reason>)`, `gpu-dom: main loop: <n>
 //!   rounds, longest round <us> us, longest device turn <us> us (dom<F>)`
 //!   (Xen system time; a round that ends in a shutdown is not counted),
@@ -48,6 +50,7 @@ extern crate alloc;
 
 use crate::iommu_test::{self, IommuTest};
 use crate::vgpu::{self, Ports, VgpuService};
+use crate::xs_meter::Metered;
 use alloc::boxed::Box;
 use alloc::string::String;
 use unikernel::control::{self, SHUTDOWN_PATH};
@@ -56,7 +59,7 @@ use unikernel::xen::{events, timer};
 use unikernel::Kernel;
 use xenbus::{Client, ClientError, RingError, RingTransport, TxId};
 
-type Xenstore = Client<RingTransport<XenstorePage>>;
+type Xenstore = Client<Metered<RingTransport<XenstorePage>>>;
 
 /// How long one xenstore round trip may take before the domain gives up.
 const XENSTORE_TIMEOUT_NS: u64 = 30_000_000_000;
@@ -75,7 +78,7 @@ fn connect(k: &Kernel) -> Box<Xenstore> {
     }
     let page = XenstorePage::new(gfn, port, XENSTORE_TIMEOUT_NS)
         .unwrap_or_else(|| panic!("xenstore ring gfn {gfn:#x} is above 4 GiB"));
-    Box::new(Client::new(page.into_transport()))
+    Box::new(Client::new(Metered::new(page.into_transport())))
 }
 
 /// Reads `name` and `domid` from our own node (relative paths resolve
@@ -105,7 +108,8 @@ fn shutdown_request(xs: &mut Xenstore) -> Option<(u32, &'static str)> {
 
 /// Watch events handled per round (see the module documentation).
 pub const XS_EVENTS_PER_ROUND: usize = 32;
-/// A device's turn this long is logged (the others waited that long).
+/// A device's (or xenstore's) turn this long is logged (the others waited
+/// that long).
 const SLOW_TURN_NS: u64 = 1_000_000_000;
 
 /// The service plus what the loop needs to drive it.
@@ -298,7 +302,7 @@ pub fn run(mut k: Kernel) -> ! {
     }
     log::info!("ready");
 
-    let port = xs.transport().page().port();
+    let port = xs.transport().inner().page().port();
     if k.executor.watch(port).is_err() {
         panic!("executor cannot watch the xenstore port");
     }
@@ -311,7 +315,18 @@ pub fn run(mut k: Kernel) -> ! {
     loop {
         let t0 = timer::now_ns();
         let rings_left = serve_devices(&mut k, xs, &mut be);
+        let (t1, m1) = (timer::now_ns(), xs.transport().meter());
         let xenstore_left = xenstore_round(&k, xs, &mut be);
+        let took = timer::now_ns().saturating_sub(t1);
+        if took >= SLOW_TURN_NS {
+            let m = xs.transport().meter().since(m1);
+            log::warn!(
+                "xenstore's turn took {} ms (the devices waited): {} sends, {} ms waiting for xenstored",
+                took / 1_000_000,
+                m.sends,
+                m.wait_ns / 1_000_000
+            );
+        }
         be.ports.sync(&mut k.executor, &be.svc);
         let round = timer::now_ns().saturating_sub(t0);
         be.stats.rounds += 1;

@@ -17,7 +17,8 @@
 //! 4. fair service: guest1 measures its request round trip (a 4-entry GGTT
 //!    request, on its own clock) with the others idle, then while a busy
 //!    guest floods its ring and event channel; the two medians and their
-//!    ratio are printed (QEMU TCG times, not asserted);
+//!    ratio are printed, and the means and maxima (QEMU TCG times, not
+//!    asserted);
 //! 5. `xl destroy`s that busy guest in the middle of its flood: gpu-dom
 //!    revokes everything and the domain leaves `xl list` (no zombie), timed;
 //! 6. runs a frontend that presents bad values in xenstore (`mode=badfe`:
@@ -28,10 +29,13 @@
 //!    values connect, and the good guests stay Connected and verified;
 //! 7. boots a guest nobody attached (it finds no device), and one whose limits
 //!    the "toolstack" then makes guest-writable (gpu-dom refuses it);
-//! 8. attaches dom0 itself and runs `vgpu-front attach-test` (a Linux
+//! 8. admission control: `vgpu attach` asking one page more than gpu-dom's
+//!    pages pool has free exits 1 with "does not fit", writes nothing, and
+//!    the good guests stay Connected and verified;
+//! 9. attaches dom0 itself and runs `vgpu-front attach-test` (a Linux
 //!    frontend over gntalloc and evtchn);
-//! 9. `xl shutdown`s gpu-dom with the good guests attached: they see the
-//!    backend close, and gpu-dom goes away.
+//! 10. `xl shutdown`s gpu-dom with the good guests attached: they see the
+//!     backend close, and gpu-dom goes away.
 
 use std::time::Duration;
 
@@ -63,7 +67,7 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("hostile", "mode=hostile"),
     ("lonely", "mode=unattached"),
     ("lonely2", "mode=unattached"),
-    ("busy", "mode=busy pages=1024"),
+    ("busy", "mode=busy pages=64"),
     ("badfe", "mode=badfe"),
 ];
 /// Seconds gpu-dom gets, after refusing a bad frontend value, to show that
@@ -245,14 +249,18 @@ wait_for 90 xs_exists $fair_node-idle || fail "guest1 did not measure its round 
 guest_create busy GB
 attach_and_start busy $GB
 wait_console busy "busy batches=" 120
-busy_before=$(grep -o "busy batches=[0-9]*" "$CONSOLE_DIR/guest-busy.log" | tail -n 1)
+busy_before=$(grep -o "busy batches=[0-9]*" "$CONSOLE_DIR/guest-busy.log" | tail -n 1 | cut -d= -f2)
 xenstore-write $fair_node busy
 wait_for 90 xs_exists $fair_node-busy || fail "guest1 did not measure its round trip (busy) within 90 s"
-busy_after=$(grep -o "busy batches=[0-9]*" "$CONSOLE_DIR/guest-busy.log" | tail -n 1)
+busy_after=$(grep -o "busy batches=[0-9]*" "$CONSOLE_DIR/guest-busy.log" | tail -n 1 | cut -d= -f2)
 rtt_idle=$(xenstore-read $fair_node-idle); rtt_busy=$(xenstore-read $fair_node-busy)
 case "$rtt_idle $rtt_busy" in *FAIL*) fail "guest1's round trip measurement failed: idle '$rtt_idle', busy '$rtt_busy'" ;; esac
-e2e "fairness rtt idle=$rtt_idle busy=$rtt_busy ratio=$(awk -v a=$rtt_idle -v b=$rtt_busy 'BEGIN { printf "%.1f", (a > 0 ? b / a : 0) }')"
-e2e "fairness: medians in us of guest1's round trips of a 4-entry GGTT request on its own clock ($(grep -o 'rtt phase=[a-z]* n=[0-9]*' "$CONSOLE_DIR/guest-guest1.log" | tr '\n' ' ')), QEMU TCG times, not hardware; busy flooded meanwhile (${busy_before#busy } -> ${busy_after#busy } responses)"
+# field N of a "median mean max" figure; the ratio of two numbers
+fig() { echo "$1" | cut -d' ' -f"$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a > 0 ? b / a : 0) }'; }
+e2e "fairness rtt idle=$(fig "$rtt_idle" 1) busy=$(fig "$rtt_busy" 1) ratio=$(ratio $(fig "$rtt_idle" 1) $(fig "$rtt_busy" 1))"
+e2e "fairness rtt means idle=$(fig "$rtt_idle" 2) busy=$(fig "$rtt_busy" 2) ratio=$(ratio $(fig "$rtt_idle" 2) $(fig "$rtt_busy" 2)); max idle=$(fig "$rtt_idle" 3) busy=$(fig "$rtt_busy" 3)"
+e2e "fairness: us on guest1's clock per round trip of a 4-entry GGTT request ($(grep -o 'rtt phase=[a-z]* n=[0-9]*' "$CONSOLE_DIR/guest-guest1.log" | tr '\n' ' ')), medians first; QEMU TCG times, not hardware; busy flooded meanwhile ($busy_before -> $busy_after responses)"
 xs_is "$(be_dir $G1)/state" 4 || fail "guest1 lost its connection while busy flooded"
 xs_is "$(be_dir $G2)/state" 4 || fail "guest2 lost its connection while busy flooded"
 console_has guest1 "FAIL" && fail "guest1 reported a failure while busy flooded"
@@ -270,7 +278,7 @@ vgpu_run list
 vgpu_run detach $GB --backend gpu-dom --force || fail "vgpu detach of the dead guest failed"
 "#
         .into(),
-        &["E2E: fairness rtt idle=", "E2E: fairness: medians", "destroyed mid-batch: gone from xl list in", "E2E: [vgpu]"],
+        &["E2E: fairness rtt idle=", "E2E: fairness rtt means", "destroyed mid-batch: gone from xl list in", "E2E: [vgpu]"],
     ));
     parts.push(part(
         "a frontend presenting bad values in xenstore: refused once each",
@@ -325,6 +333,24 @@ xl destroy lonely2
 "#
         .into(),
         &["unattached: no device", "refused: limits/max-pages is writable by the guest", "E2E: unattached guests: nothing served"],
+    ));
+    parts.push(part(
+        "admission control: limits that do not fit are refused before anything is written",
+        r#"pool=/local/domain/$GD/data/vgpu-pool/pages
+p_free=$(( $(xenstore-read $pool/capacity) - $(xenstore-read $pool/reserved) ))
+p_ask=$(( p_free + 1 ))
+vgpu_run attach Domain-0 --backend gpu-dom --max-pages $p_ask; a_rc=$?
+[ "$a_rc" = 1 ] || fail "vgpu attach asking $p_ask pages ($p_free free) exited $a_rc, not 1 (output above)"
+grep -q -F "does not fit: $p_ask pages asked" /tmp/vgpu.log || fail "vgpu attach asking $p_ask pages: no 'does not fit' naming the pages pool (output above)"
+xs_exists "$(be_dir 0)" && fail "the refused vgpu attach left $(be_dir 0) behind"
+xs_is "$(be_dir $G1)/state" 4 || fail "guest1 lost its connection after the refused attach"
+xs_is "$(be_dir $G2)/state" 4 || fail "guest2 lost its connection after the refused attach"
+console_has guest1 "FAIL" && fail "guest1 reported a failure"
+console_has guest2 "FAIL" && fail "guest2 reported a failure"
+e2e "admission: vgpu attach asking $p_ask pages with $p_free free refused (exit 1, does not fit, nothing written); good guests still Connected and verified"
+"#
+        .into(),
+        &["does not fit: ", "E2E: admission: vgpu attach asking"],
     ));
     parts.push(part(
         "a Linux frontend in dom0 (vgpu-front over gntalloc and evtchn)",

@@ -8,8 +8,8 @@
 //!   letters), the guest measures its request round trip
 //!   (`frontend::scenario::measure_rtt`) on Xen's system time, prints
 //!   `TESTGUEST dom=<id> rtt phase=<phase> n=<n> median_us=<m> mean_us=<a>
-//!   max_us=<x>` and writes `data/fairness-<phase> = "<m>"` (or `FAIL
-//!   <why>`), once per phase.
+//!   max_us=<x>` and writes `data/fairness-<phase> = "<m> <a> <x>"` (or
+//!   `FAIL <why>`), once per phase.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -77,7 +77,7 @@ pub fn on_fairness(fe: &mut Fe, dom: u16) {
                 "rtt phase={phase} n={} median_us={} mean_us={} max_us={}",
                 r.n, r.median_us, r.mean_us, r.max_us
             ));
-            format!("{}", r.median_us)
+            format!("{} {} {}", r.median_us, r.mean_us, r.max_us)
         }
         Err(e) => {
             let mut console = console_line;
