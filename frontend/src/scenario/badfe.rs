@@ -22,7 +22,7 @@ pub const NEVER_GRANTED_GREF: u32 = 6;
 /// How long the backend gets to reach each state.
 const STATE_WAIT_MS: u64 = 30_000;
 /// How often the backend's state is read while waiting.
-const POLL_MS: u64 = 100;
+const POLL_MS: u64 = 250;
 /// Attempts at one transaction.
 const TX_ATTEMPTS: u32 = 16;
 

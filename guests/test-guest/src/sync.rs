@@ -24,7 +24,7 @@ use crate::guest::{console_line, Fe};
 /// How long dom0 gets to count a refusal.
 const GO_WAIT_MS: u64 = 120_000;
 /// How often `data/badfe-go` is read meanwhile.
-const GO_POLL_MS: u64 = 200;
+const GO_POLL_MS: u64 = 500;
 /// Watch token of `data/fairness`.
 pub const TOKEN_FAIRNESS: &str = "fairness";
 /// Round trips per measurement, and the time they may take at most.
