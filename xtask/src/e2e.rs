@@ -22,8 +22,8 @@
 //! 5. `xl destroy`s that busy guest in the middle of its flood: gpu-dom
 //!    revokes everything and the domain leaves `xl list` (no zombie), timed;
 //! 6. runs a frontend that presents bad values in xenstore (`mode=badfe`:
-//!    `version = 2`, ring-refs never granted, not a number, granted
-//!    read-only, `event-channel = 0`), each after going back to
+//!    `version = 2`, ring-refs never granted and not a number,
+//!    `event-channel = 0`), each after going back to
 //!    Initialising: [`BADFE_SETTLE_S`] after each refusal, gpu-dom's log
 //!    must show exactly one refusal for it (no watch loop); then the right
 //!    values connect, and the good guests stay Connected and verified;

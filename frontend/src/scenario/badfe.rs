@@ -1,5 +1,7 @@
 //! Mode `badfe`: a frontend that presents, in xenstore, values the backend
-//! must refuse, one at a time: each after going back to `Initialising` and
+//! must refuse (a few of the kinds `tests/tests/availability.rs` covers on
+//! the host, here against real xenstore, grants and event channels), one
+//! at a time: each after going back to `Initialising` and
 //! waiting for the backend's `InitWait`, written with `Initialised` in one
 //! transaction as a real frontend does. The backend must refuse each once
 //! (its `Closed`, with `error`) and then leave the device alone until the
@@ -35,21 +37,14 @@ pub enum Bad {
     RingRefNeverGranted,
     /// `ring-ref` that is not a number.
     RingRefNotANumber,
-    /// `ring-ref` of a page granted read-only (the ring must be writable).
-    RingRefReadOnly,
     /// `event-channel = 0` (never a port the backend may bind).
     EventChannelZero,
 }
 
 impl Bad {
     /// Every value, in the order presented.
-    pub const ALL: [Bad; 5] = [
-        Bad::Version2,
-        Bad::RingRefNeverGranted,
-        Bad::RingRefNotANumber,
-        Bad::RingRefReadOnly,
-        Bad::EventChannelZero,
-    ];
+    pub const ALL: [Bad; 4] =
+        [Bad::Version2, Bad::RingRefNeverGranted, Bad::RingRefNotANumber, Bad::EventChannelZero];
 
     /// Its name in console lines.
     pub fn name(self) -> &'static str {
@@ -57,21 +52,19 @@ impl Bad {
             Bad::Version2 => "version=2",
             Bad::RingRefNeverGranted => "ring-ref=never-granted",
             Bad::RingRefNotANumber => "ring-ref=not-a-number",
-            Bad::RingRefReadOnly => "ring-ref=read-only",
             Bad::EventChannelZero => "event-channel=0",
         }
     }
 
-    /// (`version`, `ring-ref`, `event-channel`) given a good writable ring
-    /// grant, a read-only grant and a good port.
-    fn values(self, ring: u32, ro: u32, port: u32) -> [String; 3] {
+    /// (`version`, `ring-ref`, `event-channel`) given a good ring grant and
+    /// a good port.
+    fn values(self, ring: u32, port: u32) -> [String; 3] {
         let (mut v, mut r, mut p) =
             (keys::PROTOCOL_VERSION.to_string(), ring.to_string(), port.to_string());
         match self {
             Bad::Version2 => v = "2".into(),
             Bad::RingRefNeverGranted => r = NEVER_GRANTED_GREF.to_string(),
             Bad::RingRefNotANumber => r = "ring".into(),
-            Bad::RingRefReadOnly => r = ro.to_string(),
             Bad::EventChannelZero => p = "0".into(),
         }
         [v, r, p]
@@ -111,7 +104,6 @@ fn badfe<P: Platform, T: Transport>(
 ) -> Result<Vec<&'static str>, String> {
     let dev = fe.discover().map_err(|e| format!("discover: {e}"))?;
     let ring = fe.grant_page(false).map_err(|e| format!("grant: {e}"))?;
-    let ro = fe.grant_page(true).map_err(|e| format!("grant: {e}"))?;
     let port = fe.platform().alloc_unbound(dev.backend_id).map_err(|e| format!("port: {e}"))?;
     let be_state = format!("{}/{}", dev.backend_dir, keys::STATE);
     let fe_dir = dev.frontend_dir.clone();
@@ -122,7 +114,7 @@ fn badfe<P: Platform, T: Transport>(
         }
         wait_state(fe, &be_state, XenbusState::InitWait)
             .map_err(|e| format!("before {}: {e}", bad.name()))?;
-        let [v, r, p] = bad.values(ring.gref, ro.gref, port);
+        let [v, r, p] = bad.values(ring.gref, port);
         let nodes = [
             (keys::VERSION, v.as_str()),
             (keys::RING_REF, r.as_str()),
