@@ -6,9 +6,11 @@
 //! Every event source is a budgeted producer: nothing in a round runs
 //! "until empty" on anything a guest can fill.
 //! - **Devices**: every device whose port fired, or that had requests left
-//!   in the last round, is served once per round, at most
-//!   `backend::service`'s budget of requests (2 x `RING_SIZE` = 64) per
-//!   turn, round-robin from a start that moves by one device each round.
+//!   in the last round, is served once per round, for at most
+//!   [`backend::service::BUDGET`] units of work per turn (4096: a request
+//!   costs 1 plus the entries it applied, and the request that crosses the
+//!   budget is finished, so a turn is at most 4096 + 2048 units),
+//!   round-robin from a start that moves by one device each round.
 //!   Notifying a port more often gives a guest nothing: a port that fired
 //!   any number of times is one turn.
 //! - **xenstore**: at most [`XS_EVENTS_PER_ROUND`] watch events per round;
@@ -22,10 +24,12 @@
 //! So a request that a guest posted and notified is answered within two
 //! rounds (its port is taken in the round after the notification, or its
 //! turn comes in the next one), and a round costs at most, per other
-//! device, 64 requests (each at most `gpuif::MAX_ENTRIES` entries), plus
+//! device, one turn of at most 4096 + 2048 units, plus
 //! [`XS_EVENTS_PER_ROUND`] watch events and one rescan: neither a guest
 //! flooding its ring and event channel nor one storming xenstore can
-//! delay the others beyond that.
+//! delay the others beyond that. (A rescan's cost grows with the number
+//! of devices, not with any guest's input: see the README's
+//! "Availability".)
 //!
 //! Markers (read by `cargo xtask` from the console logs; keep them stable):
 //! - `gpu-dom: started as domU`

@@ -67,7 +67,7 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("hostile", "mode=hostile"),
     ("lonely", "mode=unattached"),
     ("lonely2", "mode=unattached"),
-    ("busy", "mode=busy pages=64"),
+    ("busy", "mode=busy pages=1024"),
     ("badfe", "mode=badfe"),
 ];
 /// Seconds gpu-dom gets, after refusing a bad frontend value, to show that
