@@ -1,6 +1,36 @@
 //! The domU path: bring the Xen interface up, join xenstore, announce
 //! readiness, and serve until the toolstack asks for a shutdown.
 //!
+//! # The main loop and its bounds
+//! One round does, in order: serve the devices, handle xenstore, sleep.
+//! Every event source is a budgeted producer: nothing in a round runs
+//! "until empty" on anything a guest can fill.
+//! - **Devices**: every device whose port fired, or that had requests left
+//!   in the last round, is served once per round, for at most
+//!   [`backend::service::BUDGET`] units of work per turn (4096: a request
+//!   costs 1 plus the entries it applied, and the request that crosses the
+//!   budget is finished, so a turn is at most 4096 + 2048 units),
+//!   round-robin from a start that moves by one device each round.
+//!   Notifying a port more often gives a guest nothing: a port that fired
+//!   any number of times is one turn.
+//! - **xenstore**: at most [`XS_EVENTS_PER_ROUND`] watch events per round;
+//!   the service's events among them are coalesced into one rescan (events
+//!   the client dropped count as one more), so a round holds at most one
+//!   rescan. Events left over wait for the next round.
+//! - **Sleeping**: the loop sleeps only after a round in which no device
+//!   had requests left and xenstore had nothing; otherwise it looks for
+//!   fired ports without sleeping and goes on.
+//!
+//! So a request that a guest posted and notified is answered within two
+//! rounds (its port is taken in the round after the notification, or its
+//! turn comes in the next one), and a round costs at most, per other
+//! device, one turn of at most 4096 + 2048 units, plus
+//! [`XS_EVENTS_PER_ROUND`] watch events and one rescan: neither a guest
+//! flooding its ring and event channel nor one storming xenstore can
+//! delay the others beyond that. (A rescan's cost grows with the number
+//! of devices, not with any guest's input: see the README's
+//! "Availability".)
+//!
 //! Markers (read by `cargo xtask` from the console logs; keep them stable):
 //! - `gpu-dom: started as domU`
 //! - `gpu-dom: xenstore name=<name> domid=<domid>`
@@ -9,7 +39,14 @@
 //!   written, existing devices served)
 //! - `gpu-dom: ready` (after writing `data/gpu-dom-ready = "1"`)
 //! - the service's markers (see `vgpu`)
-//! - `gpu-dom: shutdown requested (<reason>)`, then every guest is revoked
+//! - `gpu-dom: WARN: vgpu dom<F>: one turn took <ms> ms (the other devices
+//!   waited)` and `gpu-dom: WARN: xenstore's turn took <ms> ms (the devices
+//!   waited): <n> sends, <ms> ms waiting for xenstored`, for a turn of a
+//!   second or more
+//! - `gpu-dom: shutdown requested (<reason>)`, `gpu-dom: main loop: <n>
+//!   rounds, longest round <us> us, longest device turn <us> us (dom<F>)`
+//!   (Xen system time; a round that ends in a shutdown is not counted),
+//!   then every guest is revoked
 //!   (`closed (backend shutting down)` per device), `gpu-dom: backend
 //!   stopped: every guest revoked`, then `SCHEDOP_shutdown`
 
@@ -17,15 +54,16 @@ extern crate alloc;
 
 use crate::iommu_test::{self, IommuTest};
 use crate::vgpu::{self, Ports, VgpuService};
+use crate::xs_meter::Metered;
 use alloc::boxed::Box;
 use alloc::string::String;
 use unikernel::control::{self, SHUTDOWN_PATH};
-use unikernel::xen::events;
 use unikernel::xen::xenstore::XenstorePage;
+use unikernel::xen::{events, timer};
 use unikernel::Kernel;
 use xenbus::{Client, ClientError, RingError, RingTransport, TxId};
 
-type Xenstore = Client<RingTransport<XenstorePage>>;
+type Xenstore = Client<Metered<RingTransport<XenstorePage>>>;
 
 /// How long one xenstore round trip may take before the domain gives up.
 const XENSTORE_TIMEOUT_NS: u64 = 30_000_000_000;
@@ -44,7 +82,7 @@ fn connect(k: &Kernel) -> Box<Xenstore> {
     }
     let page = XenstorePage::new(gfn, port, XENSTORE_TIMEOUT_NS)
         .unwrap_or_else(|| panic!("xenstore ring gfn {gfn:#x} is above 4 GiB"));
-    Box::new(Client::new(page.into_transport()))
+    Box::new(Client::new(Metered::new(page.into_transport())))
 }
 
 /// Reads `name` and `domid` from our own node (relative paths resolve
@@ -72,19 +110,57 @@ fn shutdown_request(xs: &mut Xenstore) -> Option<(u32, &'static str)> {
     }
 }
 
+/// Watch events handled per round (see the module documentation).
+pub const XS_EVENTS_PER_ROUND: usize = 32;
+/// A device's (or xenstore's) turn this long is logged (the others waited
+/// that long).
+const SLOW_TURN_NS: u64 = 1_000_000_000;
+
 /// The service plus what the loop needs to drive it.
 struct Backend {
     svc: VgpuService,
     ports: Ports,
     /// Ports whose device had requests left when its budget ran out.
     busy: heapless::Vec<u32, { backend::service::MAX_DEVICES }>,
+    /// Where the next round's round-robin starts (an index into `ports`).
+    next_first: usize,
+    /// How long rounds and turns took (printed when gpu-dom stops).
+    stats: LoopStats,
     /// The IOMMU test mode (`gpu-dom.iommu-test`, CI only).
     iommu: Option<IommuTest>,
+}
+
+/// What the main loop measured: the bounds of the module documentation,
+/// as they came out (Xen system time).
+#[derive(Default)]
+struct LoopStats {
+    rounds: u64,
+    longest_round_ns: u64,
+    /// The longest one device's turn took, and whose it was.
+    longest_turn_ns: u64,
+    longest_turn_dom: u16,
+}
+
+impl LoopStats {
+    fn turn(&mut self, ns: u64, dom: u16) {
+        if ns > self.longest_turn_ns {
+            self.longest_turn_ns = ns;
+            self.longest_turn_dom = dom;
+        }
+    }
 }
 
 /// Revokes every guest (they see Closed), then shuts the domain down.
 fn shut_down(k: &Kernel, xs: &mut Xenstore, be: &mut Backend, reason: u32, name: &str) -> ! {
     log::info!("shutdown requested ({name})");
+    let st = &be.stats;
+    log::info!(
+        "main loop: {} rounds, longest round {} us, longest device turn {} us (dom{})",
+        st.rounds,
+        st.longest_round_ns / 1000,
+        st.longest_turn_ns / 1000,
+        st.longest_turn_dom
+    );
     be.svc.shutdown(xs, &mut vgpu::print_change);
     let gpu = be.svc.backend.engine().gpu();
     let s = gpu.stats();
@@ -98,64 +174,93 @@ fn shut_down(k: &Kernel, xs: &mut Xenstore, be: &mut Backend, reason: u32, name:
     k.shutdown(reason)
 }
 
-/// Handles watch events until none is queued in the client or waiting on
-/// the ring. Service events are coalesced into one rescan per round (a
-/// rescan looks at everything); events the client had to drop (its queue is
-/// short) count as a service event plus a shutdown check. A rescan's own
-/// requests can queue new events, hence the rounds.
-fn drain_xenstore(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) {
-    loop {
-        let mut rescan = false;
-        loop {
-            let ev = match xs.poll_event() {
-                Ok(Some(ev)) => ev,
-                Ok(None) => break,
-                Err(e) => xs_fail("event", e),
-            };
-            match ev.token() {
-                TOKEN_SHUTDOWN => {
-                    if let Some((reason, name)) = shutdown_request(xs) {
-                        shut_down(k, xs, be, reason, name);
-                    }
+/// One round of xenstore: handles at most [`XS_EVENTS_PER_ROUND`] watch
+/// events (queued in the client, or waiting on the ring). The service's
+/// events are coalesced into one rescan (a rescan looks at everything);
+/// events the client had to drop (its queue is short) count as a service
+/// event plus a shutdown check. Returns whether xenstore may have more:
+/// events were left over, or this round's requests (the rescan's writes
+/// fire our own watches) may have queued new ones. Only a round that found
+/// nothing at all lets the loop sleep.
+fn xenstore_round(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
+    let mut rescan = false;
+    let mut taken = 0;
+    while taken < XS_EVENTS_PER_ROUND {
+        let ev = match xs.poll_event() {
+            Ok(Some(ev)) => ev,
+            Ok(None) => break,
+            Err(e) => xs_fail("event", e),
+        };
+        taken += 1;
+        match ev.token() {
+            TOKEN_SHUTDOWN => {
+                if let Some((reason, name)) = shutdown_request(xs) {
+                    shut_down(k, xs, be, reason, name);
                 }
-                t if vgpu::is_service_token(t) => rescan = true,
-                iommu_test::TOKEN if be.iommu.is_some() => {
-                    if let Some(t) = be.iommu.as_mut() {
-                        t.on_request(xs, &be.svc);
-                    }
+            }
+            t if vgpu::is_service_token(t) => rescan = true,
+            iommu_test::TOKEN if be.iommu.is_some() => {
+                if let Some(t) = be.iommu.as_mut() {
+                    t.on_request(xs, &be.svc);
                 }
-                other => log::warn!("watch event with unknown token {other:?} on {}", ev.path()),
             }
-        }
-        if xs.take_lost_events() > 0 {
-            log::debug!("xenstore watch events were dropped: rechecking shutdown and devices");
-            if let Some((reason, name)) = shutdown_request(xs) {
-                shut_down(k, xs, be, reason, name);
-            }
-            be.svc.on_lost_events(xs, &mut vgpu::print_change);
-        } else if rescan {
-            be.svc.on_watch(xs, backend::service::TOKEN_BACKEND, &mut vgpu::print_change);
-        } else {
-            return;
+            other => log::warn!("watch event with unknown token {other:?} on {}", ev.path()),
         }
     }
+    if xs.take_lost_events() > 0 {
+        log::debug!("xenstore watch events were dropped: rechecking shutdown and devices");
+        if let Some((reason, name)) = shutdown_request(xs) {
+            shut_down(k, xs, be, reason, name);
+        }
+        be.svc.on_lost_events(xs, &mut vgpu::print_change);
+        return true;
+    }
+    if rescan {
+        be.svc.on_watch(xs, backend::service::TOKEN_BACKEND, &mut vgpu::print_change);
+    }
+    taken > 0
 }
 
-/// Serves every device whose port fired or that had requests left, once
-/// each (a device with more work waits for the others' turn).
-fn serve_devices(k: &mut Kernel, xs: &mut Xenstore, be: &mut Backend) {
-    let mut ready: heapless::Vec<u32, { backend::service::MAX_DEVICES }> = heapless::Vec::new();
+/// Serves every device whose port fired or that had requests left, one
+/// turn each (the service's budget of requests), round-robin: the first
+/// device served moves by one each round, so no device is always first.
+/// Returns whether some device had requests left.
+fn serve_devices(k: &mut Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
+    let mut ports: heapless::Vec<u32, { backend::service::MAX_DEVICES }> = heapless::Vec::new();
     for port in be.ports.iter() {
+        let _ = ports.push(port);
+    }
+    let first = if ports.is_empty() { 0 } else { be.next_first % ports.len() };
+    be.next_first = first.wrapping_add(1);
+    ports.rotate_left(first);
+    // Which ports fired is taken for all of them before any is served: a
+    // notification that arrives while others are served waits for the next
+    // round (it is collected when the loop next looks for events).
+    let mut ready: heapless::Vec<u32, { backend::service::MAX_DEVICES }> = heapless::Vec::new();
+    for port in ports {
         if k.executor.take(port) || be.busy.contains(&port) {
             let _ = ready.push(port);
         }
     }
     be.busy.clear();
     for port in ready {
+        let dom = be.svc.devices().find(|d| d.live.as_ref().is_some_and(|l| l.port == port));
+        let dom = dom.map_or(0, |d| d.fe.0);
+        let t0 = timer::now_ns();
         if be.svc.on_event(xs, port, &mut vgpu::print_change) {
             let _ = be.busy.push(port);
         }
+        let took = timer::now_ns().saturating_sub(t0);
+        if took >= SLOW_TURN_NS {
+            // At most one line per SLOW_TURN_NS of one device's service.
+            log::warn!(
+                "vgpu dom{dom}: one turn took {} ms (the other devices waited)",
+                took / 1_000_000
+            );
+        }
+        be.stats.turn(took, dom);
     }
+    !be.busy.is_empty()
 }
 
 /// Runs gpu-dom as a domU.
@@ -182,6 +287,8 @@ pub fn run(mut k: Kernel) -> ! {
         svc: vgpu::build(&mut k),
         ports: Ports::default(),
         busy: heapless::Vec::new(),
+        next_first: 0,
+        stats: LoopStats::default(),
         iommu,
     };
     if let Err(e) = be.svc.start(xs, &mut vgpu::print_change) {
@@ -199,21 +306,37 @@ pub fn run(mut k: Kernel) -> ! {
     }
     log::info!("ready");
 
-    let port = xs.transport().page().port();
+    let port = xs.transport().inner().page().port();
     if k.executor.watch(port).is_err() {
         panic!("executor cannot watch the xenstore port");
     }
-    // Each round: serve the devices that fired, then handle xenstore, then
-    // sleep. Nothing talks to xenstore between the drain and the sleep, so
-    // no watch event waits in the client's queue while the domain sleeps
-    // (the transport consumes the port's pending bit while it waits for a
-    // reply, and serving writes statistics).
+    // Each round: serve the devices, handle xenstore, then sleep unless
+    // either had work left (see the module documentation). Nothing talks to
+    // xenstore between a round that found nothing and the sleep, so no
+    // watch event waits in the client's queue while the domain sleeps (the
+    // transport consumes the port's pending bit while it waits for a reply,
+    // and serving writes statistics).
     loop {
-        serve_devices(&mut k, xs, &mut be);
-        drain_xenstore(&k, xs, &mut be);
+        let t0 = timer::now_ns();
+        let rings_left = serve_devices(&mut k, xs, &mut be);
+        let (t1, m1) = (timer::now_ns(), xs.transport().meter());
+        let xenstore_left = xenstore_round(&k, xs, &mut be);
+        let took = timer::now_ns().saturating_sub(t1);
+        if took >= SLOW_TURN_NS {
+            let m = xs.transport().meter().since(m1);
+            log::warn!(
+                "xenstore's turn took {} ms (the devices waited): {} sends, {} ms waiting for xenstored",
+                took / 1_000_000,
+                m.sends,
+                m.wait_ns / 1_000_000
+            );
+        }
         be.ports.sync(&mut k.executor, &be.svc);
-        // Requests left over: look for events without sleeping, then go on.
-        let deadline = if be.busy.is_empty() { None } else { Some(0) };
+        let round = timer::now_ns().saturating_sub(t0);
+        be.stats.rounds += 1;
+        be.stats.longest_round_ns = be.stats.longest_round_ns.max(round);
+        // Work left over: look for events without sleeping, then go on.
+        let deadline = if rings_left || xenstore_left { Some(0) } else { None };
         if let Err(e) = k.executor.wait(deadline) {
             panic!("executor: {e}");
         }

@@ -27,6 +27,8 @@ mod iommu_test;
 mod platform;
 #[cfg(target_os = "none")]
 mod vgpu;
+#[cfg(target_os = "none")]
+mod xs_meter;
 
 #[cfg(target_os = "none")]
 unikernel::entry!(gpu_dom_main);

@@ -15,6 +15,7 @@
 //! | [`platform`] | the [`Platform`] trait: pages + grants, ports, clock, sleeping |
 //! | [`device`] | [`Frontend`]: discovery, handshake, watches, waiting, teardown |
 //! | [`request`] | requests, directory pages, batches, responses by id |
+//! | [`flood`] | requests posted without waiting, a notification every round (mode busy) |
 //! | [`scenario`] | what the test guest and `vgpu-front attach-test` do (good, hostile, busy, unattached), with their console markers |
 //! | [`error`] | [`Error`] |
 //!
@@ -28,6 +29,7 @@ extern crate alloc;
 
 pub mod device;
 pub mod error;
+pub mod flood;
 pub mod platform;
 pub mod request;
 pub mod scenario;
@@ -37,5 +39,6 @@ pub mod linux;
 
 pub use device::{Device, FrontError, Frontend, Happening, Options, Teardown};
 pub use error::Error;
+pub use flood::{Flood, FloodRound};
 pub use platform::{DomId, EndAccessError, Granted, PageId, Platform, Port};
 pub use request::BatchResult;

@@ -5,7 +5,8 @@
 //! # Invariants
 //! - One request is in flight at a time: directory pages are rewritten only
 //!   after the backend answered the request that named them (the backend
-//!   copies them while it handles the request).
+//!   copies them while it handles the request). A flood (`flood`) keeps
+//!   many in flight, on pages it never rewrites.
 //! - A response for another id is kept until asked for; a backend that
 //!   produces responses nobody requested is an [`Error::Ring`].
 //! - Every wait for a response is bounded, and ends early with

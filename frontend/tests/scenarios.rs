@@ -4,7 +4,7 @@
 mod support;
 
 use frontend::scenario::{self, GoodConfig, Reporter};
-use frontend::Options;
+use frontend::{Options, Platform};
 use gtt::DomId;
 use platform_model::DomainState;
 use support::{frontend, Lines, World};
@@ -150,7 +150,7 @@ fn good_mode_without_a_serving_backend_fails_with_the_reason() {
 }
 
 #[test]
-fn busy_mode_batches_until_the_backend_goes_away_mid_loop() {
+fn busy_mode_floods_map_and_unmap_until_the_backend_goes_away_mid_flood() {
     let world = World::new(true);
     world.borrow().attach(DOM, 0, 512, 600);
     let mut fe = frontend(&world, DOM, 1024, Options::default());
@@ -159,32 +159,127 @@ fn busy_mode_batches_until_the_backend_goes_away_mid_loop() {
     let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
     let w = world.clone();
     let mut checks = 0;
-    let batches = scenario::run_busy(&mut fe, &mut rep, 300, |_| {
+    let batches = scenario::run_busy(&mut fe, &mut rep, 40, |_| {
         checks += 1;
-        if checks == 250 {
-            // gpu-dom goes away between two batches; the next one fails.
+        if checks == 12 {
+            // gpu-dom goes away in the middle of the flood.
             w.borrow_mut().shutdown_backend();
         }
         scenario::Control::Continue
     });
-    assert_eq!(batches, 250);
+    // The ring is kept full: every look at the backend finds a ring's worth answered.
+    assert!(batches >= 8 * gpuif::RING_SIZE as u64, "{batches} responses");
     for want in [
-        "TESTGUEST dom=5 busy connected pages=300",
+        "TESTGUEST dom=5 busy connected pages=40",
         "TESTGUEST dom=5 busy batches=100",
         "TESTGUEST dom=5 busy batches=200",
     ] {
         assert!(lines.has(want), "missing {want:?} in {:#?}", lines.all());
     }
     let last = lines.all();
-    assert!(
-        last.iter().any(|l| l
-            .starts_with("TESTGUEST dom=5 busy stopped batches=250 (GgttMap: the backend closed")),
-        "{last:#?}"
-    );
+    let stopped =
+        format!("TESTGUEST dom=5 busy stopped batches={batches} (flood: the backend closed");
+    assert!(last.iter().any(|l| l.starts_with(&stopped)), "{last:#?}");
     assert!(
         last.iter().any(|l| l.contains("cleanup") && l.contains("still_mapped=0")),
         "{last:#?}"
     );
+    let w = world.borrow();
+    assert_eq!(w.model.destroy_domain(DomId(DOM)), Some(DomainState::Dead), "no zombie");
+}
+
+#[test]
+fn busy_mode_notifies_on_every_round_and_posts_without_waiting_for_responses() {
+    let world = World::new(true);
+    world.borrow().attach(DOM, 0, 4096, 2000);
+    let mut fe = frontend(&world, DOM, 4096, Options::default());
+    fe.connect().unwrap();
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    let before = (fe.platform().notifies, fe.platform().waits);
+    let mut seen = Vec::new();
+    let batches = scenario::run_busy(&mut fe, &mut rep, 5000, |fe| {
+        let p = fe.platform();
+        seen.push((p.notifies, p.waits));
+        if seen.len() == 2 {
+            scenario::Control::Stop
+        } else {
+            scenario::Control::Continue
+        }
+    });
+    // First look: two rounds, a ring's worth posted in the first, nothing
+    // in the second (the ring is full, nothing answered: the backend has
+    // not run), one notification each all the same, and no wait yet.
+    assert_eq!(seen[0], (before.0 + 2, before.1), "{seen:?}");
+    assert!(batches >= gpuif::RING_SIZE as u64, "{batches}");
+    // Capped at half the directory pool per request.
+    assert!(
+        lines.has(&format!("TESTGUEST dom=5 busy connected pages={}", scenario::BUSY_MAX_ENTRIES))
+    );
+    assert!(batches > 0);
+    assert!(lines
+        .all()
+        .iter()
+        .any(|l| l.contains("busy stopped") && l.contains("(asked to stop)")));
+}
+
+#[test]
+fn badfe_mode_is_refused_once_per_bad_value_and_then_connects_with_good_ones() {
+    let world = World::new(true);
+    world.borrow().attach(DOM, 0, 64, 100);
+    let mut fe = frontend(&world, DOM, 256, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    let w = world.clone();
+    let refusals = move || {
+        w.borrow().changes.iter().filter(|c| matches!(c, backend::Change::Refused { .. })).count()
+    };
+    let mut seen = Vec::new();
+    let passed = scenario::run_badfe(&mut fe, &mut rep, |fe, k, bad| {
+        // Time passes with the frontend idle: the backend must stay quiet.
+        let until = fe.platform().now_ms() + 5_000;
+        fe.platform().wait(until).map_err(|e| e.to_string())?;
+        seen.push((bad, refusals()));
+        assert_eq!(refusals(), k, "refusals after {} (k = {k})", bad.name());
+        Ok(())
+    });
+    assert!(passed, "{:#?}", lines.all());
+    assert_eq!(seen.len(), scenario::Bad::ALL.len());
+    for bad in scenario::Bad::ALL {
+        let want = format!("TESTGUEST dom=5 badfe {} -> refused: ", bad.name());
+        assert!(lines.all().iter().any(|l| l.starts_with(&want)), "{want:?} in {:#?}", lines.all());
+    }
+    assert!(lines.has("TESTGUEST dom=5 badfe good values -> connected"), "{:#?}", lines.all());
+    assert!(lines.has("TESTGUEST dom=5 badfe PASS"));
+}
+
+#[test]
+fn rtt_is_measured_on_the_callers_clock_with_entries_that_stay_mapped() {
+    let world = World::new(true);
+    world.borrow().attach(DOM, 0, 1024, 1000);
+    let mut fe = frontend(&world, DOM, 2048, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    let cfg = GoodConfig { pages: 16, ..GoodConfig::default() };
+    let mapped = scenario::run_good(&mut fe, &mut rep, &cfg).expect("good");
+    let mut t = 0u64;
+    let mut clock = || {
+        t += 7;
+        t
+    };
+    let rtt = scenario::measure_rtt(&mut fe, 20, 1_000_000, &mut clock).expect("rtt");
+    // Each round trip reads the clock twice: 7 us apart.
+    assert_eq!(rtt, scenario::Rtt { n: 20, median_us: 7, mean_us: 7, max_us: 7 });
+    assert_eq!(scenario::reverify(&mut fe, &mapped, 0).unwrap(), 0, "entries unchanged");
+    let mut slow = || {
+        t += 400_000;
+        t
+    };
+    let rtt = scenario::measure_rtt(&mut fe, 20, 1_000_000, &mut slow).expect("rtt");
+    assert!(rtt.n < 20, "stopped at the time limit: {rtt:?}");
 }
 
 #[test]

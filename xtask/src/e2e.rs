@@ -14,12 +14,28 @@
 //!    writable, out-of-slice indexes, garbage directory pages, a runaway
 //!    `req_prod`): it gets errors, then is disconnected; the good guests stay
 //!    Connected and report no mismatch;
-//! 4. boots a guest nobody attached (it finds no device), and one whose limits
+//! 4. fair service: guest1 measures its request round trip (a 4-entry GGTT
+//!    request, on its own clock) with the others idle, then while a busy
+//!    guest floods its ring and event channel; the two medians and their
+//!    ratio are printed, and the means and maxima (QEMU TCG times, not
+//!    asserted);
+//! 5. `xl destroy`s that busy guest in the middle of its flood: gpu-dom
+//!    revokes everything and the domain leaves `xl list` (no zombie), timed;
+//! 6. runs a frontend that presents bad values in xenstore (`mode=badfe`:
+//!    `version = 2`, ring-refs never granted and not a number,
+//!    `event-channel = 0`), each after going back to
+//!    Initialising: [`BADFE_SETTLE_S`] after each refusal, gpu-dom's log
+//!    must show exactly one refusal for it (no watch loop); then the right
+//!    values connect, and the good guests stay Connected and verified;
+//! 7. boots a guest nobody attached (it finds no device), and one whose limits
 //!    the "toolstack" then makes guest-writable (gpu-dom refuses it);
-//! 5. `xl destroy`s a guest in the middle of its batches: gpu-dom revokes
-//!    everything and the domain leaves `xl list` (no zombie), timed;
-//! 6. `xl shutdown`s gpu-dom with the good guests attached: they see the
-//!    backend close, and gpu-dom goes away.
+//! 8. admission control: `vgpu attach` asking one page more than gpu-dom's
+//!    pages pool has free exits 1 with "does not fit", writes nothing, and
+//!    the good guests stay Connected and verified;
+//! 9. attaches dom0 itself and runs `vgpu-front attach-test` (a Linux
+//!    frontend over gntalloc and evtchn);
+//! 10. `xl shutdown`s gpu-dom with the good guests attached: they see the
+//!     backend close, and gpu-dom goes away.
 
 use std::time::Duration;
 
@@ -51,8 +67,12 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("hostile", "mode=hostile"),
     ("lonely", "mode=unattached"),
     ("lonely2", "mode=unattached"),
-    ("busy", "mode=busy"),
+    ("busy", "mode=busy pages=1024"),
+    ("badfe", "mode=badfe"),
 ];
+/// Seconds gpu-dom gets, after refusing a bad frontend value, to show that
+/// it refuses it again (a watch loop) before its refusals are counted.
+pub const BADFE_SETTLE_S: u32 = 3;
 
 pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let mut p = Progress::new("e2e", 13);
@@ -88,7 +108,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let run = Dom0Run {
         dir: "e2e",
         label: "e2e",
-        what: "Linux PV dom0, gpu-dom and six test guests".into(),
+        what: format!("Linux PV dom0, gpu-dom and {} test guests", GUESTS.len()),
         rerun: "cargo xtask e2e",
         scenario: &scenario,
         timeout,
@@ -153,6 +173,20 @@ attach_and_unpause() {
     vgpu_run attach "$1" --backend gpu-dom || fail "vgpu attach $1 failed (output above)"
     xl unpause "$1"
 }
+# wait_1s SECS COMMAND...: wait_for, polling once a second (each poll forks
+# in a PV dom0 under TCG, which slows xenstored for everyone).
+wait_1s() {
+    w1_end=$(( $(now_ms) + $1 * 1000 )); shift
+    until "$@"; do
+        [ "$(now_ms)" -ge "$w1_end" ] && return 1
+        sleep 1
+    done
+}
+# xs_starts PATH PREFIX: the node's value starts with PREFIX.
+xs_starts() { case "$(xenstore-read "$1" 2>/dev/null)" in "$2"*) return 0 ;; esac; return 1; }
+xs_exists() { xenstore-read "$1" >/dev/null 2>&1; }
+# refusals DOMID: gpu-dom's refusal lines for that guest's device 0 so far.
+refusals() { grep -c -F "gpu-dom: vgpu dom$1/0 refused: " "$CONSOLE_DIR/guest-gpu-dom.log"; }
 # attach_and_start NAME ID: vgpu attach, unpause, wait for Connected (timed).
 attach_and_start() {
     as_t0=$(now_ms)
@@ -217,6 +251,79 @@ xl destroy hostile
         &["hostile PASS", "closed (ring protocol violation)", "E2E: hostile guest refused"],
     ));
     parts.push(part(
+        "fair service against a flooding guest, then xl destroy of it mid-flood",
+        r#"fair_node=/local/domain/$G1/data/fairness
+xenstore-write $fair_node idle
+wait_1s 90 xs_exists $fair_node-idle || fail "guest1 did not measure its round trip (idle) within 90 s"
+guest_create busy GB
+attach_and_start busy $GB
+wait_console busy "busy batches=" 120
+busy_before=$(grep -o "busy batches=[0-9]*" "$CONSOLE_DIR/guest-busy.log" | tail -n 1 | cut -d= -f2)
+xenstore-write $fair_node busy
+wait_1s 90 xs_exists $fair_node-busy || fail "guest1 did not measure its round trip (busy) within 90 s"
+busy_after=$(grep -o "busy batches=[0-9]*" "$CONSOLE_DIR/guest-busy.log" | tail -n 1 | cut -d= -f2)
+rtt_idle=$(xenstore-read $fair_node-idle); rtt_busy=$(xenstore-read $fair_node-busy)
+case "$rtt_idle $rtt_busy" in *FAIL*) fail "guest1's round trip measurement failed: idle '$rtt_idle', busy '$rtt_busy'" ;; esac
+# field N of a "median mean max" figure; the ratio of two numbers
+fig() { echo "$1" | cut -d' ' -f"$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a > 0 ? b / a : 0) }'; }
+e2e "fairness rtt idle=$(fig "$rtt_idle" 1) busy=$(fig "$rtt_busy" 1) ratio=$(ratio $(fig "$rtt_idle" 1) $(fig "$rtt_busy" 1))"
+e2e "fairness rtt means idle=$(fig "$rtt_idle" 2) busy=$(fig "$rtt_busy" 2) ratio=$(ratio $(fig "$rtt_idle" 2) $(fig "$rtt_busy" 2)); max idle=$(fig "$rtt_idle" 3) busy=$(fig "$rtt_busy" 3)"
+e2e "fairness: us on guest1's clock per round trip of a 4-entry GGTT request ($(grep -o 'rtt phase=[a-z]* n=[0-9]*' "$CONSOLE_DIR/guest-guest1.log" | tr '\n' ' ')), medians first; QEMU TCG times, not hardware; busy flooded meanwhile ($busy_before -> $busy_after responses)"
+xs_is "$(be_dir $G1)/state" 4 || fail "guest1 lost its connection while busy flooded"
+xs_is "$(be_dir $G2)/state" 4 || fail "guest2 lost its connection while busy flooded"
+console_has guest1 "FAIL" && fail "guest1 reported a failure while busy flooded"
+console_has guest2 "FAIL" && fail "guest2 reported a failure while busy flooded"
+d_t0=$(now_ms)
+xl destroy busy || fail "xl destroy busy failed"
+if ! wait_for 30 domid_gone $GB; then
+    xenstore-ls -f "$(be_dir $GB)" 2>&1 | sed 's/^/E2E: [xs backend] /'
+    xenstore-ls -f /local/domain/$GB 2>&1 | sed 's/^/E2E: [xs guest] /'
+    fail "busy (domid $GB) still in xl list 30 s after xl destroy: $(xl list | awk -v id=$GB '$2 == id')"
+fi
+e2e "busy (domid $GB) destroyed mid-batch: gone from xl list in $(( $(now_ms) - d_t0 )) ms"
+wait_console gpu-dom "vgpu dom$GB/0 closed" 10
+vgpu_run list
+vgpu_run detach $GB --backend gpu-dom --force || fail "vgpu detach of the dead guest failed"
+"#
+        .into(),
+        &["E2E: fairness rtt idle=", "E2E: fairness rtt means", "destroyed mid-batch: gone from xl list in", "E2E: [vgpu]"],
+    ));
+    parts.push(part(
+        "a frontend presenting bad values in xenstore: refused once each",
+        format!(
+            r#"guest_create badfe GBF
+attach_and_unpause badfe
+bf_seen=0
+bf_k=1
+# One bad value after the other, until the guest goes on to the right ones.
+bf_next() {{ xs_starts /local/domain/$GBF/data/badfe-refused "$bf_k " || console_has badfe "badfe good values" || console_has badfe "badfe FAIL"; }}
+while [ $bf_k -le 20 ]; do
+    wait_1s 90 bf_next || fail "badfe: value $bf_k not refused within 90 s (gpu-dom state '$(be_state $GBF)')"
+    console_has badfe "badfe FAIL" && fail "badfe failed (console above)"
+    xs_starts /local/domain/$GBF/data/badfe-refused "$bf_k " || break
+    bf_value=$(xenstore-read /local/domain/$GBF/data/badfe-refused | cut -d' ' -f2)
+    sleep {settle}
+    bf_now=$(refusals $GBF)
+    e2e "badfe $bf_value: refused $(( bf_now - bf_seen )) time(s) ({settle} s after the refusal)"
+    [ $(( bf_now - bf_seen )) = 1 ] || fail "badfe: gpu-dom refused $bf_value $(( bf_now - bf_seen )) times, not once: it probes the refused device again by itself"
+    bf_seen=$bf_now
+    xenstore-write /local/domain/$GBF/data/badfe-go $bf_k
+    bf_k=$(( bf_k + 1 ))
+done
+wait_console badfe "badfe PASS" 60
+xs_is "$(be_dir $G1)/state" 4 || fail "guest1 lost its connection during the badfe run"
+xs_is "$(be_dir $G2)/state" 4 || fail "guest2 lost its connection during the badfe run"
+console_has guest1 "FAIL" && fail "guest1 reported a failure during the badfe run"
+console_has guest2 "FAIL" && fail "guest2 reported a failure during the badfe run"
+e2e "badfe: each of $bf_seen bad values refused exactly once, the right values then connected; good guests still Connected and verified"
+xl destroy badfe
+"#,
+            settle = BADFE_SETTLE_S,
+        ),
+        &["E2E: badfe version=2: refused 1 time(s)", "badfe good values -> connected", "badfe PASS", "E2E: badfe: each of"],
+    ));
+    parts.push(part(
         "guests the toolstack did not attach (or attached with guest-writable limits)",
         r#"guest_create lonely GL
 xl unpause lonely
@@ -237,24 +344,24 @@ xl destroy lonely2
         &["unattached: no device", "refused: limits/max-pages is writable by the guest", "E2E: unattached guests: nothing served"],
     ));
     parts.push(part(
-        "xl destroy of a guest in the middle of a batch",
-        r#"guest_create busy GB
-attach_and_start busy $GB
-wait_console busy "busy batches=" 120
-d_t0=$(now_ms)
-xl destroy busy || fail "xl destroy busy failed"
-if ! wait_for 30 domid_gone $GB; then
-    xenstore-ls -f "$(be_dir $GB)" 2>&1 | sed 's/^/E2E: [xs backend] /'
-    xenstore-ls -f /local/domain/$GB 2>&1 | sed 's/^/E2E: [xs guest] /'
-    fail "busy (domid $GB) still in xl list 30 s after xl destroy: $(xl list | awk -v id=$GB '$2 == id')"
-fi
-e2e "busy (domid $GB) destroyed mid-batch: gone from xl list in $(( $(now_ms) - d_t0 )) ms"
-wait_console gpu-dom "vgpu dom$GB/0 closed" 10
-vgpu_run list
-vgpu_run detach $GB --backend gpu-dom --force || fail "vgpu detach of the dead guest failed"
+        "admission control: limits that do not fit are refused before anything is written",
+        r#"# What vgpu itself counts as free: capacity less the larger of what gpu-dom
+# reserved and what the toolstack promised (stale devices included).
+p_free=$(vgpu list --backend gpu-dom | awk '$1 == "pages" { print $5 }')
+[ -n "$p_free" ] || fail "vgpu list shows no pages pool"
+p_ask=$(( p_free + 1 ))
+vgpu_run attach Domain-0 --backend gpu-dom --max-pages $p_ask; a_rc=$?
+[ "$a_rc" = 1 ] || fail "vgpu attach asking $p_ask pages ($p_free free) exited $a_rc, not 1 (output above)"
+grep -q -F "does not fit: $p_ask pages asked" /tmp/vgpu.log || fail "vgpu attach asking $p_ask pages: no 'does not fit' naming the pages pool (output above)"
+xs_exists "$(be_dir 0)" && fail "the refused vgpu attach left $(be_dir 0) behind"
+xs_is "$(be_dir $G1)/state" 4 || fail "guest1 lost its connection after the refused attach"
+xs_is "$(be_dir $G2)/state" 4 || fail "guest2 lost its connection after the refused attach"
+console_has guest1 "FAIL" && fail "guest1 reported a failure"
+console_has guest2 "FAIL" && fail "guest2 reported a failure"
+e2e "admission: vgpu attach asking $p_ask pages with $p_free free refused (exit 1, does not fit, nothing written); good guests still Connected and verified"
 "#
         .into(),
-        &["destroyed mid-batch: gone from xl list in", "E2E: [vgpu]"],
+        &["does not fit: ", "E2E: admission: vgpu attach asking"],
     ));
     parts.push(part(
         "a Linux frontend in dom0 (vgpu-front over gntalloc and evtchn)",

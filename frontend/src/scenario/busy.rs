@@ -1,25 +1,33 @@
-//! Mode `busy`: map and unmap large batches forever (for destroying the
+//! Mode `busy`: flood the ring and the event channel at full rate (the load
+//! the other guests must be served fairly against; also for destroying the
 //! guest, or the backend, in the middle of a batch).
 
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use gpuif::wire::{Entry, Op};
-use gpuif::Status;
+use gpuif::wire::{Entry, Op, ENTRIES_PER_DIR_PAGE, MAX_DIR_PAGES};
 use xenbus::Transport;
 
 use super::{Control, Reporter};
-use crate::{Frontend, Platform};
+use crate::{Flood, Frontend, Platform};
 
-/// Batches between two heartbeat lines.
+/// Responses between two heartbeat lines.
 const HEARTBEAT: u64 = 100;
+/// Flood rounds between two looks at watch events.
+const EVENTS_EVERY: u32 = 16;
+/// Entries per request: half the directory pool, so that the map and the
+/// unmap request each have pages of their own (a flood never rewrites them).
+pub const BUSY_MAX_ENTRIES: u32 = (MAX_DIR_PAGES / 2 * ENTRIES_PER_DIR_PAGE) as u32;
 
-/// Mode `busy` after the frontend connected: alternately maps `pages` GGTT
-/// entries and unmaps them, one batch each, printing `busy batches=<n>`
-/// every 100 batches. Between batches `check` sees the frontend (to look at
-/// watch events); it returns when `check` says stop, or a batch fails (e.g.
-/// the backend closed), and cleans up. Returns the batches sent.
+/// Mode `busy` after the frontend connected: a flood (`crate::flood`) of
+/// two requests in turn, one mapping `pages` GGTT entries (at most
+/// [`BUSY_MAX_ENTRIES`]) and one unmapping them, as many in flight as the
+/// ring holds, the port notified on every round, never sleeping. Prints
+/// `busy batches=<n>` every 100 responses. Every 16 rounds, and whenever
+/// nothing moved, it looks at watch events and lets `check` see the
+/// frontend; it returns when `check` says stop, or the flood fails (e.g.
+/// the backend closed), and cleans up. Returns the responses taken.
 pub fn run_busy<P: Platform, T: Transport>(
     fe: &mut Frontend<P, T>,
     rep: &mut Reporter<'_>,
@@ -45,7 +53,8 @@ fn busy<P: Platform, T: Transport>(
             return format!("connect: {e}");
         }
     }
-    let n = pages.min(fe.info().ggtt_len).max(1);
+    let n = pages.min(fe.info().ggtt_len).min(BUSY_MAX_ENTRIES).min(fe.max_entries() as u32);
+    let n = n.max(1);
     let mut map = Vec::with_capacity(n as usize);
     for i in 0..n {
         match fe.grant_page(false) {
@@ -55,20 +64,47 @@ fn busy<P: Platform, T: Transport>(
     }
     let unmap: Vec<Entry> =
         map.iter().map(|e| Entry { addr: e.addr, gref: 0, read_only: false }).collect();
+    let mut flood = Flood::default();
+    for (op, entries) in [(Op::GgttMap, &map), (Op::GgttUnmap, &unmap)] {
+        if let Err(e) = fe.flood_stage(&mut flood, op, 0, entries) {
+            return format!("staging {op:?}: {e}");
+        }
+    }
     rep.say(format_args!("busy connected pages={n}"));
+    let mut rounds = 0u32;
     loop {
-        for (op, entries) in [(Op::GgttMap, &map), (Op::GgttUnmap, &unmap)] {
-            match fe.batch(op, 0, entries) {
-                Ok(r) if r.status == Status::OK => {}
-                Ok(r) => return format!("{op:?}: {}", r.status.name()),
-                Err(e) => return format!("{op:?}: {e}"),
-            }
-            *batches += 1;
-            if *batches % HEARTBEAT == 0 {
-                rep.say(format_args!("busy batches={batches}"));
+        let r = match fe.flood_round(&mut flood) {
+            Ok(r) => r,
+            Err(e) => return format!("flood: {e}"),
+        };
+        for k in (*batches / HEARTBEAT + 1)..=(flood.answered / HEARTBEAT) {
+            rep.say(format_args!("busy batches={}", k * HEARTBEAT));
+        }
+        *batches = flood.answered;
+        if let Some(status) = flood.first_failure {
+            return format!(
+                "a response was {} ({} of {})",
+                status.name(),
+                flood.failed,
+                flood.answered
+            );
+        }
+        rounds = rounds.wrapping_add(1);
+        let idle = r.posted == 0 && r.answered == 0;
+        if idle || rounds % EVENTS_EVERY == 0 {
+            if let Err(e) = fe.poll_events() {
+                return format!("watch events: {e}");
             }
             if check(fe) == Control::Stop {
                 return String::from("asked to stop");
+            }
+        }
+        if idle {
+            // The backend has all we could post: look for events without
+            // sleeping (a deadline of now), then flood on.
+            let now = fe.platform().now_ms();
+            if let Err(e) = fe.platform().wait(now) {
+                return format!("wait: {e}");
             }
         }
     }

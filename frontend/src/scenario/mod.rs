@@ -9,14 +9,19 @@
 //! |---|---|
 //! | good | `ggtt mapped=<n> verified=<n> mismatches=0`, `ppgtt mapped=512 verified=512 mismatches=0`, `good PASS` or `good FAIL <reason>`; later `reverify mismatches=<k>` (only on change), `backend closed`, `cleanup grants_ended=<n> still_mapped=<m>` |
 //! | hostile | `hostile <case> -> <STATUS> PASS\|FAIL` for `foreign-gref`, `revoked-gref`, `readonly-as-writable`, `out-of-slice`, `garbage-directory`, `unknown-context`; `hostile runaway -> disconnected PASS` (or `-> still connected FAIL`); `hostile PASS` or `hostile FAIL <cases>` |
-//! | busy | `busy connected pages=<n>`, `busy batches=<n>` every 100 batches, `busy stopped batches=<n> (<why>)` |
+//! | busy | `busy connected pages=<n>`, `busy batches=<n>` every 100 responses (a flood: see [`run_busy`]), `busy stopped batches=<n> (<why>)` |
+//! | badfe | `badfe <value> -> refused: <error>` per value of [`Bad::ALL`] (or `-> not refused FAIL`), `badfe good values -> connected`, `badfe PASS` or `badfe FAIL <what>` |
 //! | unattached | `unattached: no device`, or `unattached: backend did not serve`, or `unattached: FAIL <what happened>` |
 
+mod badfe;
 mod busy;
+mod fairness;
 mod good;
 mod hostile;
 
-pub use busy::run_busy;
+pub use badfe::{run_badfe, Bad, NEVER_GRANTED_GREF};
+pub use busy::{run_busy, BUSY_MAX_ENTRIES};
+pub use fairness::{measure_rtt, Rtt, RTT_ENTRIES};
 pub use good::{reverify, run_good, GoodConfig, Mapped};
 pub use hostile::{run_hostile, FOREIGN_GREF};
 

@@ -22,6 +22,9 @@ use super::xenstored::{Xenstored, XsConn};
 
 /// gpu-dom's domain id.
 pub const BACKEND: u16 = 1;
+/// Watch events and port services [`World::step`] allows before it calls
+/// the backend stuck.
+pub const MAX_WORK: u32 = 5000;
 
 struct Chan {
     fe_dom: u16,
@@ -191,11 +194,16 @@ impl World {
         }
         let Some(service) = self.service.as_mut() else { return false };
         let mut progressed = false;
+        let mut work = 0u32;
         loop {
             let mut did = false;
             while let Ok(Some(ev)) = self.backend_xs.poll_event() {
                 service.on_watch(&mut self.backend_xs, ev.token(), &mut |c| self.changes.push(c));
                 did = true;
+                work += 1;
+                // A backend that keeps finding work with nobody else acting
+                // is in a loop with itself (e.g. reacting to its own writes).
+                assert!(work < MAX_WORK, "the backend did not settle after {MAX_WORK} watch events: {} changes, the last {:?}", self.changes.len(), self.changes.last());
             }
             let pending: Vec<u32> = {
                 let mut e = self.ev.borrow_mut();
@@ -278,6 +286,8 @@ pub struct TestPlatform {
     xs_output: Rc<dyn Fn() -> bool>,
     /// Calls to `wait`.
     pub waits: u64,
+    /// Calls to `notify`.
+    pub notifies: u64,
 }
 
 impl Platform for TestPlatform {
@@ -328,6 +338,7 @@ impl Platform for TestPlatform {
     }
 
     fn notify(&mut self, port: u32) -> Result<(), String> {
+        self.notifies += 1;
         let w = self.world.borrow();
         let mut ev = w.ev.borrow_mut();
         let c = ev.by_fe(self.guest.dom().0, port).ok_or("notify: no such port")?;
@@ -389,6 +400,7 @@ pub fn frontend(world: &Rc<RefCell<World>>, dom: u16, pages: u32, opts: Options)
         next_port: 0,
         xs_output: probe,
         waits: 0,
+        notifies: 0,
     };
     Frontend::new(platform, Box::new(Client::new(conn)), opts)
 }

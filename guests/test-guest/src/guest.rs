@@ -35,6 +35,7 @@ enum Mode {
     Hostile,
     Unattached,
     Busy,
+    BadFe,
 }
 
 impl Mode {
@@ -44,6 +45,7 @@ impl Mode {
             "hostile" => Mode::Hostile,
             "unattached" => Mode::Unattached,
             "busy" => Mode::Busy,
+            "badfe" => Mode::BadFe,
             _ => return None,
         })
     }
@@ -52,7 +54,7 @@ impl Mode {
 /// A `SHUTDOWN_*` reason and its name.
 type Shutdown = (u32, &'static str);
 
-fn console_line(line: &str) {
+pub(crate) fn console_line(line: &str) {
     let mut bytes = alloc::vec::Vec::with_capacity(line.len() + 1);
     bytes.extend_from_slice(line.as_bytes());
     bytes.push(b'\n');
@@ -156,7 +158,9 @@ pub fn run(mut k: Kernel) -> ! {
     let mut console = console_line;
     let mut rep = Reporter::new("TESTGUEST", dom, &mut console);
     let Some(mode) = Mode::parse(mode_name) else {
-        rep.say(format_args!("{mode_name} FAIL unknown mode (good, hostile, unattached, busy)"));
+        rep.say(format_args!(
+            "{mode_name} FAIL unknown mode (good, hostile, unattached, busy, badfe)"
+        ));
         crash::shutdown(SHUTDOWN_POWEROFF)
     };
     let mut opts = Options::default();
@@ -178,6 +182,9 @@ pub fn run(mut k: Kernel) -> ! {
         }
         Mode::Unattached => {
             scenario::run_unattached(&mut fe, &mut rep);
+        }
+        Mode::BadFe => {
+            scenario::run_badfe(&mut fe, &mut rep, crate::sync::badfe_settle);
         }
         Mode::Busy => {
             let mut asked = None;
@@ -210,10 +217,15 @@ fn good(fe: &mut Fe, rep: &mut Reporter<'_>, pages: u32, dma_check: bool, far: O
     if dma_check {
         crate::dma_check::run(fe, rep, pages, far);
     }
+    crate::sync::watch_fairness(fe);
+    let dom = rep.dom();
     let mut asked: Option<Shutdown> = None;
     let end = scenario::steady(fe, rep, &mapped, REVERIFY_MS, |fe, ev| {
         if ev.token() == TOKEN_SHUTDOWN {
             asked = shutdown_request(fe.xs());
+        }
+        if ev.token() == crate::sync::TOKEN_FAIRNESS {
+            crate::sync::on_fairness(fe, dom);
         }
         if asked.is_some() {
             Control::Stop

@@ -2,8 +2,10 @@
 //! frontend (`frontend::scenario`, the same code the host tests run). The
 //! mode comes from the kernel command line (`cmdline=` in the xl config):
 //! `mode=good pages=N` (default), `mode=hostile`, `mode=unattached`,
-//! `mode=busy pages=N`; `dma-check` (with mode good, for `cargo xtask
-//! iommu`: see `dma_check`). See `xl-configs/test-guest.cfg`.
+//! `mode=busy pages=N`, `mode=badfe`; `dma-check` (with mode good, for
+//! `cargo xtask iommu`: see `dma_check`). See `xl-configs/test-guest.cfg`.
+//! Modes `badfe` and `good` follow dom0's e2e script through `data/` nodes
+//! (see `sync`).
 //!
 //! Console markers (besides the scenario's `TESTGUEST dom=<id> ...` lines,
 //! listed in `frontend::scenario`):
@@ -31,6 +33,8 @@ mod dma_check;
 mod guest;
 #[cfg(target_os = "none")]
 mod platform;
+#[cfg(target_os = "none")]
+mod sync;
 
 #[cfg(target_os = "none")]
 unikernel::entry!(guest::run);

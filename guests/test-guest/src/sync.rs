@@ -1,0 +1,92 @@
+//! What the test guest agrees on with the e2e script in dom0, through
+//! nodes of its own `data/` directory (writable by the guest and by dom0).
+//!
+//! - Mode `badfe`: after the backend refused value `k`, the guest writes
+//!   `data/badfe-refused = "<k> <value>"` and waits (bounded) until dom0,
+//!   having counted gpu-dom's refusal lines, writes `data/badfe-go = "<k>"`.
+//! - Mode `good`: when dom0 writes `data/fairness = "<phase>"` (lowercase
+//!   letters), the guest measures its request round trip
+//!   (`frontend::scenario::measure_rtt`) on Xen's system time, prints
+//!   `TESTGUEST dom=<id> rtt phase=<phase> n=<n> median_us=<m> mean_us=<a>
+//!   max_us=<x>` and writes `data/fairness-<phase> = "<m> <a> <x>"` (or
+//!   `FAIL <why>`), once per phase.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+
+use frontend::scenario::{self, Bad, Reporter};
+use frontend::Platform;
+use unikernel::xen::timer;
+use xenbus::TxId;
+
+use crate::guest::{console_line, Fe};
+
+/// How long dom0 gets to count a refusal.
+const GO_WAIT_MS: u64 = 120_000;
+/// How often `data/badfe-go` is read meanwhile.
+const GO_POLL_MS: u64 = 500;
+/// Watch token of `data/fairness`.
+pub const TOKEN_FAIRNESS: &str = "fairness";
+/// Round trips per measurement, and the time they may take at most.
+const RTT_ROUNDS: u32 = 50;
+const RTT_LIMIT_US: u64 = 30_000_000;
+
+/// Mode `badfe`'s `settle`: says which value was refused, waits for dom0.
+pub fn badfe_settle(fe: &mut Fe, k: usize, bad: Bad) -> Result<(), String> {
+    let refused = format!("{k} {}", bad.name());
+    fe.xs()
+        .write(TxId::NONE, "data/badfe-refused", refused.as_bytes())
+        .map_err(|e| format!("write data/badfe-refused: {e}"))?;
+    let want = k.to_string();
+    let start = fe.platform().now_ms();
+    loop {
+        if fe.xs().read_str(TxId::NONE, "data/badfe-go").is_ok_and(|v| v == want) {
+            return Ok(());
+        }
+        let now = fe.platform().now_ms();
+        if now >= start + GO_WAIT_MS {
+            return Err(format!("dom0 did not write data/badfe-go = {k} within {GO_WAIT_MS} ms"));
+        }
+        fe.platform().wait(now + GO_POLL_MS).map_err(|e| format!("wait: {e}"))?;
+    }
+}
+
+/// Watches `data/fairness` (mode `good`, once connected and verified).
+pub fn watch_fairness(fe: &mut Fe) {
+    if let Err(e) = fe.xs().watch("data/fairness", TOKEN_FAIRNESS) {
+        log::warn!("cannot watch data/fairness: {e}");
+    }
+}
+
+/// `data/fairness` changed: measures the phase it names, once.
+pub fn on_fairness(fe: &mut Fe, dom: u16) {
+    let phase = match fe.xs().read_str(TxId::NONE, "data/fairness") {
+        Ok(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase()) => p.to_string(),
+        _ => return,
+    };
+    let result = format!("data/fairness-{phase}");
+    if fe.xs().read(TxId::NONE, &result).is_ok() {
+        return; // measured already
+    }
+    let mut now_us = || timer::now_ns() / 1_000;
+    let value = match scenario::measure_rtt(fe, RTT_ROUNDS, RTT_LIMIT_US, &mut now_us) {
+        Ok(r) => {
+            let mut console = console_line;
+            let mut rep = Reporter::new("TESTGUEST", dom, &mut console);
+            rep.say(format_args!(
+                "rtt phase={phase} n={} median_us={} mean_us={} max_us={}",
+                r.n, r.median_us, r.mean_us, r.max_us
+            ));
+            format!("{} {} {}", r.median_us, r.mean_us, r.max_us)
+        }
+        Err(e) => {
+            let mut console = console_line;
+            let mut rep = Reporter::new("TESTGUEST", dom, &mut console);
+            rep.say(format_args!("rtt phase={phase} FAIL {e}"));
+            format!("FAIL {e}")
+        }
+    };
+    if let Err(e) = fe.xs().write(TxId::NONE, &result, value.as_bytes()) {
+        log::warn!("cannot write {result}: {e}");
+    }
+}
