@@ -13,7 +13,8 @@ use crate::paths::Paths;
 use crate::progress::Progress;
 
 /// The cargo-fuzz targets in `fuzz/`, each with a checked-in seed corpus.
-pub const FUZZ_TARGETS: [&str; 3] = ["ring_decode", "backend_path", "xenstore_decode"];
+pub const FUZZ_TARGETS: [&str; 4] =
+    ["ring_decode", "backend_path", "xenstore_decode", "http_request"];
 
 const VALGRIND: Tool = Tool { program: "valgrind", package: "valgrind" };
 

@@ -82,8 +82,8 @@ iommu
     Logs: target/boot/iommu/.
 
 fuzz
-    Runs each cargo-fuzz target (ring_decode, backend_path, xenstore_decode)
-    for N seconds (default 60) on the stable toolchain, from a copy of
+    Runs each cargo-fuzz target (ring_decode, backend_path, xenstore_decode,
+    http_request) for N seconds (default 60) on the stable toolchain, from a copy of
     fuzz/corpus/<target> in target/fuzz/corpus; installs cargo-fuzz if
     missing. Crashes land in target/fuzz/artifacts/<target>/.
 
