@@ -177,40 +177,7 @@ impl Harness {
                     self.rig.fe(fe).grant_pages(*n, *ro);
                 }
             }
-            Step::GgttMap { g, entries } => {
-                let resolved: Vec<_> =
-                    entries.iter().map(|(i, r, ro)| (*i, self.gref_of(*g, r), *ro)).collect();
-                let wire: Vec<Entry> = resolved
-                    .iter()
-                    .map(|(i, (gref, _), ro)| Entry {
-                        addr: *i as u64,
-                        gref: *gref,
-                        read_only: *ro,
-                    })
-                    .collect();
-                if let Some(rsp) = self.send(*g, Op::GgttMap, 0, &wire) {
-                    prop_assert!(rsp.done as usize <= wire.len());
-                    if *g == UNATTACHED {
-                        prop_assert_eq!(rsp.status, Status::NOT_ATTACHED);
-                    }
-                    for (i, (gref, target), _) in resolved.iter().take(rsp.done as usize) {
-                        match target {
-                            Target::Page(p) => {
-                                self.expect.ggtt.insert((*g, *i), *p);
-                            }
-                            Target::Untracked { read_only: false } => {
-                                self.expect.ggtt.remove(&(*g, *i));
-                            }
-                            // Read-only pages cannot be in the GGTT at all.
-                            _ => {
-                                return Err(TestCaseError::fail(format!(
-                                    "GGTT mapped gref {gref}: {target:?}"
-                                )))
-                            }
-                        }
-                    }
-                }
-            }
+            Step::GgttMap { g, entries } => self.ggtt_map(g, entries)?,
             Step::GgttUnmap { g, indexes } => {
                 let wire: Vec<Entry> = indexes
                     .iter()
@@ -222,68 +189,9 @@ impl Harness {
                     }
                 }
             }
-            Step::CtxCreate { g } => {
-                let fe = self.fes[*g];
-                if self.rig.frontends[fe].connected {
-                    self.expect.requests += 1;
-                    let rsp = self.rig.create_context(fe);
-                    prop_assert!(
-                        rsp.status == Status::OK
-                            || *g == UNATTACHED
-                            || rsp.status == Status::CONTEXT_LIMIT
-                            || rsp.status == Status::TABLE_PAGE_LIMIT
-                            || rsp.status == Status::BACKEND_FULL,
-                        "{:?}",
-                        rsp
-                    );
-                }
-            }
-            Step::CtxDestroy { g, ctx } => {
-                let fe = self.fes[*g];
-                if self.rig.frontends[fe].connected {
-                    let id = self.rig.fe(fe).id();
-                    self.expect.requests += 1;
-                    let rsp =
-                        self.rig.call(fe, &RequestBuilder::simple(id, Op::ContextDestroy, *ctx));
-                    if rsp.map(|r| r.status) == Some(Status::OK) {
-                        self.rig.fe(fe).contexts.retain(|c| c.0 != *ctx);
-                        self.expect.ppgtt.retain(|(eg, ec, _), _| !(*eg == *g && *ec == *ctx));
-                    }
-                }
-            }
-            Step::PpgttMap { g, ctx, entries } => {
-                let resolved: Vec<_> =
-                    entries.iter().map(|(va, r, ro)| (*va, self.gref_of(*g, r), *ro)).collect();
-                let wire: Vec<Entry> = resolved
-                    .iter()
-                    .map(|(va, (gref, _), ro)| Entry { addr: *va, gref: *gref, read_only: *ro })
-                    .collect();
-                if let Some(rsp) = self.send(*g, Op::PpgttMap, *ctx, &wire) {
-                    for (va, (gref, target), ro) in resolved.iter().take(rsp.done as usize) {
-                        match target {
-                            Target::Page(p) => {
-                                prop_assert!(
-                                    !p.read_only || *ro,
-                                    "a read-only grant was mapped writable"
-                                );
-                                self.expect.ppgtt.insert((*g, *ctx, *va), *p);
-                            }
-                            Target::Untracked { read_only } => {
-                                prop_assert!(
-                                    *ro || !read_only,
-                                    "a read-only page was mapped writable"
-                                );
-                                self.expect.ppgtt.remove(&(*g, *ctx, *va));
-                            }
-                            Target::Nothing => {
-                                return Err(TestCaseError::fail(format!(
-                                    "PPGTT mapped gref {gref} nobody granted"
-                                )))
-                            }
-                        }
-                    }
-                }
-            }
+            Step::CtxCreate { g } => self.ctx_create(g)?,
+            Step::CtxDestroy { g, ctx } => self.ctx_destroy(g, ctx)?,
+            Step::PpgttMap { g, ctx, entries } => self.ppgtt_map(g, ctx, entries)?,
             Step::PpgttUnmap { g, ctx, vas } => {
                 let wire: Vec<Entry> =
                     vas.iter().map(|va| Entry { addr: *va, gref: 0, read_only: false }).collect();
@@ -293,57 +201,10 @@ impl Harness {
                     }
                 }
             }
-            Step::EndAccess { g, page } => {
-                let f = &self.rig.frontends[self.fes[*g]];
-                if !f.pages.is_empty() {
-                    let p = f.pages[page % f.pages.len()];
-                    let mapped = f.guest.map_count(p.gref) > 0;
-                    let ended = f.guest.end_access(p.gref);
-                    // Xen refuses to end a grant the backend still maps.
-                    prop_assert!(!(mapped && ended), "ended access to a mapped grant");
-                    if ended {
-                        self.rig.fe(self.fes[*g]).pages.retain(|q| q.gref != p.gref);
-                    }
-                }
-            }
-            Step::Replay { g } => {
-                if let Some(slot) = self.expect.last.get(g).copied() {
-                    let fe = self.fes[*g];
-                    if self.rig.frontends[fe].connected {
-                        // A replay re-applies the same entries (directory pages
-                        // may have been rewritten since, so expectations for
-                        // it are not tracked: the checker still covers it).
-                        self.expect.requests += 1;
-                        let rsp = self.rig.call(fe, &slot);
-                        prop_assert!(rsp.is_some());
-                    }
-                }
-            }
-            Step::Garbage { g, bytes } => {
-                let fe = self.fes[*g];
-                if self.rig.frontends[fe].connected {
-                    let mut slot = [0u8; 112];
-                    slot.copy_from_slice(bytes);
-                    // Never a real map or readback: keep expectations exact.
-                    slot[8] = [0x00, 0x02, 0x41, 0x99, 0x40][bytes[8] as usize % 5];
-                    self.expect.requests += 1;
-                    let rsp = self.rig.call(fe, &slot);
-                    prop_assert!(rsp.is_some());
-                }
-            }
-            Step::Runaway { g, by } => {
-                let fe = self.fes[*g];
-                if self.rig.frontends[fe].connected {
-                    let base = self.rig.frontends[fe].front_ring().in_flight();
-                    prop_assert_eq!(base, 0);
-                    // req_prod far beyond what the ring holds.
-                    let cur = read_req_prod(&self.rig, fe);
-                    self.rig.fe(fe).poke(0, &cur.wrapping_add(*by).to_le_bytes());
-                    self.rig.serve(fe);
-                    prop_assert!(!self.rig.frontends[fe].connected, "overrun did not disconnect");
-                    self.forget(*g);
-                }
-            }
+            Step::EndAccess { g, page } => self.end_access(g, page)?,
+            Step::Replay { g } => self.replay(g)?,
+            Step::Garbage { g, bytes } => self.garbage(g, bytes)?,
+            Step::Runaway { g, by } => self.runaway(g, by)?,
             Step::Detach { g } => {
                 let fe = self.fes[*g];
                 if self.rig.frontends[fe].connected {
@@ -351,6 +212,175 @@ impl Harness {
                     self.forget(*g);
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Checks a GGTT map's answer against what each entry named, and records what is now mapped.
+    fn ggtt_map(
+        &mut self,
+        g: &usize,
+        entries: &[(u32, PageRef, bool)],
+    ) -> Result<(), TestCaseError> {
+        let resolved: Vec<_> =
+            entries.iter().map(|(i, r, ro)| (*i, self.gref_of(*g, r), *ro)).collect();
+        let wire: Vec<Entry> = resolved
+            .iter()
+            .map(|(i, (gref, _), ro)| Entry { addr: *i as u64, gref: *gref, read_only: *ro })
+            .collect();
+        if let Some(rsp) = self.send(*g, Op::GgttMap, 0, &wire) {
+            prop_assert!(rsp.done as usize <= wire.len());
+            if *g == UNATTACHED {
+                prop_assert_eq!(rsp.status, Status::NOT_ATTACHED);
+            }
+            for (i, (gref, target), _) in resolved.iter().take(rsp.done as usize) {
+                match target {
+                    Target::Page(p) => {
+                        self.expect.ggtt.insert((*g, *i), *p);
+                    }
+                    Target::Untracked { read_only: false } => {
+                        self.expect.ggtt.remove(&(*g, *i));
+                    }
+                    // Read-only pages cannot be in the GGTT at all.
+                    _ => {
+                        return Err(TestCaseError::fail(format!(
+                            "GGTT mapped gref {gref}: {target:?}"
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a context; only limits may refuse it.
+    fn ctx_create(&mut self, g: &usize) -> Result<(), TestCaseError> {
+        let fe = self.fes[*g];
+        if self.rig.frontends[fe].connected {
+            self.expect.requests += 1;
+            let rsp = self.rig.create_context(fe);
+            prop_assert!(
+                rsp.status == Status::OK
+                    || *g == UNATTACHED
+                    || rsp.status == Status::CONTEXT_LIMIT
+                    || rsp.status == Status::TABLE_PAGE_LIMIT
+                    || rsp.status == Status::BACKEND_FULL,
+                "{:?}",
+                rsp
+            );
+        }
+        Ok(())
+    }
+
+    /// Destroys a context and forgets its entries.
+    fn ctx_destroy(&mut self, g: &usize, ctx: &u16) -> Result<(), TestCaseError> {
+        let fe = self.fes[*g];
+        if self.rig.frontends[fe].connected {
+            let id = self.rig.fe(fe).id();
+            self.expect.requests += 1;
+            let rsp = self.rig.call(fe, &RequestBuilder::simple(id, Op::ContextDestroy, *ctx));
+            if rsp.map(|r| r.status) == Some(Status::OK) {
+                self.rig.fe(fe).contexts.retain(|c| c.0 != *ctx);
+                self.expect.ppgtt.retain(|(eg, ec, _), _| !(*eg == *g && *ec == *ctx));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a PPGTT map's answer (read-only stays read-only) and records what is now mapped.
+    fn ppgtt_map(
+        &mut self,
+        g: &usize,
+        ctx: &u16,
+        entries: &[(u64, PageRef, bool)],
+    ) -> Result<(), TestCaseError> {
+        let resolved: Vec<_> =
+            entries.iter().map(|(va, r, ro)| (*va, self.gref_of(*g, r), *ro)).collect();
+        let wire: Vec<Entry> = resolved
+            .iter()
+            .map(|(va, (gref, _), ro)| Entry { addr: *va, gref: *gref, read_only: *ro })
+            .collect();
+        if let Some(rsp) = self.send(*g, Op::PpgttMap, *ctx, &wire) {
+            for (va, (gref, target), ro) in resolved.iter().take(rsp.done as usize) {
+                match target {
+                    Target::Page(p) => {
+                        prop_assert!(!p.read_only || *ro, "a read-only grant was mapped writable");
+                        self.expect.ppgtt.insert((*g, *ctx, *va), *p);
+                    }
+                    Target::Untracked { read_only } => {
+                        prop_assert!(*ro || !read_only, "a read-only page was mapped writable");
+                        self.expect.ppgtt.remove(&(*g, *ctx, *va));
+                    }
+                    Target::Nothing => {
+                        return Err(TestCaseError::fail(format!(
+                            "PPGTT mapped gref {gref} nobody granted"
+                        )))
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The guest ends a grant: Xen refuses while the backend maps it.
+    fn end_access(&mut self, g: &usize, page: &usize) -> Result<(), TestCaseError> {
+        let f = &self.rig.frontends[self.fes[*g]];
+        if !f.pages.is_empty() {
+            let p = f.pages[page % f.pages.len()];
+            let mapped = f.guest.map_count(p.gref) > 0;
+            let ended = f.guest.end_access(p.gref);
+            // Xen refuses to end a grant the backend still maps.
+            prop_assert!(!(mapped && ended), "ended access to a mapped grant");
+            if ended {
+                self.rig.fe(self.fes[*g]).pages.retain(|q| q.gref != p.gref);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends the guest's last request again.
+    fn replay(&mut self, g: &usize) -> Result<(), TestCaseError> {
+        if let Some(slot) = self.expect.last.get(g).copied() {
+            let fe = self.fes[*g];
+            if self.rig.frontends[fe].connected {
+                // A replay re-applies the same entries (directory pages
+                // may have been rewritten since, so expectations for
+                // it are not tracked: the checker still covers it).
+                self.expect.requests += 1;
+                let rsp = self.rig.call(fe, &slot);
+                prop_assert!(rsp.is_some());
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a slot of garbage that is never a real map or readback.
+    fn garbage(&mut self, g: &usize, bytes: &[u8]) -> Result<(), TestCaseError> {
+        let fe = self.fes[*g];
+        if self.rig.frontends[fe].connected {
+            let mut slot = [0u8; 112];
+            slot.copy_from_slice(bytes);
+            // Never a real map or readback: keep expectations exact.
+            slot[8] = [0x00, 0x02, 0x41, 0x99, 0x40][bytes[8] as usize % 5];
+            self.expect.requests += 1;
+            let rsp = self.rig.call(fe, &slot);
+            prop_assert!(rsp.is_some());
+        }
+        Ok(())
+    }
+
+    /// Moves `req_prod` far past what the ring holds: the guest is disconnected.
+    fn runaway(&mut self, g: &usize, by: &u32) -> Result<(), TestCaseError> {
+        let fe = self.fes[*g];
+        if self.rig.frontends[fe].connected {
+            let base = self.rig.frontends[fe].front_ring().in_flight();
+            prop_assert_eq!(base, 0);
+            // req_prod far beyond what the ring holds.
+            let cur = read_req_prod(&self.rig, fe);
+            self.rig.fe(fe).poke(0, &cur.wrapping_add(*by).to_le_bytes());
+            self.rig.serve(fe);
+            prop_assert!(!self.rig.frontends[fe].connected, "overrun did not disconnect");
+            self.forget(*g);
         }
         Ok(())
     }
