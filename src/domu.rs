@@ -16,6 +16,7 @@
 extern crate alloc;
 
 use crate::iommu_test::{self, IommuTest};
+use crate::mgmt::Mgmt;
 use crate::vgpu::{self, Ports, VgpuService};
 use alloc::boxed::Box;
 use alloc::string::String;
@@ -80,6 +81,8 @@ struct Backend {
     busy: heapless::Vec<u32, { backend::service::MAX_DEVICES }>,
     /// The IOMMU test mode (`gpu-dom.iommu-test`, CI only).
     iommu: Option<IommuTest>,
+    /// The management endpoint (off without a vif).
+    mgmt: Mgmt,
 }
 
 /// Revokes every guest (they see Closed), then shuts the domain down.
@@ -119,6 +122,7 @@ fn drain_xenstore(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) {
                     }
                 }
                 t if vgpu::is_service_token(t) => rescan = true,
+                t if Mgmt::is_token(t) => be.mgmt.on_watch(),
                 iommu_test::TOKEN if be.iommu.is_some() => {
                     if let Some(t) = be.iommu.as_mut() {
                         t.on_request(xs, &be.svc);
@@ -129,6 +133,7 @@ fn drain_xenstore(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) {
         }
         if xs.take_lost_events() > 0 {
             log::debug!("xenstore watch events were dropped: rechecking shutdown and devices");
+            be.mgmt.on_watch();
             if let Some((reason, name)) = shutdown_request(xs) {
                 shut_down(k, xs, be, reason, name);
             }
@@ -161,6 +166,7 @@ fn serve_devices(k: &mut Kernel, xs: &mut Xenstore, be: &mut Backend) {
 /// Runs gpu-dom as a domU.
 pub fn run(mut k: Kernel) -> ! {
     log::info!("started as domU");
+    let start_ns = k.now_ns();
     if let Err(e) = k.bring_up() {
         panic!("bring-up failed: {e}");
     }
@@ -183,6 +189,7 @@ pub fn run(mut k: Kernel) -> ! {
         ports: Ports::default(),
         busy: heapless::Vec::new(),
         iommu,
+        mgmt: Mgmt::off(start_ns),
     };
     if let Err(e) = be.svc.start(xs, &mut vgpu::print_change) {
         xs_fail("start the vgpu backend (data/vgpu-ggtt-entries, watches)", e);
@@ -198,6 +205,7 @@ pub fn run(mut k: Kernel) -> ! {
         xs_fail("write data/gpu-dom-ready", e);
     }
     log::info!("ready");
+    be.mgmt = Mgmt::start(xs, start_ns);
 
     let port = xs.transport().page().port();
     if k.executor.watch(port).is_err() {
@@ -210,10 +218,15 @@ pub fn run(mut k: Kernel) -> ! {
     // reply, and serving writes statistics).
     loop {
         serve_devices(&mut k, xs, &mut be);
+        let net = be.mgmt.round(&mut k, xs, &be.svc);
         drain_xenstore(&k, xs, &mut be);
         be.ports.sync(&mut k.executor, &be.svc);
         // Requests left over: look for events without sleeping, then go on.
-        let deadline = if be.busy.is_empty() { None } else { Some(0) };
+        let deadline = if be.busy.is_empty() && !net.more && !be.mgmt.pending() {
+            net.deadline_ns
+        } else {
+            Some(0)
+        };
         if let Err(e) = k.executor.wait(deadline) {
             panic!("executor: {e}");
         }
