@@ -166,10 +166,10 @@ fn serve_devices(k: &mut Kernel, xs: &mut Xenstore, be: &mut Backend) {
 /// Runs gpu-dom as a domU.
 pub fn run(mut k: Kernel) -> ! {
     log::info!("started as domU");
-    let start_ns = k.now_ns();
     if let Err(e) = k.bring_up() {
         panic!("bring-up failed: {e}");
     }
+    let start_ns = k.now_ns();
     let mut xs_box = connect(&k);
     let xs: &mut Xenstore = &mut xs_box;
     let (name, domid) = identity(xs);

@@ -3,7 +3,7 @@
 //! Debian's Linux as PV dom0 loads `xen-netback`; gpu-dom is created with a
 //! `vif` (`ip=192.0.2.2/24`, TEST-NET-1: a documentation range, never
 //! routed; QEMU gives the machine no NIC anyway) whose hotplug script
-//! ([`HOTPLUG_SCRIPT`], busybox sh) brings dom0's end `vif<domid>.0` up
+//! ([`hotplug_script`], busybox sh) brings dom0's end `vif<domid>.0` up
 //! as 192.0.2.1/24 and tells netback `hotplug-status = connected`. Then
 //! dom0's `/init`:
 //!
@@ -41,18 +41,21 @@ pub const VIF: &str =
 /// Where the hotplug script lands in the dom0 initramfs.
 pub const HOTPLUG_PATH: &str = "/etc/xen/scripts/vif-gpu-dom-test";
 
-/// libxl runs a vif's hotplug script with `add`/`remove` (or
-/// `online`/`offline`) and `XENBUS_PATH` = the backend directory
-/// (`/local/domain/0/backend/vif/<domid>/<devid>`, so the interface is
-/// `vif<domid>.<devid>`); netback goes Connected once `hotplug-status` is
+/// libxl (4.17) runs a vif's hotplug script with `online`/`offline` (other
+/// versions: `add`/`remove`), `vif` = the interface (`vif<domid>.<devid>`)
+/// and `XENBUS_PATH` = the backend directory relative to dom0's
+/// (`backend/vif/<domid>/<devid>`: the interface's name is derived from it
+/// when `vif` is unset); netback goes Connected once `hotplug-status` is
 /// `connected`.
-pub const HOTPLUG_SCRIPT: &str = r#"#!/bin/sh
+pub fn hotplug_script() -> String {
+    format!(
+        r#"#!/bin/sh
 # vif hotplug script of `cargo xtask net`: dom0's end of gpu-dom's vif.
-dev="vif$(echo "${XENBUS_PATH#/local/domain/0/backend/vif/}" | tr / .)"
+dev="${{vif:-vif$(echo "${{XENBUS_PATH##*backend/vif/}}" | tr / .)}}"
 echo "$(date +%T) $1 $dev" >> /var/log/xen/vif-hotplug.log
 case "$1" in
 add|online)
-    if ip link set "$dev" up && ip addr add 192.0.2.1/24 dev "$dev"; then
+    if ip link set "$dev" up && ip addr add {DOM0_IP}/24 dev "$dev"; then
         xenstore-write "$XENBUS_PATH/hotplug-status" connected
     else
         xenstore-write "$XENBUS_PATH/hotplug-error" "ip failed on $dev"
@@ -63,7 +66,9 @@ remove|offline)
     ip link set "$dev" down 2>/dev/null ;;
 esac
 exit 0
-"#;
+"#
+    )
+}
 
 /// The guests: (name, command line).
 pub const GUESTS: &[(&str, &str)] = &[("guest1", "mode=good pages=64"), ("busy", "mode=busy")];
@@ -81,7 +86,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         file(&scenario::xl_cfg_path(DOMAIN), Source::Bytes(gpu_cfg.into_bytes()), 0o644),
         file(e2e::GUEST_IMAGE_IN_DOM0, Source::Host(guest), 0o644),
         file(e2e::VGPU_IN_DOM0, Source::Host(vgpu), 0o755),
-        file(HOTPLUG_PATH, Source::Bytes(HOTPLUG_SCRIPT.as_bytes().to_vec()), 0o755),
+        file(HOTPLUG_PATH, Source::Bytes(hotplug_script().into_bytes()), 0o755),
     ];
     for (name, cmdline) in GUESTS {
         let cfg = e2e::guest_config(&template, name, cmdline)
@@ -103,17 +108,20 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     r
 }
 
-/// The repository's gpu-dom config with the vif (and no debug options).
+/// The repository's gpu-dom config with the vif, and e2e's command line
+/// (debug readback: the good guest verifies its entries through it).
 pub fn gpu_dom_config(base: &str) -> String {
-    let mut cfg = xlcfg::with_string(base, "name", DOMAIN);
+    let cfg = xlcfg::with_string(base, "name", DOMAIN);
+    let mut cfg = xlcfg::with_string(&cfg, "cmdline", &e2e::gpu_dom_cmdline());
     cfg.push_str(&format!("vif = [ {VIF} ]\n"));
     cfg
 }
 
 /// Shell helpers of the net scenario, on top of e2e's.
-const NET_HELPERS: &str = r#"URL=http://192.0.2.2
-# fetch PATH OUT: GET with busybox wget (bounded); the body into OUT.
-fetch() { timeout 15 wget -q -T 10 -O "$2" "$URL$1"; }
+const NET_HELPERS: &str = r#"
+# fetch PATH OUT: GET with busybox wget, bounded by timeout (busybox 1.35's
+# wget -T crashes); the body into OUT.
+fetch() { timeout 15 wget -q -O "$2" "$URL$1"; }
 # metric FILE NAME LABEL-SUBSTRING: the value of the first matching series.
 metric() { awk -v n="$2" -v l="$3" 'index($0, n "{") == 1 || $1 == n { if (index($0, l)) { print $2; exit } }' "$1"; }
 # listed NAME COLUMN: a column of the guest's line in `vgpu list`.
@@ -143,14 +151,14 @@ pub fn net_scenario(files: Vec<ScenarioFile>) -> Scenario {
         part(
             "dom0 reaches gpu-dom: ping, /healthz, 404",
             format!(
-                r#"{HELPERS}{NET_HELPERS}e2e "gpu-dom's endpoint up $(( $(now_ms) - t0 )) ms after xl create"
+                r#"{HELPERS}URL=http://{GPU_DOM_IP}{NET_HELPERS}e2e "gpu-dom's endpoint up $(( $(now_ms) - t0 )) ms after xl create"
 sed 's/^/E2E: [hotplug] /' /var/log/xen/vif-hotplug.log
 ip addr show dev vif$GD.0 | sed 's/^/E2E: [ip] /'
 ping -c 3 -W 5 192.0.2.2 > /tmp/ping.txt 2>&1 || {{ cat /tmp/ping.txt; fail "ping 192.0.2.2 failed"; }}
 e2e "ping: $(grep -E 'packets|round-trip' /tmp/ping.txt | tr '\n' ' ')"
 fetch /healthz /tmp/h.txt || fail "GET /healthz failed"
 [ "$(cat /tmp/h.txt)" = ok ] || fail "/healthz said '$(cat /tmp/h.txt)'"
-timeout 15 wget -q -T 10 -O /tmp/404.txt $URL/nope 2> /tmp/404.err && fail "GET /nope succeeded"
+timeout 15 wget -q -O /tmp/404.txt $URL/nope 2> /tmp/404.err && fail "GET /nope succeeded"
 grep -q 404 /tmp/404.err || fail "GET /nope: $(cat /tmp/404.err)"
 e2e "dom0 reaches gpu-dom: ping ok, /healthz ok, /nope 404"
 "#
@@ -209,7 +217,7 @@ e2e "garbage client: $(head -n 1 /tmp/garbage.out | tr -d '\r')"
 s_t0=$(now_ms)
 for i in 1 2 3 4; do ( printf 'GET /metr'; sleep 12 ) | timeout 20 nc 192.0.2.2 80 > /tmp/slow$i.out 2>&1 & done
 sleep 1
-if timeout 5 wget -q -T 3 -O /tmp/full.txt $URL/healthz 2> /tmp/full.err; then
+if timeout 5 wget -q -O /tmp/full.txt $URL/healthz 2> /tmp/full.err; then
     fail "a fifth client was served while four slow ones held every connection"
 fi
 e2e "four slow clients hold every connection: a fifth is refused ($(head -n 1 /tmp/full.err))"
@@ -257,9 +265,11 @@ mod tests {
 
     #[test]
     fn the_hotplug_script_reports_connected_to_netback() {
-        assert!(HOTPLUG_SCRIPT.starts_with("#!/bin/sh\n"));
-        assert!(HOTPLUG_SCRIPT.contains("xenstore-write \"$XENBUS_PATH/hotplug-status\" connected"));
-        assert!(HOTPLUG_SCRIPT.contains(&format!("{DOM0_IP}/24")));
+        let s = hotplug_script();
+        assert!(s.starts_with("#!/bin/sh\n"));
+        assert!(s.contains("xenstore-write \"$XENBUS_PATH/hotplug-status\" connected"));
+        assert!(s.contains(&format!("ip addr add {DOM0_IP}/24 dev \"$dev\"")));
+        assert!(s.contains("dev=\"${vif:-vif$(echo \"${XENBUS_PATH##*backend/vif/}\" | tr / .)}\""));
     }
 
     #[test]
