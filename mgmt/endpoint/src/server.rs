@@ -72,7 +72,7 @@ impl Default for Limits {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ServerStats {
     /// Responses by status, indexed like `mgmt_http::Status::ALL`.
-    pub by_status: [u64; 9],
+    pub by_status: [u64; Status::ALL.len()],
     /// Connections aborted because a deadline passed.
     pub timeouts: u64,
     /// Connections the client reset or abandoned before the answer.
