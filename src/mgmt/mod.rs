@@ -171,8 +171,8 @@ impl Mgmt {
         let State::Up(up) = &mut self.state else {
             return Round { more: false, deadline_ns: None };
         };
-        let fired = k.executor.take(up.port);
-        let _ = fired;
+        // The port only wakes the loop: the rings say what happened.
+        k.executor.take(up.port);
         let now_ns = k.now_ns();
         let now_ms = now_ns / 1_000_000;
         up.dev.set_rx_budget(RX_BUDGET);
@@ -214,7 +214,7 @@ impl Mgmt {
                     self.tear_down(k, xs);
                 }
             }
-            Ok(Next::Up) => self.listen(k),
+            Ok(Next::Up) => self.listen(),
             Ok(Next::Down(state)) => {
                 log::info!("mgmt: vif down (backend state {state:?}); the endpoint is off");
                 self.tear_down(k, xs);
@@ -262,7 +262,7 @@ impl Mgmt {
         Ok(())
     }
 
-    fn listen(&mut self, k: &mut Kernel) {
+    fn listen(&self) {
         let mut features = heapless::String::<160>::new();
         for (name, v) in FEATURES {
             let _ = write!(features, "{}{name}={v}", if features.is_empty() { "" } else { " " });
@@ -279,7 +279,6 @@ impl Mgmt {
             used / 1024,
             free / 1024
         );
-        let _ = k;
     }
 
     /// Closes the vif and gives its pages back (the endpoint stays off).
