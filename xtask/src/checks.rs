@@ -13,8 +13,8 @@ use crate::paths::Paths;
 use crate::progress::Progress;
 
 /// The cargo-fuzz targets in `fuzz/`, each with a checked-in seed corpus.
-pub const FUZZ_TARGETS: [&str; 4] =
-    ["ring_decode", "backend_path", "xenstore_decode", "service_xenstore"];
+pub const FUZZ_TARGETS: [&str; 5] =
+    ["ring_decode", "backend_path", "xenstore_decode", "service_xenstore", "http_request"];
 
 const VALGRIND: Tool = Tool { program: "valgrind", package: "valgrind" };
 

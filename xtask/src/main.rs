@@ -20,6 +20,7 @@ mod iommu;
 mod kmod;
 mod libs;
 mod markers;
+mod net;
 mod paths;
 mod progress;
 mod qemu;
@@ -45,6 +46,7 @@ USAGE:
     cargo xtask boot [--stage 1|2] [--image PATH] [--timeout SECS]
     cargo xtask e2e [--timeout SECS]
     cargo xtask iommu [--timeout SECS]
+    cargo xtask net [--timeout SECS]
     cargo xtask fuzz [--seconds N] [--runs N] [--target NAME]
     cargo xtask bench [--criterion]
     cargo xtask help
@@ -58,7 +60,7 @@ demo
 test
     Everything CI runs: cargo fmt --check, cargo clippy (warnings are errors),
     cargo test --workspace (unit, integration and property tests on the
-    platform model), `fuzz --seconds 20`, `bench`, `boot`, `e2e` and `iommu`.
+    platform model), `fuzz --seconds 20`, `bench`, `boot`, `e2e`, `net` and `iommu`.
 
 e2e
     gpu-dom serving real guests under Xen 4.17 in QEMU: Linux PV dom0 runs
@@ -81,9 +83,19 @@ iommu
     lines, the guest's dma-check lines and Xen's DMAR fault lines.
     Logs: target/boot/iommu/.
 
+net
+    gpu-dom's management endpoint under Xen 4.17 in QEMU: dom0 loads
+    xen-netback, creates gpu-dom with a vif (ip=192.0.2.2/24; a hotplug
+    script gives dom0's end 192.0.2.1/24), pings it, fetches /healthz and
+    /metrics with busybox wget while two test guests are attached and
+    mapping, checks the figures against `vgpu list` and what the guests did,
+    and runs a garbage client and four slow clients beside them (dropped at
+    their deadline; guest service goes on). Logs: target/boot/net/.
+
 fuzz
     Runs each cargo-fuzz target (ring_decode, backend_path, xenstore_decode,
-    service_xenstore), or only --target NAME, on the stable toolchain for N
+    service_xenstore,
+    http_request), or only --target NAME, on the stable toolchain for N
     seconds (--seconds, default 60) or N executions (--runs; with both,
     whichever comes first); installs cargo-fuzz if missing. The corpus is
     kept: each run starts from target/fuzz/corpus/<target> and the seeds in
@@ -138,6 +150,7 @@ enum Cmd {
     Boot(Options),
     E2e { timeout: Option<Duration> },
     Iommu { timeout: Option<Duration> },
+    Net { timeout: Option<Duration> },
     Fuzz(checks::FuzzRun),
     Bench { criterion: bool },
     Help,
@@ -169,6 +182,14 @@ fn parse(args: &[String]) -> Result<Cmd> {
                 .map(|s| Cmd::Iommu { timeout: Some(Duration::from_secs(s)) })
                 .map_err(|_| usage(format!("--timeout takes seconds, got `{v}`"))),
             _ => Err(usage("`iommu` takes only `--timeout SECS`".into())),
+        },
+        "net" => match rest {
+            [] => Ok(Cmd::Net { timeout: None }),
+            [flag, v] if flag == "--timeout" => v
+                .parse()
+                .map(|s| Cmd::Net { timeout: Some(Duration::from_secs(s)) })
+                .map_err(|_| usage(format!("--timeout takes seconds, got `{v}`"))),
+            _ => Err(usage("`net` takes only `--timeout SECS`".into())),
         },
         "fuzz" => parse_fuzz(rest).map(Cmd::Fuzz),
         "bench" => match rest {
@@ -265,6 +286,7 @@ fn test(paths: &Paths) -> Result<()> {
     checks::bench(paths, false)?;
     boot::run(paths, &all_stages())?;
     e2e::run(paths, None)?;
+    net::run(paths, None)?;
     iommu::run(paths, None)?;
     println!("[test] all passed in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
@@ -286,6 +308,7 @@ fn main() -> ExitCode {
         Cmd::Test => test(&paths),
         Cmd::E2e { timeout } => e2e::run(&paths, timeout),
         Cmd::Iommu { timeout } => iommu::run(&paths, timeout),
+        Cmd::Net { timeout } => net::run(&paths, timeout),
         Cmd::Fuzz(run) => checks::fuzz_run(&paths, &run).map(|_| ()),
         Cmd::Bench { criterion } => checks::bench(&paths, criterion).map(|_| ()),
     });
