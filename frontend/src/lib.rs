@@ -15,6 +15,8 @@
 //! | [`platform`] | the [`Platform`] trait: pages + grants, ports, clock, sleeping |
 //! | [`device`] | [`Frontend`]: discovery, handshake, watches, waiting, teardown |
 //! | [`request`] | requests, directory pages, batches, responses by id |
+//! | [`record`] | what the backend confirmed it mapped, by page (the guest is the source of truth) |
+//! | [`reconnect`] | the backend died: release its grants, wait for a new one, reconnect, replay |
 //! | [`scenario`] | what the test guest and `vgpu-front attach-test` do (good, hostile, busy, unattached), with their console markers |
 //! | [`error`] | [`Error`] |
 //!
@@ -29,6 +31,8 @@ extern crate alloc;
 pub mod device;
 pub mod error;
 pub mod platform;
+pub mod reconnect;
+pub mod record;
 pub mod request;
 pub mod scenario;
 
@@ -38,4 +42,5 @@ pub mod linux;
 pub use device::{Device, FrontError, Frontend, Happening, Options, Teardown};
 pub use error::Error;
 pub use platform::{DomId, EndAccessError, Granted, PageId, Platform, Port};
+pub use reconnect::{Lost, Reconnected, Released};
 pub use request::BatchResult;

@@ -1,5 +1,6 @@
 //! Mode `busy`: map and unmap large batches forever (for destroying the
-//! guest, or the backend, in the middle of a batch).
+//! guest, or the backend, in the middle of a batch). A backend that goes
+//! away is ridden out ([`super::ride_out`]); the batches then go on.
 
 use alloc::format;
 use alloc::string::String;
@@ -9,7 +10,7 @@ use gpuif::wire::{Entry, Op};
 use gpuif::Status;
 use xenbus::Transport;
 
-use super::{Control, Reporter};
+use super::{pattern, Control, Outcome, Reporter};
 use crate::{Frontend, Platform};
 
 /// Batches between two heartbeat lines.
@@ -46,21 +47,48 @@ fn busy<P: Platform, T: Transport>(
         }
     }
     let n = pages.min(fe.info().ggtt_len).max(1);
-    let mut map = Vec::with_capacity(n as usize);
-    for i in 0..n {
+    let mut page = [0u8; gpuif::PAGE_SIZE];
+    for seq in 0..n {
         match fe.grant_page(false) {
-            Ok(g) => map.push(Entry { addr: i as u64, gref: g.gref, read_only: false }),
+            Ok(g) => {
+                pattern(rep.dom(), seq, &mut page);
+                fe.write_page(&g, 0, &page);
+            }
             Err(e) => return format!("grant: {e}"),
         }
     }
+    // Our pages' current grants (they change when a new backend takes over).
+    let entries = |fe: &Frontend<P, T>| -> Vec<Entry> {
+        let g = fe.granted();
+        (0..n as usize)
+            .filter_map(|i| {
+                g.get(i).map(|g| Entry { addr: i as u64, gref: g.gref, read_only: false })
+            })
+            .collect()
+    };
+    let mut map = entries(fe);
     let unmap: Vec<Entry> =
         map.iter().map(|e| Entry { addr: e.addr, gref: 0, read_only: false }).collect();
     rep.say(format_args!("busy connected pages={n}"));
     loop {
-        for (op, entries) in [(Op::GgttMap, &map), (Op::GgttUnmap, &unmap)] {
-            match fe.batch(op, 0, entries) {
+        for op in [Op::GgttMap, Op::GgttUnmap] {
+            let batch = if op == Op::GgttMap { &map } else { &unmap };
+            match fe.batch(op, 0, batch) {
                 Ok(r) if r.status == Status::OK => {}
                 Ok(r) => return format!("{op:?}: {}", r.status.name()),
+                Err(e) if e.is_backend_closed() => {
+                    rep.say(format_args!("busy {op:?} failed: {e}"));
+                    match super::ride_out(fe, rep, &mut *check) {
+                        Outcome::Reconnected { .. } => {
+                            map = entries(fe);
+                            rep.say(format_args!("busy resumed"));
+                            break; // start over with a map batch
+                        }
+                        Outcome::Detached => return String::from("detached"),
+                        Outcome::Stopped => return String::from("asked to stop"),
+                        Outcome::Failed(why) => return why,
+                    }
+                }
                 Err(e) => return format!("{op:?}: {e}"),
             }
             *batches += 1;
