@@ -199,6 +199,7 @@ pub fn run(mut k: Kernel) -> ! {
     }
     log::info!("ready");
 
+    let fault = vgpu::FaultPlan::from_options(&k);
     let port = xs.transport().page().port();
     if k.executor.watch(port).is_err() {
         panic!("executor cannot watch the xenstore port");
@@ -210,6 +211,9 @@ pub fn run(mut k: Kernel) -> ! {
     // reply, and serving writes statistics).
     loop {
         serve_devices(&mut k, xs, &mut be);
+        if let Some(f) = &fault {
+            f.check(&be.svc);
+        }
         drain_xenstore(&k, xs, &mut be);
         be.ports.sync(&mut k.executor, &be.svc);
         // Requests left over: look for events without sleeping, then go on.

@@ -92,6 +92,19 @@ fn busy<P: Platform, T: Transport>(
                 Err(e) => return format!("{op:?}: {e}"),
             }
             *batches += 1;
+            if *batches == 1 {
+                // What the first batch mapped, read back through the backend.
+                match super::verify_record(fe) {
+                    Ok(v) => rep.say(format_args!(
+                        "busy verified entries={} mismatches={}",
+                        v.ok + v.bad,
+                        v.bad
+                    )),
+                    // Lost meanwhile: the next batch fails and rides it out.
+                    Err(e) if e.is_backend_closed() => {}
+                    Err(e) => return format!("verify: {e}"),
+                }
+            }
             if *batches % HEARTBEAT == 0 {
                 rep.say(format_args!("busy batches={batches}"));
             }

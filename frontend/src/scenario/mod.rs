@@ -9,7 +9,7 @@
 //! |---|---|
 //! | good | `ggtt mapped=<n> verified=<n> mismatches=0`, `ppgtt mapped=512 verified=512 mismatches=0`, `good PASS` or `good FAIL <reason>`; later `reverify mismatches=<k>` (only on change), `backend closed` then the lines of [`ride_out`] (`backend gone ...`, `reconnected ...`, `reverified ...`), `cleanup grants_ended=<n> still_mapped=<m>` |
 //! | hostile | `hostile <case> -> <STATUS> PASS\|FAIL` for `foreign-gref`, `revoked-gref`, `readonly-as-writable`, `out-of-slice`, `garbage-directory`, `unknown-context`; `hostile runaway -> disconnected PASS` (or `-> still connected FAIL`); `hostile PASS` or `hostile FAIL <cases>` |
-//! | busy | `busy connected pages=<n>`, `busy batches=<n>` every 100 batches, after a lost backend `busy <op> failed: <error>` then the lines of [`ride_out`] and `busy resumed`, `busy stopped batches=<n> (<why>)` |
+//! | busy | `busy connected pages=<n>`, `busy verified entries=<n> mismatches=<m>` after the first batch, `busy batches=<n>` every 100 batches, after a lost backend `busy <op> failed: <error>` then the lines of [`ride_out`] and `busy resumed`, `busy stopped batches=<n> (<why>)` |
 //! | unattached | `unattached: no device`, or `unattached: backend did not serve`, or `unattached: FAIL <what happened>` |
 
 mod busy;
