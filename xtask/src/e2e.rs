@@ -120,7 +120,11 @@ fn file(dest: &str, source: Source, mode: u32) -> ScenarioFile {
 }
 
 /// The template with this domain's name, the image's place and its mode.
-fn guest_config(template: &str, name: &str, cmdline: &str) -> std::result::Result<String, String> {
+pub fn guest_config(
+    template: &str,
+    name: &str,
+    cmdline: &str,
+) -> std::result::Result<String, String> {
     let cfg = xlcfg::with_kernel(template, GUEST_IMAGE_IN_DOM0)?;
     let cfg = xlcfg::with_string(&cfg, "name", name);
     Ok(xlcfg::with_string(&cfg, "cmdline", cmdline))
