@@ -148,9 +148,9 @@ Usage: vgpu supervise <name> --config PATH [options]
 
 Runs until stopped (systemd: vgpu-supervise@<name>.service). Watches
 @releaseDomain; whenever no domain is named <name>, runs `xl create PATH`,
-waits until the domain wrote data/<name>-ready = 1, runs `vgpu restore
---backend <name>`, and waits until every moved guest is Connected again, one
-line per step. If the domain dies (or `xl create` fails) --boot-deaths times
+runs `vgpu restore --backend <name>` at once (gpu-dom serves the devices it
+finds when it starts), waits until the domain wrote data/<name>-ready = 1,
+and waits until every moved guest is Connected again, one line per step. If the domain dies (or `xl create` fails) --boot-deaths times
 in a row, each within --boot-window of its creation, it stops and says why
 (exit status 1), waiting 1, 2, 4 ... s (at most 30 s) between such attempts.
 To stop gpu-dom for good, stop the supervisor first.

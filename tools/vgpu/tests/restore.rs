@@ -198,9 +198,9 @@ fn supervise_recreates_gpu_dom_restores_its_guests_and_waits_until_they_are_serv
         "vgpu supervise: gpu-dom (domid 1) is gone",
         "vgpu supervise: creating gpu-dom: xl create /etc/xen/gpu-dom.cfg",
         "vgpu supervise: created gpu-dom (domid 9) in ",
-        "vgpu supervise: gpu-dom (domid 9) ready ",
         "vgpu supervise: restored vgpu 0 of guest1 (domid 5) from domain 1 (gone) to gpu-dom (domid 9)",
         "vgpu supervise: 1 device(s) moved to gpu-dom (domid 9), 0 already there",
+        "vgpu supervise: gpu-dom (domid 9) ready ",
         "vgpu supervise: vgpu 0 of guest1 (domid 5) served again ",
         "vgpu supervise: 1 of 1 device(s) served again, ",
     ];
