@@ -135,20 +135,26 @@ vgpu_run() {
 }
 show_supervisor() { sed 's/^/E2E: [supervise] /' /tmp/supervise.log; : > /tmp/supervise.log.shown; }
 domid_gone() { ! xl list | awk 'NR > 1 { print $2 }' | grep -qx "$1"; }
-# until_count DOM MARKER N SECS T0 VAR: wait (0.05 s steps) until DOM's
-# console has N lines with MARKER; VAR = ms since T0. Fails on timeout or
-# if DOM crashed or vanished.
-until_count() {
-    uc_end=$(( $(now_ms) + $4 * 1000 ))
-    while [ "$(count_console "$1" "$2")" -lt "$3" ]; do
-        case "$(dom_state "$1")" in
-            *c*) fail "$1 crashed while waiting for '$2'" ;;
-            "") fail "$1 is gone while waiting for '$2'" ;;
-        esac
-        [ "$(now_ms)" -ge "$uc_end" ] && fail "$1's console did not show '$2' $3 time(s) within $4 s"
+# until_all MARKER N SECS T0: wait (0.05 s steps) until each guest's console
+# has N lines with MARKER; AT_steady and AT_busy = ms from T0 to when each
+# was first seen (both watched at once). Fails on timeout, or if a guest
+# crashed or vanished.
+until_all() {
+    ua_end=$(( $(now_ms) + $3 * 1000 )); AT_steady=; AT_busy=
+    while [ -z "$AT_steady" ] || [ -z "$AT_busy" ]; do
+        for g in steady busy; do
+            eval "ua_seen=\$AT_$g"
+            if [ -z "$ua_seen" ] && [ "$(count_console $g "$1")" -ge "$2" ]; then
+                eval "AT_$g=$(( $(now_ms) - $4 ))"
+            fi
+            case "$(dom_state $g)" in
+                *c*) fail "$g crashed while waiting for '$1'" ;;
+                "") fail "$g is gone while waiting for '$1'" ;;
+            esac
+        done
+        [ "$(now_ms)" -ge "$ua_end" ] && fail "not every guest's console showed '$1' $2 time(s) within $3 s (steady: ${AT_steady:-no}, busy: ${AT_busy:-no})"
         sleep 0.05
     done
-    eval "$6=$(( $(now_ms) - $5 ))"
 }
 # last_line DOM MARKER: the last console line of DOM with MARKER.
 last_line() { grep -F -- "$2" "$CONSOLE_DIR/guest-$1.log" | tail -1; }
@@ -171,12 +177,12 @@ check_reverified() {
 # restarted ROUND T0 WHAT: both guests notice, are re-served and verified;
 # prints the figures of this restart.
 restarted() {
-    until_count steady "backend gone (" "$1" 60 "$2" N_STEADY
-    until_count busy "backend gone (" "$1" 60 "$2" N_BUSY
-    until_count steady "reconnected to backend" "$1" 180 "$2" S_STEADY
-    until_count busy "reconnected to backend" "$1" 180 "$2" S_BUSY
-    until_count steady "reverified entries=" "$1" 180 "$2" R_STEADY
-    until_count busy "reverified entries=" "$1" 180 "$2" R_BUSY
+    until_all "backend gone (" "$1" 60 "$2"
+    N_STEADY=$AT_steady; N_BUSY=$AT_busy
+    until_all "reconnected to backend" "$1" 180 "$2"
+    S_STEADY=$AT_steady; S_BUSY=$AT_busy
+    until_all "reverified entries=" "$1" 240 "$2"
+    R_STEADY=$AT_steady; R_BUSY=$AT_busy
     check_gone_line steady "$1"
     check_gone_line busy "$1"
     check_reverified steady "$1"
