@@ -255,7 +255,8 @@ impl IommuTest {
     /// Reads `XFER` bytes of a window frame through the CPU mapping.
     fn cpu_read(svc: &VgpuService, bus: BusAddr) -> Option<Vec<u8>> {
         let mut page = [0u8; 4096];
-        svc.backend.cpu_access().window.read(bus.frame(), &mut page).then(|| page[..XFER].to_vec())
+        let window = svc.cpu_access().window;
+        window.read(bus.frame(), &mut page).then(|| page[..XFER].to_vec())
     }
 
     /// Handles a watch event on the request node.
@@ -302,42 +303,40 @@ impl IommuTest {
         ppgtt_base: u64,
         (gfn, far_gfn): (Option<u64>, Option<u64>),
     ) -> bool {
-        let eng = svc.backend.engine();
-        let Some(limits) = eng.guest_limits(dom) else {
+        let Some(e) = Entries::of(svc, dom, ppgtt_base) else {
             say(format_args!("mapped dom={}: not attached FAIL", dom.0));
             return false;
         };
-        let ggtt: Vec<(u32, BusAddr, Access)> = (0..limits.ggtt_len)
-            .map_while(|i| eng.ggtt_lookup(dom, i).map(|(b, a)| (i, b, a)))
-            .collect();
-        let ctx = (0..MAX_CONTEXTS_PER_GUEST)
-            .map(ContextId)
-            .find(|c| eng.ppgtt_lookup(dom, *c, ppgtt_base).is_some());
-        let ppgtt: Vec<(u64, BusAddr, Access)> = match ctx {
-            Some(c) => (0..4096u64)
-                .map(|i| ppgtt_base + i * 4096)
-                .map_while(|a| eng.ppgtt_lookup(dom, c, a).map(|(b, x)| (a, b, x)))
-                .collect(),
-            None => Vec::new(),
-        };
-        say(format_args!(
-            "mapped dom={}: {} GGTT entries from index 0, {} PPGTT entries from {ppgtt_base:#x} (context {:?})",
-            dom.0,
-            ggtt.len(),
-            ppgtt.len(),
-            ctx.map(|c| c.0)
-        ));
-        let mut all = !ggtt.is_empty() && !ppgtt.is_empty();
-
+        let mut all = !e.ggtt.is_empty() && !e.ppgtt.is_empty();
         // 1. Read-only entry: write first (see the module docs), then read.
-        match ppgtt.iter().find(|e| e.2 == Access::ReadOnly) {
+        match e.ppgtt.iter().find(|e| e.2 == Access::ReadOnly) {
             Some(&(addr, bus, _)) => all &= self.ro_write(svc, dom, addr, bus),
             None => {
                 say(format_args!("ro-write dom={}: no read-only PPGTT entry FAIL", dom.0));
                 all = false;
             }
         }
-        // 2. Reads through GGTT and PPGTT entries.
+        // 2. Reads through GGTT and PPGTT entries; 3. a write through GGTT.
+        all &= self.sampled_reads(svc, dom, &e);
+        all &= self.ggtt_write(svc, dom, &e);
+        // 4. Addresses gtt never produced.
+        all &= self.never_produced(&e);
+        if let Some(gfn) = gfn {
+            all &= self.guest_gfn(svc, dom, gfn, &e.ggtt);
+        }
+        match far_gfn {
+            Some(far) => all &= self.far_gfn(dom, far),
+            None => {
+                say(format_args!("far-gfn dom={}: no far frame number in the request FAIL", dom.0));
+                all = false;
+            }
+        }
+        all
+    }
+
+    /// DMA reads at sampled GGTT and PPGTT entries (one read-only) give
+    /// exactly the guest's bytes.
+    fn sampled_reads(&mut self, svc: &VgpuService, dom: DomId, e: &Entries) -> bool {
         let pick = |n: usize| -> Vec<usize> {
             let mut v: Vec<usize> = (0..SAMPLE).map(|k| k * n.max(1) / SAMPLE).collect();
             v.push(n.saturating_sub(1));
@@ -346,9 +345,9 @@ impl IommuTest {
             v
         };
         let mut ok = 0;
-        let idx = pick(ggtt.len());
+        let idx = pick(e.ggtt.len());
         for &i in &idx {
-            let (index, bus, _) = ggtt[i];
+            let (index, bus, _) = e.ggtt[i];
             ok += self.read_check(svc, dom, format!("ggtt={index}"), bus) as usize;
         }
         say(format_args!(
@@ -357,14 +356,14 @@ impl IommuTest {
             idx.len(),
             verdict(ok == idx.len() && ok > 0)
         ));
-        all &= ok == idx.len() && ok > 0;
-        let mut idx = pick(ppgtt.len());
-        if let Some(ro) = ppgtt.iter().position(|e| e.2 == Access::ReadOnly) {
+        let ggtt_ok = ok == idx.len() && ok > 0;
+        let mut idx = pick(e.ppgtt.len());
+        if let Some(ro) = e.ppgtt.iter().position(|e| e.2 == Access::ReadOnly) {
             idx.push(ro);
         }
         let mut ok = 0;
         for &i in &idx {
-            let (addr, bus, access) = ppgtt[i];
+            let (addr, bus, access) = e.ppgtt[i];
             let what =
                 format!("ppgtt={addr:#x}{}", if access == Access::ReadOnly { " (ro)" } else { "" });
             ok += self.read_check(svc, dom, what, bus) as usize;
@@ -375,49 +374,40 @@ impl IommuTest {
             idx.len(),
             verdict(ok == idx.len() && ok > 0)
         ));
-        all &= ok == idx.len() && ok > 0;
+        ggtt_ok && ok == idx.len() && ok > 0
+    }
 
-        // 3. Write through the last writable GGTT entry.
-        match ggtt.iter().rev().find(|e| e.2 == Access::ReadWrite) {
-            Some(&(index, bus, _)) => {
-                let mut sig = [0u8; XFER];
-                edu::test_signature(dom.0, index, &mut sig);
-                let done = self.write_at(bus.0, &sig);
-                let seen = Self::cpu_read(svc, bus).is_some_and(|b| b[..] == sig[..]);
-                say(format_args!(
-                    "ggtt-write dom={} index={index} bus={:#x}: the device wrote the guest's page (gpu-dom's CPU mapping sees it; the guest checks its own view) {}",
-                    dom.0,
-                    bus.0,
-                    verdict(done && seen)
-                ));
-                all &= done && seen;
-            }
-            None => {
-                say(format_args!("ggtt-write dom={}: no writable GGTT entry FAIL", dom.0));
-                all = false;
-            }
-        }
+    /// A DMA write through the last writable GGTT entry lands in the guest's page.
+    fn ggtt_write(&mut self, svc: &VgpuService, dom: DomId, e: &Entries) -> bool {
+        let Some(&(index, bus, _)) = e.ggtt.iter().rev().find(|e| e.2 == Access::ReadWrite) else {
+            say(format_args!("ggtt-write dom={}: no writable GGTT entry FAIL", dom.0));
+            return false;
+        };
+        let mut sig = [0u8; XFER];
+        edu::test_signature(dom.0, index, &mut sig);
+        let done = self.write_at(bus.0, &sig);
+        let seen = Self::cpu_read(svc, bus).is_some_and(|b| b[..] == sig[..]);
+        say(format_args!(
+            "ggtt-write dom={} index={index} bus={:#x}: the device wrote the guest's page (gpu-dom's CPU mapping sees it; the guest checks its own view) {}",
+            dom.0,
+            bus.0,
+            verdict(done && seen)
+        ));
+        done && seen
+    }
 
-        // 4. Addresses gtt never produced.
+    /// Bus addresses `gtt` never produced deliver nothing: a hole in the
+    /// window, the first frame past it.
+    fn never_produced(&mut self, e: &Entries) -> bool {
         let used: Vec<u64> =
-            ggtt.iter().map(|e| e.1 .0).chain(ppgtt.iter().map(|e| e.1 .0)).collect();
+            e.ggtt.iter().map(|e| e.1 .0).chain(e.ppgtt.iter().map(|e| e.1 .0)).collect();
+        let mut all = true;
         let hole = (self.window_gfn + WINDOW_FRAMES - 1) << 12;
         if !used.contains(&hole) {
             all &= self.blocked_read("window-hole", "an unmapped frame of the grant window", hole);
         }
         let past = (self.window_gfn + WINDOW_FRAMES) << 12;
-        all &= self.blocked_read("past-window", "the first frame past the grant window", past);
-        if let Some(gfn) = gfn {
-            all &= self.guest_gfn(svc, dom, gfn, &ggtt);
-        }
-        match far_gfn {
-            Some(far) => all &= self.far_gfn(dom, far),
-            None => {
-                say(format_args!("far-gfn dom={}: no far frame number in the request FAIL", dom.0));
-                all = false;
-            }
-        }
-        all
+        all & self.blocked_read("past-window", "the first frame past the grant window", past)
     }
 
     /// A guest frame number above gpu-dom's RAM, of a page the guest never
@@ -538,7 +528,7 @@ impl IommuTest {
     /// After the guest was detached: no shadow entry left, and every
     /// remembered bus address delivers nothing.
     fn revoked(&mut self, svc: &VgpuService, dom: DomId) -> bool {
-        let eng = svc.backend.engine();
+        let eng = svc.engine();
         let gone = eng.guest_limits(dom).is_none() && eng.ggtt_lookup(dom, 0).is_none();
         say(format_args!(
             "revoked dom={}: no shadow entry of the guest left {}",
@@ -578,5 +568,41 @@ impl IommuTest {
             verdict(ok == remembered.len())
         ));
         gone && ok == remembered.len()
+    }
+}
+
+/// A guest's live shadow entries, as `gtt` resolves them: the GGTT slice
+/// from index 0 and the PPGTT context that maps `ppgtt_base`, from there,
+/// each up to the first hole.
+struct Entries {
+    ggtt: Vec<(u32, BusAddr, Access)>,
+    ppgtt: Vec<(u64, BusAddr, Access)>,
+}
+
+impl Entries {
+    fn of(svc: &VgpuService, dom: DomId, ppgtt_base: u64) -> Option<Entries> {
+        let eng = svc.engine();
+        let limits = eng.guest_limits(dom)?;
+        let ggtt: Vec<(u32, BusAddr, Access)> = (0..limits.ggtt_len)
+            .map_while(|i| eng.ggtt_lookup(dom, i).map(|(b, a)| (i, b, a)))
+            .collect();
+        let ctx = (0..MAX_CONTEXTS_PER_GUEST)
+            .map(ContextId)
+            .find(|c| eng.ppgtt_lookup(dom, *c, ppgtt_base).is_some());
+        let ppgtt: Vec<(u64, BusAddr, Access)> = match ctx {
+            Some(c) => (0..4096u64)
+                .map(|i| ppgtt_base + i * 4096)
+                .map_while(|a| eng.ppgtt_lookup(dom, c, a).map(|(b, x)| (a, b, x)))
+                .collect(),
+            None => Vec::new(),
+        };
+        say(format_args!(
+            "mapped dom={}: {} GGTT entries from index 0, {} PPGTT entries from {ppgtt_base:#x} (context {:?})",
+            dom.0,
+            ggtt.len(),
+            ppgtt.len(),
+            ctx.map(|c| c.0)
+        ));
+        Some(Entries { ggtt, ppgtt })
     }
 }

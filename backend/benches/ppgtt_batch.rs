@@ -31,6 +31,33 @@ fn ppgtt_map_512(c: &mut Criterion) {
         });
     }
     let mut b = common::setup(common::Tables::Existing);
+    g.bench_function("512_unmap", |bench| {
+        bench.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                assert_eq!(b.map_batch().done, common::ENTRIES as u32);
+                let start = Instant::now();
+                let rsp = b.unmap_request();
+                t += start.elapsed();
+                assert_eq!(rsp.done, common::ENTRIES as u32);
+            }
+            t
+        })
+    });
+    g.bench_function("revoke_guest_with_512_entries", |bench| {
+        bench.iter_custom(|iters| {
+            let mut t = Duration::ZERO;
+            for _ in 0..iters {
+                assert_eq!(b.map_batch().done, common::ENTRIES as u32);
+                let start = Instant::now();
+                b.revoke_guest();
+                t += start.elapsed();
+                b.reattach();
+            }
+            t
+        })
+    });
+    let mut b = common::setup(common::Tables::Existing);
     g.bench_function("512_remap_same_grants", |bench| {
         b.map_batch();
         bench.iter(|| b.map_batch());

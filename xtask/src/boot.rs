@@ -8,7 +8,7 @@
 //! Every stage runs under QEMU's software emulation with a timeout; its serial
 //! log, QEMU's own output and the QEMU command line land in `target/boot/<stage>/`.
 
-use crate::apt::Apt;
+use crate::apt::{self, AptCli};
 use crate::dom0::{self, Tree};
 use crate::error::{Error, Result};
 use crate::host;
@@ -22,7 +22,7 @@ use crate::scenario::{self, Scenario, ScenarioFile};
 use crate::xlcfg;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 // `asid=0` on both: Xen then flushes an HVM/PVH vCPU's TLB on every VMRUN
 // instead of giving it fresh ASIDs. Under QEMU's TCG emulation of SVM, with
@@ -154,32 +154,38 @@ pub fn prepare_with(
         image.pvh_entry
     ));
 
-    let apt = Apt { log: cache.log("apt") };
-    let pkgs = p.step("resolving Debian packages (apt-cache)", |p| {
-        let pkgs = dom0::resolve(&apt, dom0, extra)?;
-        let libs = pkgs.iter().filter(|x| x.is_library()).count();
-        let main: Vec<String> = pkgs
-            .iter()
-            .filter(|x| !x.is_library())
-            .map(|x| format!("{} {}", x.name, x.version))
-            .collect();
-        p.note(format!("{}; {libs} library packages", main.join(", ")));
-        Ok(pkgs)
-    })?;
-    p.step(
-        format!("downloading {} packages (apt-get download, cached by version)", pkgs.len()),
-        |p| {
-            let fetched = apt.download(&pkgs, &cache.debs())?;
-            let pruned = dom0::prune(&cache, &pkgs)?;
+    let fetched =
+        p.step("Debian packages: resolve from apt's lists, download what is not cached", |p| {
+            let mut apt = AptCli::new(cache.log("apt"), &cache.root.join("apt"))?;
+            let t0 = Instant::now();
+            let fetched = apt::fetch(
+                &mut apt,
+                &cache.debs(),
+                &mut |r| dom0::resolve(r, dom0, extra),
+                &mut |line| p.note(line),
+            )?;
+            let debs = &fetched.debs;
+            let libs = debs.iter().filter(|d| d.package.is_library()).count();
+            let main: Vec<String> = debs
+                .iter()
+                .filter(|d| !d.package.is_library())
+                .map(|d| format!("{} {}", d.package.name, d.package.version))
+                .collect();
+            p.note(format!("{}; {libs} library packages", main.join(", ")));
+            let pruned = dom0::prune(&cache, debs)?;
             p.note(format!(
-                "{fetched} downloaded, {} cached, {pruned} stale removed",
-                pkgs.len() - fetched
+                "{} downloaded ({:.1} MB in {:.1} s), {} cached in {}, {pruned} stale removed",
+                fetched.downloaded,
+                fetched.bytes as f64 / 1e6,
+                t0.elapsed().as_secs_f64(),
+                debs.len() - fetched.downloaded,
+                paths.show(&cache.debs()),
             ));
-            Ok(())
-        },
-    )?;
+            Ok(fetched)
+        })?;
+    let pkgs = &fetched.debs;
     let trees = p.step(format!("unpacking {} packages (dpkg-deb -x)", pkgs.len()), |p| {
-        let (trees, new) = dom0::unpack_all(&cache, &pkgs)?;
+        let (trees, new) = dom0::unpack_all(&cache, pkgs)?;
         p.note(format!(
             "{new} unpacked, {} already unpacked in {}",
             pkgs.len() - new,
@@ -196,7 +202,7 @@ pub fn prepare_with(
 pub fn run(paths: &Paths, opts: &Options) -> Result<()> {
     let (s1, s2) = (opts.stages.contains(&Stage::One), opts.stages.contains(&Stage::Two));
     let build_steps = if opts.image.is_some() { 1 } else { 4 };
-    let total = 1 + build_steps + 4 + usize::from(s1) + 2 * usize::from(s2);
+    let total = 1 + build_steps + 3 + usize::from(s1) + 2 * usize::from(s2);
     let mut p = Progress::new("boot", total);
     let System { image, trees, xen } = prepare(paths, &mut p, opts.image.as_deref(), s2)?;
 
@@ -326,12 +332,16 @@ fn stage2(
         label: "stage 2",
         what: format!("Linux PV dom0 + xl create {DOMAIN}"),
         rerun: "cargo xtask boot --stage 2",
+        scenario: &scenario,
+        timeout,
+        devices: Vec::new(),
     };
-    run_dom0_scenario(paths, p, xen, trees, &scenario, &run, timeout, &[])
+    run_dom0(paths, p, (xen, trees), &run)
 }
 
-/// How a Linux-dom0 scenario run is named in progress lines and errors.
-pub struct Dom0Run {
+/// One Linux-dom0 scenario run: what to boot, how it is named in progress
+/// lines and errors, and how long it may take.
+pub struct Dom0Run<'a> {
     /// Directory under `target/boot/`.
     pub dir: &'static str,
     /// Short name ("stage 2", "e2e").
@@ -340,51 +350,30 @@ pub struct Dom0Run {
     pub what: String,
     /// The command that reruns just this.
     pub rerun: &'static str,
+    /// The files and `/init` parts dom0 runs.
+    pub scenario: &'a Scenario,
+    /// Bound on the run (default: the scenario's).
+    pub timeout: Option<Duration>,
+    /// Extra QEMU `-device`s (e.g. a device to pass through).
+    pub devices: Vec<String>,
 }
 
-/// Builds the dom0 initramfs for `scenario` and boots Xen with Debian's Linux
-/// as PV dom0, with `devices` as extra QEMU `-device`s; passes when dom0's
-/// `/init` reports the scenario's PASS marker.
-#[allow(clippy::too_many_arguments)]
-pub fn run_dom0_scenario(
+/// Builds the dom0 initramfs for `run.scenario` and boots Xen (`xen`) with
+/// Debian's Linux (from `trees`) as PV dom0; passes when dom0's `/init`
+/// reports the scenario's PASS marker.
+pub fn run_dom0(
     paths: &Paths,
     p: &mut Progress,
-    xen: &Path,
-    trees: &BTreeMap<String, Tree>,
-    scenario: &Scenario,
-    run_info: &Dom0Run,
-    timeout: Option<Duration>,
-    devices: &[String],
+    (xen, trees): (&Path, &BTreeMap<String, Tree>),
+    run: &Dom0Run,
 ) -> Result<()> {
-    let dir = paths.stage(run_info.dir);
+    let dir = paths.stage(run.dir);
     let cpio = dir.join("initramfs.cpio");
-    let label = run_info.label;
-    let vmlinuz = p.step(format!("{label}: assembling the dom0 initramfs"), |p| {
-        let (vmlinuz, release) = dom0::kernel(trees)?;
-        let a = dom0::assemble(trees, &release, scenario, &cpio)?;
-        host::write(&dir.join("init"), &a.init)?;
-        p.note(format!(
-            "{} ({:.1} MiB): kernel {release}, {} libraries, modules {}{}",
-            paths.show(&cpio),
-            a.size as f64 / (1024.0 * 1024.0),
-            a.libs,
-            a.modules.join(" "),
-            if a.builtin_modules.is_empty() {
-                String::new()
-            } else {
-                format!(" (built in: {})", a.builtin_modules.join(" "))
-            }
-        ));
-        if !a.host_libs.is_empty() {
-            p.note(format!(
-                "warning: taken from the host, no package had them: {}",
-                a.host_libs.join(" ")
-            ));
-        }
-        Ok(vmlinuz)
+    let vmlinuz = p.step(format!("{}: assembling the dom0 initramfs", run.label), |p| {
+        assemble_initramfs(paths, p, trees, run.scenario, &cpio)
     })?;
-    let timeout = timeout.unwrap_or(scenario.timeout);
-    p.step(format!("{label}: {} (QEMU TCG)", run_info.what), |p| {
+    let timeout = run.timeout.unwrap_or(run.scenario.timeout);
+    p.step(format!("{}: {} (QEMU TCG)", run.label, run.what), |p| {
         let machine = Machine {
             xen: xen.into(),
             xen_cmdline: STAGE2_XEN_CMDLINE.into(),
@@ -394,89 +383,147 @@ pub fn run_dom0_scenario(
             ],
             memory_mib: 2048,
             smp: 2,
-            devices: devices.to_vec(),
+            devices: run.devices.clone(),
         };
-        for n in 1..=NO_VERDICT_RETRIES {
-            let _ = std::fs::remove_file(dir.join(format!("serial.attempt-{n}.log")));
+        let (qemu_run, watcher) = boot_until_verdict(paths, p, &machine, &dir, run, timeout)?;
+        judge_dom0_run(paths, p, run, &dir, &qemu_run, &watcher, timeout)
+    })
+}
+
+/// Writes the initramfs (and `init` beside it, to read); returns the kernel.
+fn assemble_initramfs(
+    paths: &Paths,
+    p: &mut Progress,
+    trees: &BTreeMap<String, Tree>,
+    scenario: &Scenario,
+    cpio: &Path,
+) -> Result<PathBuf> {
+    let (vmlinuz, release) = dom0::kernel(trees)?;
+    let a = dom0::assemble(trees, &release, scenario, cpio)?;
+    let dir = cpio.parent().unwrap_or(Path::new("."));
+    host::write(&dir.join("init"), &a.init)?;
+    p.note(format!(
+        "{} ({:.1} MiB): kernel {release}, {} libraries, modules {}{}",
+        paths.show(cpio),
+        a.size as f64 / (1024.0 * 1024.0),
+        a.libs,
+        a.modules.join(" "),
+        if a.builtin_modules.is_empty() {
+            String::new()
+        } else {
+            format!(" (built in: {})", a.builtin_modules.join(" "))
         }
-        let mut attempt = 0;
-        let (run, watcher) = loop {
-            let mut watcher =
-                Watcher::new(&scenario.pass_marker(), Some(&scenario.fail_marker()));
-            let run = qemu::run(&machine, &dir, &mut watcher, timeout, |line| {
-                if stage2_shows(line) {
-                    p.note(line.trim_end());
-                }
-            })?;
-            // No verdict on anything under test: the emulated machine
-            // stopped (not even dom0 kept beating), or a domain's firmware
-            // crashed before the image in it started. Run it again, once,
-            // keeping the log.
-            let why = if matches!(run.ended, Ended::Stalled) {
-                Some(format!(
-                    "the emulated machine stalled after {:.0} s (no serial output for {} s, no \
-                     dom0 heartbeat)",
-                    run.wall.as_secs_f64(),
-                    qemu::STALL_AFTER.as_secs()
-                ))
-            } else {
-                markers::firmware_triple_fault(&run.serial).map(|d| {
-                    format!(
-                        "{d} triple-faulted in its firmware (hvmloader/SeaBIOS), before the \
-                         image printed its first line"
-                    )
-                })
-            };
-            let Some(why) = why.filter(|_| attempt < NO_VERDICT_RETRIES) else {
-                break (run, watcher);
-            };
-            attempt += 1;
-            let kept = dir.join(format!("serial.attempt-{attempt}.log"));
-            let _ = std::fs::rename(&run.serial_path, &kept);
-            p.note(format!(
-                "{why}: not a verdict; starting the run again (its log: {})",
-                paths.show(&kept)
-            ));
+    ));
+    if !a.host_libs.is_empty() {
+        p.note(format!(
+            "warning: taken from the host, no package had them: {}",
+            a.host_libs.join(" ")
+        ));
+    }
+    Ok(vmlinuz)
+}
+
+/// Boots `machine`; a run that gave no verdict on anything under test (the
+/// emulated machine stalled, or a domain's firmware crashed before the
+/// image in it started) is run again, once, keeping its log.
+fn boot_until_verdict(
+    paths: &Paths,
+    p: &mut Progress,
+    machine: &Machine,
+    dir: &Path,
+    run: &Dom0Run,
+    timeout: Duration,
+) -> Result<(qemu::Run, Watcher)> {
+    for n in 1..=NO_VERDICT_RETRIES {
+        let _ = std::fs::remove_file(dir.join(format!("serial.attempt-{n}.log")));
+    }
+    let mut attempt = 0;
+    loop {
+        let mut watcher =
+            Watcher::new(&run.scenario.pass_marker(), Some(&run.scenario.fail_marker()));
+        let qemu_run = qemu::run(machine, dir, &mut watcher, timeout, |line| {
+            if stage2_shows(line) {
+                p.note(line.trim_end());
+            }
+        })?;
+        let why = if matches!(qemu_run.ended, Ended::Stalled) {
+            Some(format!(
+                "the emulated machine stalled after {:.0} s (no serial output for {} s, no \
+                 dom0 heartbeat)",
+                qemu_run.wall.as_secs_f64(),
+                qemu::STALL_AFTER.as_secs()
+            ))
+        } else {
+            markers::firmware_triple_fault(&qemu_run.serial).map(|d| {
+                format!(
+                    "{d} triple-faulted in its firmware (hvmloader/SeaBIOS), before the \
+                     image printed its first line"
+                )
+            })
         };
-        let wall = run.wall.as_secs_f64();
-        let passed = run.serial.contains(&scenario.pass_marker())
-            && !run.serial.contains(&scenario.fail_marker());
-        if passed {
-            p.note(format!("{label} PASS in {wall:.1} s"));
-            return Ok(());
-        }
-        let mut reason = match markers::after_marker(&run.serial, &scenario.fail_marker()) {
-            Some(why) => format!("dom0 /init reports: {why}"),
-            None => "no verdict from dom0 /init".to_string(),
+        let Some(why) = why.filter(|_| attempt < NO_VERDICT_RETRIES) else {
+            return Ok((qemu_run, watcher));
         };
-        if let Some(f) = watcher.fatal.first() {
-            reason.push_str(&format!("; {}: `{}`", f.what, f.line.trim()));
-        }
-        let verdict_seen = run.serial.contains(&scenario.fail_marker());
-        if let Some(t) = ended_text(&run, timeout).filter(|_| !verdict_seen) {
-            reason.push_str(&format!("; {t}"));
-        }
-        let expected = scenario.expected_markers();
-        let missing = markers::missing_markers(&run.serial, &expected, &scenario.fail_marker());
-        if !missing.is_empty() {
-            reason.push_str(&format!(
-                "; missing markers: {}",
-                missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
-            ));
-        }
-        p.note(format!("{label} FAIL after {wall:.1} s: {reason}"));
-        Err(Error::Boot {
-            stage: label.into(),
-            reason,
-            log: run.serial_path.clone(),
-            hint: format!(
-                "read the serial log (Xen, dom0 and the copied guest consoles); the dom0 script is {}, \
-                 the QEMU command {}; rerun only this with `{}`",
-                paths.show(&dir.join("init")),
-                paths.show(&dir.join("command.txt")),
-                run_info.rerun
-            ),
-        })
+        attempt += 1;
+        let kept = dir.join(format!("serial.attempt-{attempt}.log"));
+        let _ = std::fs::rename(&qemu_run.serial_path, &kept);
+        p.note(format!(
+            "{why}: not a verdict; starting the run again (its log: {})",
+            paths.show(&kept)
+        ));
+    }
+}
+
+/// PASS when dom0's `/init` printed the scenario's PASS marker and not its
+/// FAIL marker; otherwise an error that says why, which markers are
+/// missing, and where to look.
+fn judge_dom0_run(
+    paths: &Paths,
+    p: &mut Progress,
+    run: &Dom0Run,
+    dir: &Path,
+    qemu_run: &qemu::Run,
+    watcher: &Watcher,
+    timeout: Duration,
+) -> Result<()> {
+    let (scenario, label) = (run.scenario, run.label);
+    let wall = qemu_run.wall.as_secs_f64();
+    let serial = &qemu_run.serial;
+    if serial.contains(&scenario.pass_marker()) && !serial.contains(&scenario.fail_marker()) {
+        p.note(format!("{label} PASS in {wall:.1} s"));
+        return Ok(());
+    }
+    let mut reason = match markers::after_marker(serial, &scenario.fail_marker()) {
+        Some(why) => format!("dom0 /init reports: {why}"),
+        None => "no verdict from dom0 /init".to_string(),
+    };
+    if let Some(f) = watcher.fatal.first() {
+        reason.push_str(&format!("; {}: `{}`", f.what, f.line.trim()));
+    }
+    let verdict_seen = serial.contains(&scenario.fail_marker());
+    if let Some(t) = ended_text(qemu_run, timeout).filter(|_| !verdict_seen) {
+        reason.push_str(&format!("; {t}"));
+    }
+    let expected = scenario.expected_markers();
+    let missing = markers::missing_markers(serial, &expected, &scenario.fail_marker());
+    if !missing.is_empty() {
+        reason.push_str(&format!(
+            "; missing markers: {}",
+            missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    p.note(format!("{label} FAIL after {wall:.1} s: {reason}"));
+    Err(Error::Boot {
+        stage: label.into(),
+        reason,
+        log: qemu_run.serial_path.clone(),
+        hint: format!(
+            "read the serial log (Xen, dom0 and the copied guest consoles); the dom0 script is {}, \
+             the QEMU command {}; rerun only this with `{}`",
+            paths.show(&dir.join("init")),
+            paths.show(&dir.join("command.txt")),
+            run.rerun
+        ),
     })
 }
 

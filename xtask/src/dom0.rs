@@ -7,7 +7,7 @@
 //! (glibc's `pthread_cancel` dlopens it); Debian's kernel builds the Xen device
 //! drivers dom0 needs as modules and ships no `modules.dep`.
 
-use crate::apt::{self, Apt, Package};
+use crate::apt::{self, Deb, Package, Resolver};
 use crate::error::{Error, Result};
 use crate::host;
 use crate::initramfs::{Initramfs, Source};
@@ -96,11 +96,11 @@ pub fn package_tree<'a>(trees: &'a BTreeMap<String, Tree>, name: &str) -> Result
 
 /// The packages to fetch: Xen always; with `dom0`, everything stage 2 needs
 /// plus `extra` packages (dom0 programs: their libraries too).
-pub fn resolve(apt: &Apt, dom0: bool, extra: &[&str]) -> Result<Vec<Package>> {
+pub fn resolve(apt: &mut Resolver, dom0: bool, extra: &[&str]) -> Result<Vec<Package>> {
     if !dom0 {
-        return apt.show_all(&[XEN_HYPERVISOR]);
+        return apt.require(&[XEN_HYPERVISOR]);
     }
-    let mut pkgs = apt.show_all(&[
+    let mut pkgs = apt.require(&[
         XEN_HYPERVISOR,
         XEN_UTILS,
         XEN_UTILS_COMMON,
@@ -108,14 +108,14 @@ pub fn resolve(apt: &Apt, dom0: bool, extra: &[&str]) -> Result<Vec<Package>> {
         BUSYBOX,
         KERNEL_META,
     ])?;
-    let meta = pkgs.pop().expect("show_all returns every name asked");
+    let meta = pkgs.pop().expect("require returns every name asked");
     let concrete = apt::concrete_kernel(&meta).ok_or_else(|| Error::PackageContent {
         package: KERNEL_META.into(),
         what: "depends on no linux-image-<version>-amd64 package".into(),
     })?;
-    pkgs.extend(apt.show_all(&[concrete])?);
+    pkgs.extend(apt.require(&[concrete])?);
     if !extra.is_empty() {
-        pkgs.extend(apt.show_all(extra)?);
+        pkgs.extend(apt.require(extra)?);
     }
     let tools: Vec<Package> = pkgs
         .iter()
@@ -125,24 +125,36 @@ pub fn resolve(apt: &Apt, dom0: bool, extra: &[&str]) -> Result<Vec<Package>> {
         })
         .cloned()
         .collect();
-    pkgs.extend(apt::library_closure(&tools, |names| apt.show(names))?);
+    pkgs.extend(apt::library_closure(&tools, |names| apt.find(names))?);
     Ok(pkgs)
 }
 
-/// Removes cached versions of `pkgs` other than the current ones.
-pub fn prune(cache: &Cache, pkgs: &[Package]) -> Result<usize> {
-    let names: BTreeSet<&str> = pkgs.iter().map(|p| p.name.as_str()).collect();
+/// What a cached package is a version of: its name, except that every kernel
+/// image is one (a new kernel ABI is a new package name).
+fn lineage(name: &str) -> &str {
+    if apt::is_kernel_image(name) {
+        "linux-image-<abi>"
+    } else {
+        name
+    }
+}
+
+/// Removes cached versions of `debs`' packages other than the current ones
+/// (and kernel images of another ABI). Packages of other runs stay (`boot`
+/// fetches fewer than `iommu`).
+pub fn prune(cache: &Cache, debs: &[Deb]) -> Result<usize> {
+    let names: BTreeSet<&str> = debs.iter().map(|d| lineage(&d.package.name)).collect();
     let mut removed = 0;
     for (dir, current) in [
-        (cache.debs(), pkgs.iter().map(Package::deb_file_name).collect::<BTreeSet<_>>()),
-        (cache.unpacked(), pkgs.iter().map(Package::stem).collect()),
+        (cache.debs(), debs.iter().map(|d| d.file.clone()).collect::<BTreeSet<_>>()),
+        (cache.unpacked(), debs.iter().map(|d| d.stem().to_string()).collect()),
     ] {
         let Ok(entries) = fs::read_dir(&dir) else { continue };
         let mut keep = BTreeSet::new();
         for e in entries.flatten() {
             let f = e.file_name().to_string_lossy().into_owned();
             let name = f.split('_').next().unwrap_or("");
-            if current.contains(&f) || !names.contains(name) {
+            if current.contains(&f) || !names.contains(lineage(name)) {
                 keep.insert(f);
             }
         }
@@ -159,15 +171,15 @@ pub struct Tree {
 }
 
 /// Unpacks every package not unpacked yet; returns the trees and how many were new.
-pub fn unpack_all(cache: &Cache, pkgs: &[Package]) -> Result<(BTreeMap<String, Tree>, usize)> {
+pub fn unpack_all(cache: &Cache, debs: &[Deb]) -> Result<(BTreeMap<String, Tree>, usize)> {
     let mut trees = BTreeMap::new();
     let mut new = 0;
-    for p in pkgs {
-        let dir = cache.unpacked().join(p.stem());
-        if apt::unpack(&cache.debs().join(p.deb_file_name()), &dir, &cache.log("unpack"))? {
+    for d in debs {
+        let dir = cache.unpacked().join(d.stem());
+        if apt::unpack(&cache.debs().join(&d.file), &dir, &cache.log("unpack"))? {
             new += 1;
         }
-        trees.insert(p.name.clone(), Tree { package: p.clone(), dir });
+        trees.insert(d.package.name.clone(), Tree { package: d.package.clone(), dir });
     }
     Ok((trees, new))
 }
@@ -296,10 +308,46 @@ pub fn assemble(
         fs.dir(d);
     }
     fs.symlink("var/run", "../run");
-
     let busybox = tree(trees, BUSYBOX)?.dir.join("bin/busybox");
     fs.host_file("bin/busybox", &busybox, 0o755);
 
+    let mut programs = toolstack(&mut fs, trees)?;
+    // Executable scenario files (e.g. a host-built CLI) get their libraries too.
+    for f in &scenario.files {
+        if let (Source::Host(path), true) = (&f.source, f.mode & 0o111 != 0) {
+            if is_dynamic_elf(path)? {
+                programs.push(path.clone());
+            }
+        }
+    }
+    let (libs, host_libs) = libraries(&mut fs, trees, &programs)?;
+    let plan = modules(&mut fs, trees, release)?;
+
+    let dom0 = Dom0 {
+        kernel_release: release.to_string(),
+        modules: plan.load.iter().map(|m| m.path.clone()).collect(),
+        xen_bin: format!("/{XEN_BIN}"),
+        lib_dirs: vec![format!("/{LIB_DIR}")],
+    };
+    for f in &scenario.files {
+        fs.file(&f.dest, f.source.clone(), f.mode);
+    }
+    let init = scenario.init_script(&dom0);
+    fs.file("init", Source::Bytes(init.clone().into_bytes()), 0o755);
+    let size = fs.write(out)?;
+    Ok(Assembled {
+        size,
+        init,
+        libs,
+        host_libs,
+        modules: plan.load.iter().map(|m| m.name.clone()).collect(),
+        builtin_modules: plan.builtin,
+    })
+}
+
+/// Xen's toolstack programs, `xenstore` and its client names, `xl.conf`;
+/// returns the programs whose libraries dom0 needs.
+fn toolstack(fs: &mut Initramfs, trees: &BTreeMap<String, Tree>) -> Result<Vec<PathBuf>> {
     let utils = tree(trees, XEN_UTILS)?;
     let mut programs = Vec::new();
     for p in TOOLSTACK {
@@ -326,22 +374,22 @@ pub fn assemble(
         fs.symlink(&format!("usr/bin/{c}"), "xenstore");
     }
     programs.push(xenstore);
-    // Executable scenario files (e.g. a host-built CLI) get their libraries too.
-    for f in &scenario.files {
-        if let (Source::Host(path), true) = (&f.source, f.mode & 0o111 != 0) {
-            if is_dynamic_elf(path)? {
-                programs.push(path.clone());
-            }
-        }
-    }
     let xl_conf = tree(trees, XEN_UTILS_COMMON)?.dir.join("etc/xen/xl.conf");
     let xl_conf = if xl_conf.is_file() { Source::Host(xl_conf) } else { Source::Bytes(Vec::new()) };
     fs.file("etc/xen/xl.conf", xl_conf, 0o644);
+    Ok(programs)
+}
 
-    // Libraries: package trees first (libs before tools), the host last.
+/// The shared libraries `programs` need, from the package trees first (libs
+/// before tools), the host last; returns how many, and those from the host.
+fn libraries(
+    fs: &mut Initramfs,
+    trees: &BTreeMap<String, Tree>,
+    programs: &[PathBuf],
+) -> Result<(usize, Vec<String>)> {
     let mut search = Vec::new();
     let mut ordered: Vec<&Tree> = trees.values().filter(|t| t.package.is_library()).collect();
-    ordered.push(utils);
+    ordered.push(tree(trees, XEN_UTILS)?);
     for t in ordered {
         for d in [
             "lib/x86_64-linux-gnu",
@@ -353,7 +401,7 @@ pub fn assemble(
     }
     search.push(SearchDir::new("/", "lib/x86_64-linux-gnu"));
     search.push(SearchDir::new("/", "usr/lib/x86_64-linux-gnu"));
-    let set = libs::closure(&programs, DLOPENED, &search)?;
+    let set = libs::closure(programs, DLOPENED, &search)?;
     let mut host_libs = Vec::new();
     for (soname, found) in &set.libs {
         fs.host_file(&format!("{LIB_DIR}/{soname}"), &found.file, 0o755);
@@ -367,8 +415,16 @@ pub fn assemble(
             host_libs.push(path.clone());
         }
     }
+    Ok((set.libs.len(), host_libs))
+}
 
-    // Kernel modules, in load order.
+/// The Xen kernel modules of kernel `release` and what they depend on, in
+/// load order.
+fn modules(
+    fs: &mut Initramfs,
+    trees: &BTreeMap<String, Tree>,
+    release: &str,
+) -> Result<kmod::Plan> {
     let kt = tree(trees, KERNEL_META)?;
     let mdir = kt.dir.join("lib/modules").join(release);
     let order = fs::read_to_string(mdir.join("modules.order"))
@@ -380,27 +436,7 @@ pub fn assemble(
     for m in &plan.load {
         fs.host_file(&format!("lib/modules/{release}/{}", m.path), mdir.join(&m.path), 0o644);
     }
-
-    let dom0 = Dom0 {
-        kernel_release: release.to_string(),
-        modules: plan.load.iter().map(|m| m.path.clone()).collect(),
-        xen_bin: format!("/{XEN_BIN}"),
-        lib_dirs: vec![format!("/{LIB_DIR}")],
-    };
-    for f in &scenario.files {
-        fs.file(&f.dest, f.source.clone(), f.mode);
-    }
-    let init = scenario.init_script(&dom0);
-    fs.file("init", Source::Bytes(init.clone().into_bytes()), 0o755);
-    let size = fs.write(out)?;
-    Ok(Assembled {
-        size,
-        init,
-        libs: set.libs.len(),
-        host_libs,
-        modules: plan.load.iter().map(|m| m.name.clone()).collect(),
-        builtin_modules: plan.builtin,
-    })
+    Ok(plan)
 }
 
 #[cfg(test)]
@@ -421,23 +457,33 @@ mod tests {
     }
 
     #[test]
-    fn prune_removes_only_other_versions_of_current_packages() {
+    fn prune_removes_only_other_versions_of_current_packages_and_other_kernel_abis() {
         let t = TestDir::new("prune");
         let cache = Cache { root: t.root().into() };
-        let pkg = |name: &str, version: &str| Package {
-            name: name.into(),
-            version: version.into(),
-            arch: "amd64".into(),
-            section: "libs".into(),
-            depends: vec![],
+        let pkg = |name: &str, version: &str| {
+            let package = Package {
+                name: name.into(),
+                version: version.into(),
+                arch: "amd64".into(),
+                section: "libs".into(),
+                depends: vec![],
+            };
+            Deb { file: package.deb_file_name(), package }
         };
-        let current = [pkg("libxenstore4", "4.17.5-1")];
+        let current =
+            [pkg("libxenstore4", "4.17.5-1"), pkg("linux-image-6.1.0-57-amd64", "6.1.192-3")];
+        t.file("debs/linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb", b"this ABI");
+        t.file("debs/linux-image-6.1.0-50-amd64_6.1.176-1_amd64.deb", b"an older ABI");
+        t.mkdir("unpacked/linux-image-6.1.0-50-amd64_6.1.176-1_amd64/boot");
         t.file("debs/libxenstore4_4.17.5-1_amd64.deb", b"new");
         t.file("debs/libxenstore4_4.17.3-1_amd64.deb", b"old");
         t.file("debs/busybox-static_1%3a1.35_amd64.deb", b"other package");
         t.mkdir("unpacked/libxenstore4_4.17.3-1_amd64/usr");
         t.mkdir("unpacked/libxenstore4_4.17.5-1_amd64/usr");
-        assert_eq!(prune(&cache, &current).unwrap(), 2);
+        assert_eq!(prune(&cache, &current).unwrap(), 4);
+        assert!(t.path("debs/linux-image-6.1.0-57-amd64_6.1.192-3_amd64.deb").exists());
+        assert!(!t.path("debs/linux-image-6.1.0-50-amd64_6.1.176-1_amd64.deb").exists());
+        assert!(!t.path("unpacked/linux-image-6.1.0-50-amd64_6.1.176-1_amd64").exists());
         assert!(t.path("debs/libxenstore4_4.17.5-1_amd64.deb").exists());
         assert!(!t.path("debs/libxenstore4_4.17.3-1_amd64.deb").exists());
         assert!(t.path("debs/busybox-static_1%3a1.35_amd64.deb").exists());

@@ -27,6 +27,9 @@ pub enum Error {
     PackageUnknown { package: String },
     /// A package is missing something the xtask relies on.
     PackageContent { package: String, what: String },
+    /// `apt-get download` failed again after `apt-get update` and resolving
+    /// again from the new lists.
+    AptDownload { asked: Vec<String>, said: String, log: PathBuf },
     /// `apt-get download` succeeded but the expected `.deb` is not there.
     DownloadMissing { package: String, expected: PathBuf, log: PathBuf },
     /// An ELF file could not be read.
@@ -56,7 +59,9 @@ impl Error {
     pub fn log(&self) -> Option<&Path> {
         match self {
             Error::CommandFailed { log, .. } | Error::CommandTimeout { log, .. } => log.as_deref(),
-            Error::DownloadMissing { log, .. } | Error::Boot { log, .. } => Some(log),
+            Error::DownloadMissing { log, .. }
+            | Error::AptDownload { log, .. }
+            | Error::Boot { log, .. } => Some(log),
             Error::Step { source, .. } => source.log(),
             _ => None,
         }
@@ -67,6 +72,7 @@ impl Error {
     pub fn log_tail_helps(&self) -> bool {
         match self {
             Error::CommandFailed { .. } | Error::CommandTimeout { .. } => true,
+            Error::AptDownload { .. } => true,
             Error::Step { source, .. } => source.log_tail_helps(),
             _ => false,
         }
@@ -91,6 +97,9 @@ impl Error {
             }
             Error::PackageContent { .. } => {
                 "the Debian package layout changed: update xtask/src/dom0.rs (or delete target/xen-cache and retry)".into()
+            }
+            Error::AptDownload { .. } => {
+                "check that the apt sources (/etc/apt/sources.list, /etc/apt/sources.list.d/) are reachable: run `apt-get update` and `apt-cache policy <package>` by hand, then rerun".into()
             }
             Error::DownloadMissing { .. } => "delete target/xen-cache/debs and retry".into(),
             Error::Elf { .. } => "delete target/xen-cache/unpacked (a truncated unpack?) and retry".into(),
@@ -130,6 +139,12 @@ impl fmt::Display for Error {
             }
             Error::PackageUnknown { package } => write!(f, "apt knows no package `{package}`"),
             Error::PackageContent { package, what } => write!(f, "package {package}: {what}"),
+            Error::AptDownload { asked, said, .. } => write!(
+                f,
+                "`apt-get download {}` failed even after `apt-get update` and resolving again: {}",
+                asked.join(" "),
+                said.replace('\n', "; ")
+            ),
             Error::DownloadMissing { package, expected, .. } => {
                 write!(f, "downloaded {package} but {} is missing", expected.display())
             }

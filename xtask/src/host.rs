@@ -7,7 +7,6 @@ use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// `program arg arg` as a person would type it (for messages and logs).
@@ -118,6 +117,47 @@ pub fn capture(cmd: &mut Command, timeout: Duration) -> Result<Captured> {
     Ok(Captured { status, stdout, stderr })
 }
 
+/// [`capture`], then appends the command line, its stderr and (with
+/// `with_stdout`) its stdout to `log`.
+pub fn capture_logged(
+    cmd: &mut Command,
+    log: &Path,
+    timeout: Duration,
+    with_stdout: bool,
+) -> Result<Captured> {
+    let command = describe(cmd);
+    let r = capture(cmd, timeout);
+    if let Some(dir) = log.parent() {
+        fs::create_dir_all(dir).map_err(|e| Error::io("creating", dir, e))?;
+    }
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| Error::io("opening", log, e))?;
+    let _ = writeln!(file, "$ {command}");
+    match &r {
+        Ok(c) => {
+            if with_stdout {
+                let _ = file.write_all(c.stdout.as_bytes());
+            }
+            let _ = file.write_all(c.stderr.as_bytes());
+            if !c.status.success() {
+                let _ = writeln!(file, "({command}: {})", c.status);
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(file, "({e})");
+        }
+    }
+    r.map_err(|e| match e {
+        Error::CommandTimeout { command, after, .. } => {
+            Error::CommandTimeout { command, after, log: Some(log.to_path_buf()) }
+        }
+        e => e,
+    })
+}
+
 /// The first `program` on PATH.
 pub fn which(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -143,14 +183,31 @@ pub const OBJCOPY: Tool = Tool { program: "objcopy", package: "binutils" };
 pub const DPKG_DEB: Tool = Tool { program: "dpkg-deb", package: "dpkg" };
 pub const GZIP: Tool = Tool { program: "gzip", package: "gzip" };
 
-static APT_UPDATED: AtomicBool = AtomicBool::new(false);
+/// How long `apt-get update` waits for another apt that holds the lists'
+/// lock (apt itself gives up at once).
+const APT_LOCK_WAIT: Duration = Duration::from_secs(300);
 
-/// `apt-get update`, at most once per xtask run.
-pub fn apt_update(log: &Path) -> Result<()> {
-    if APT_UPDATED.swap(true, Ordering::SeqCst) {
-        return Ok(());
+/// `apt-get update` with `options`; waits (bounded) while another apt holds
+/// its lock.
+pub fn apt_update(log: &Path, options: &[&str]) -> Result<()> {
+    let t0 = Instant::now();
+    loop {
+        let mut cmd = Command::new("apt-get");
+        cmd.env("LC_ALL", "C").args(options).args(["update", "-q"]);
+        let c = capture_logged(&mut cmd, log, Duration::from_secs(300), true)?;
+        if c.status.success() {
+            return Ok(());
+        }
+        if c.stderr.contains("Could not get lock") && t0.elapsed() < APT_LOCK_WAIT {
+            std::thread::sleep(Duration::from_secs(3));
+            continue;
+        }
+        return Err(Error::CommandFailed {
+            command: describe(&cmd),
+            status: c.status.to_string(),
+            log: Some(log.to_path_buf()),
+        });
     }
-    run_logged(Command::new("apt-get").args(["update", "-q"]), log, Duration::from_secs(300))
 }
 
 /// Installs the Debian packages of the tools that are not on PATH; returns them.
@@ -168,11 +225,12 @@ pub fn ensure_tools(tools: &[Tool], log: &Path) -> Result<Vec<&'static str>> {
         let mut cmd = Command::new("apt-get");
         cmd.env("DEBIAN_FRONTEND", "noninteractive")
             .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(["-o", "DPkg::Lock::Timeout=300"])
             .args(&missing);
         run_logged(&mut cmd, log, Duration::from_secs(900))
     };
     if install(log).is_err() {
-        apt_update(log)?;
+        apt_update(log, &[])?;
         install(log)?;
     }
     Ok(missing)

@@ -47,7 +47,9 @@ pub const HVM_XL_CONFIG: &str = "xl-configs/gpu-dom-hvm.cfg";
 /// Where the 32-bit image lands in the dom0 initramfs.
 pub const IMAGE32_IN_DOM0: &str = "/usr/lib/gpu-dom/gpu-dom.elf32";
 /// gpu-dom's command line: the test mode, and readback for the good guest.
-pub const GPU_DOM_CMDLINE: &str = "gpu-dom.iommu-test gpu-dom.debug=readback";
+pub fn gpu_dom_cmdline() -> String {
+    format!("{} {}", unikernel::boot_options::IOMMU_TEST, crate::e2e::gpu_dom_cmdline())
+}
 /// The guest: mode good, few pages (every edu transfer takes ~100 ms), and
 /// the check of what the device wrote.
 pub const GUEST: &str = "guest1";
@@ -78,7 +80,7 @@ pub const REQUIRED_CHECKS: &[&str] = &[
 
 pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let t0 = Instant::now();
-    let mut p = Progress::new("iommu", 14);
+    let mut p = Progress::new("iommu", 13);
     let sys = boot::prepare_with(paths, &mut p, None, true, dom0::HVM_PACKAGES)?;
     let (guest, vgpu) = e2e::build_guest_and_vgpu(paths, &mut p)?;
     let hvm_path = paths.root.join(HVM_XL_CONFIG);
@@ -128,11 +130,11 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         label: "iommu",
         what: "Linux PV dom0, gpu-dom as HVM domU with edu passed through, a test guest".into(),
         rerun: "cargo xtask iommu",
+        scenario: &scenario,
+        timeout,
+        devices: vec![EDU_DEVICE.to_string()],
     };
-    let devices = [EDU_DEVICE.to_string()];
-    let r = boot::run_dom0_scenario(
-        paths, &mut p, &sys.xen, &sys.trees, &scenario, &run, timeout, &devices,
-    );
+    let r = boot::run_dom0(paths, &mut p, (&sys.xen, &sys.trees), &run);
     let serial_path = paths.stage("iommu").join("serial.log");
     let serial = std::fs::read_to_string(&serial_path).unwrap_or_default();
     let report = judge(&serial);
@@ -175,7 +177,7 @@ pub fn gpu_dom_config(hvm: &str) -> std::result::Result<String, String> {
         return Err("type must be \"hvm\" (PCI passthrough)".into());
     }
     let cfg = xlcfg::with_kernel(hvm, IMAGE32_IN_DOM0)?;
-    Ok(xlcfg::with_string(&cfg, "cmdline", GPU_DOM_CMDLINE))
+    Ok(xlcfg::with_string(&cfg, "cmdline", &gpu_dom_cmdline()))
 }
 
 fn part(title: &str, script: String, markers: &[&str]) -> Part {
@@ -429,7 +431,10 @@ mod tests {
         assert!(xlcfg::get_string(&text, "kernel").unwrap().ends_with("gpu-dom.elf32"));
         let cfg = gpu_dom_config(&text).unwrap();
         assert_eq!(xlcfg::get_string(&cfg, "kernel").as_deref(), Some(IMAGE32_IN_DOM0));
-        assert_eq!(xlcfg::get_string(&cfg, "cmdline").as_deref(), Some(GPU_DOM_CMDLINE));
+        assert_eq!(
+            xlcfg::get_string(&cfg, "cmdline").as_deref(),
+            Some("gpu-dom.iommu-test gpu-dom.debug=readback")
+        );
         assert!(
             !cfg.lines().any(|l| l.trim_start().starts_with("pci")),
             "pci is added at run time"

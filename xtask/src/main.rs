@@ -120,8 +120,9 @@ build
 boot
     Installs qemu-system-x86 if missing (apt-get; needs root), builds the image,
     fetches Xen 4.17, its toolstack and libraries, busybox-static and Debian's
-    kernel with `apt-get download` into target/xen-cache/ (cached by package
-    version), and boots under QEMU software emulation (never KVM):
+    kernel with `apt-get download` into target/xen-cache/ (the versions apt's
+    lists offer, after `apt-get update` if they are missing or 6 h old; cached
+    by the file apt-get produced), and boots under QEMU software emulation (never KVM):
       stage 1  Xen with the image as PVH dom0. Passes when the image prints
                `SELFTEST done passed=<n> failed=0` and no `SELFTEST <name> FAIL`.
       stage 2  Xen with Debian's Linux as PV dom0; its /init (generated) starts

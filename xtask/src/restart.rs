@@ -34,8 +34,6 @@ use crate::progress::Progress;
 use crate::scenario::{self, Part, Scenario, ScenarioFile};
 use crate::xlcfg;
 
-/// gpu-dom's command line: guests verify entries through it.
-pub const CMDLINE: &str = "gpu-dom.debug=readback";
 /// The armed gpu-dom crashes after this many answered requests: past the
 /// replay and both guests' read-backs (about 1300 requests with `busy`'s
 /// batches interleaved, measured), while `busy` keeps batching.
@@ -52,16 +50,10 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let sys = boot::prepare(paths, &mut p, None, true)?;
     let (guest, vgpu) = e2e::build_guest_and_vgpu(paths, &mut p)?;
     let base = boot::dom0_xl_config(paths)?;
-    let normal = xlcfg::with_string(&base, "cmdline", CMDLINE);
-    let armed = xlcfg::with_string(
-        &base,
-        "cmdline",
-        &format!(
-            "{CMDLINE} {}=panic{}{CRASH_AFTER}",
-            unikernel_fault_option(),
-            unikernel_fault_after()
-        ),
-    );
+    // Guests verify entries through gpu-dom's debug readback.
+    let cmdline = e2e::gpu_dom_cmdline();
+    let normal = xlcfg::with_string(&base, "cmdline", &cmdline);
+    let armed = xlcfg::with_string(&base, "cmdline", &armed_cmdline(&cmdline));
     let template_path = paths.root.join(GUEST_XL_CONFIG);
     let template = std::fs::read_to_string(&template_path)
         .map_err(|e| Error::io("reading", &template_path, e))?;
@@ -84,9 +76,11 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         label: "restart",
         what: "Linux PV dom0, gpu-dom destroyed and crashed under two guests".into(),
         rerun: "cargo xtask restart",
+        scenario: &scenario,
+        timeout,
+        devices: Vec::new(),
     };
-    let r =
-        boot::run_dom0_scenario(paths, &mut p, &sys.xen, &sys.trees, &scenario, &run, timeout, &[]);
+    let r = boot::run_dom0(paths, &mut p, (&sys.xen, &sys.trees), &run);
     let serial = paths.stage("restart").join("serial.log");
     if let Ok(log) = std::fs::read_to_string(&serial) {
         let figures: Vec<&str> = log.lines().filter(|l| l.contains("E2E: figure")).collect();
@@ -101,14 +95,10 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     r
 }
 
-/// `gpu-dom.fault` (the name lives in `unikernel::boot_options`; the xtask
-/// does not depend on the unikernel, so it is checked by a test).
-fn unikernel_fault_option() -> &'static str {
-    "gpu-dom.fault"
-}
-
-fn unikernel_fault_after() -> &'static str {
-    "-after="
+/// `cmdline` with `gpu-dom.fault=panic-after=<CRASH_AFTER>`.
+fn armed_cmdline(cmdline: &str) -> String {
+    use unikernel::boot_options::{FAULT, FAULT_AFTER};
+    format!("{cmdline} {FAULT}=panic{FAULT_AFTER}{CRASH_AFTER}")
 }
 
 fn file(dest: &str, source: Source, mode: u32) -> ScenarioFile {
@@ -333,15 +323,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_armed_config_uses_the_fault_option_and_separator_the_unikernel_parses() {
-        // Kept in step with `unikernel::boot_options::{FAULT, FAULT_AFTER}`.
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let text = std::fs::read_to_string(root.join("unikernel/src/boot_options.rs")).unwrap();
-        assert!(
-            text.contains(&format!("pub const FAULT: &str = \"{}\";", unikernel_fault_option()))
-        );
-        assert!(text
-            .contains(&format!("pub const FAULT_AFTER: &str = \"{}\";", unikernel_fault_after())));
+    fn the_armed_command_line_is_read_by_gpu_dom_as_a_panic_after_n_requests() {
+        let line = armed_cmdline("gpu-dom.debug=readback");
+        let o = unikernel::boot_options::BootOptions::parse(&line);
+        assert!(o.debug_readback);
+        let f = o.fault.unwrap();
+        assert_eq!((f.kind, f.after_requests), ("panic", Some(u64::from(CRASH_AFTER))));
+        assert_eq!(o.unknown, None);
     }
 
     #[test]

@@ -6,31 +6,12 @@
 use backend::{Backend, CpuAccess};
 use gpuif::wire::{Entry, Op, RequestBuilder};
 use gpuif::PAGE_SIZE;
-use gtt::platform::{GpuCaps, GpuTables, GrantMapError, GrantMapRequest, GrantMapper};
-use gtt::platform::{GrantMapping, MappingCap, TablePage};
+use gtt::platform::{GpuCaps, GpuTables, MappingCap, TablePage};
 use gtt::{Access, BusAddr, Config, ContextId, DomId, Engine, GrantRef, Level, Limits, PpgttEntry};
 use i915_lite::pte::{Gen8Pte, Ppat};
 
-pub struct NoopMapper;
-
-impl GrantMapper for NoopMapper {
-    fn map(
-        &mut self,
-        _: &MappingCap,
-        r: &[GrantMapRequest],
-        out: &mut [Result<GrantMapping, GrantMapError>],
-    ) {
-        for (r, o) in r.iter().zip(out.iter_mut()) {
-            *o = Ok(GrantMapping {
-                bus: BusAddr(0x1_0000_0000 + ((r.gref.0 as u64) << 12)),
-                handle: r.gref.0,
-            });
-        }
-    }
-    fn unmap(&mut self, _: &MappingCap, _: &[GrantMapping]) -> usize {
-        0
-    }
-}
+/// Grants "map" at a fixed bus address per gref.
+pub type NoopMapper = gtt::testing::FixedMapper;
 
 pub struct MemTables {
     pub ggtt: Vec<u64>,
@@ -83,7 +64,8 @@ impl GpuTables for MemTables {
     fn invalidate(&mut self, _: &MappingCap) {}
 }
 
-/// Directory pages prepared once; `copy_granted` copies them like GNTTABOP_copy would.
+/// Directory pages prepared once (gref `n` is page `n - 1`); `copy_granted`
+/// copies them like GNTTABOP_copy would.
 pub struct PreparedDirs(pub Vec<u8>);
 
 impl CpuAccess for PreparedDirs {
@@ -93,7 +75,10 @@ impl CpuAccess for PreparedDirs {
         grefs: &[u32],
         out: &mut [u8],
     ) -> Result<(), (usize, i16)> {
-        out.copy_from_slice(&self.0[..grefs.len() * PAGE_SIZE]);
+        for (g, out) in grefs.iter().zip(out.chunks_exact_mut(PAGE_SIZE)) {
+            let at = (*g as usize - 1) * PAGE_SIZE;
+            out.copy_from_slice(&self.0[at..at + PAGE_SIZE]);
+        }
         Ok(())
     }
     fn read_bus(&mut self, _: BusAddr, _: &mut [u8; PAGE_SIZE]) -> bool {
@@ -108,7 +93,10 @@ pub struct Bench {
     pub backend: Backend<NoopMapper, MemTables, PreparedDirs>,
     pub ctx: ContextId,
     pub map_slot: gpuif::Slot,
+    /// The same 512 addresses unmapped, through the same directory pages.
+    pub unmap_slot: gpuif::Slot,
     pub addrs: Vec<u64>,
+    limits: Limits,
 }
 
 /// Where the batch lands.
@@ -127,7 +115,7 @@ pub enum Tables {
 pub fn setup(tables: Tables) -> Bench {
     let cfg =
         Config { max_guests: 4, grant_slots: 4096, table_pages: 64, contexts: 4, max_batch: 2048 };
-    let mut engine = Engine::new(cfg, NoopMapper, MemTables::new(64));
+    let mut engine = Engine::new(cfg, NoopMapper::new(0x1_0000_0000), MemTables::new(64));
     let limits = Limits {
         ggtt_base: 0,
         ggtt_len: 1024,
@@ -153,15 +141,20 @@ pub fn setup(tables: Tables) -> Bench {
     let entries: Vec<Entry> = (0..ENTRIES as u64)
         .map(|i| Entry { addr: base + i * 4096, gref: 100 + i as u32, read_only: false })
         .collect();
-    let mut dirs = vec![0u8; 2 * PAGE_SIZE];
-    for (chunk, page) in entries.chunks(256).zip(dirs.chunks_exact_mut(PAGE_SIZE)) {
+    // Grefs 1 and 2: the map entries; 3 and 4: the same addresses to unmap.
+    let unmaps: Vec<Entry> = entries.iter().map(|e| Entry { gref: 0, ..*e }).collect();
+    let mut dirs = vec![0u8; 4 * PAGE_SIZE];
+    let chunks = entries.chunks(256).chain(unmaps.chunks(256));
+    for (chunk, page) in chunks.zip(dirs.chunks_exact_mut(PAGE_SIZE)) {
         RequestBuilder::dir_page(chunk, page.try_into().unwrap()).unwrap();
     }
     let map_slot =
         RequestBuilder::indirect(1, Op::PpgttMap, ctx.0, ENTRIES as u16, &[1, 2]).unwrap();
+    let unmap_slot =
+        RequestBuilder::indirect(2, Op::PpgttUnmap, ctx.0, ENTRIES as u16, &[3, 4]).unwrap();
     let backend = Backend::new(engine, PreparedDirs(dirs));
     let addrs = entries.iter().map(|e| e.addr).collect();
-    Bench { backend, ctx, map_slot, addrs }
+    Bench { backend, ctx, map_slot, unmap_slot, addrs, limits }
 }
 
 impl Bench {
@@ -175,5 +168,26 @@ impl Bench {
     pub fn unmap_all(&mut self) {
         let out = self.backend.engine_mut().ppgtt_unmap(DOM, self.ctx, &self.addrs);
         assert!(out.is_complete());
+    }
+
+    /// One 512-entry unmap request, from slot to response: clear, invalidate,
+    /// unmap every grant, free the tables left empty.
+    #[inline(never)]
+    pub fn unmap_request(&mut self) -> gpuif::Response {
+        self.backend.handle(DOM, &self.unmap_slot)
+    }
+
+    /// Revokes the guest (detach: every entry cleared, invalidated, every
+    /// grant unmapped, every table and context freed).
+    #[inline(never)]
+    pub fn revoke_guest(&mut self) -> gtt::Released {
+        self.backend.disconnect(DOM)
+    }
+
+    /// Attaches the guest again with its context (not measured).
+    pub fn reattach(&mut self) {
+        let e = self.backend.engine_mut();
+        e.attach(DOM, self.limits).unwrap();
+        self.ctx = e.context_create(DOM).unwrap();
     }
 }

@@ -1,19 +1,8 @@
-//! Debian packages through apt's own clients: `apt-cache show` for versions and
-//! dependencies, `apt-get download` into a cache keyed by version, `dpkg -x` to
-//! unpack. No maintainer script ever runs and nothing is installed on the host.
-//!
-//! Invariants: a `.deb` in the cache is named exactly as `apt-get download` names
-//! it (`name_version_arch.deb`, `:` escaped as `%3a`), so a file's presence means
-//! that version is cached; an unpacked tree is renamed into place only after
-//! `dpkg -x` succeeded, so its presence means it is complete.
+//! Debian control data as apt prints it: `apt-cache show` stanzas, `Depends`
+//! fields, and the file names `apt-get download` gives `.deb`s.
 
-use crate::error::{Error, Result};
-use crate::host;
+use crate::error::Result;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
 
 /// One package as `apt-cache show` describes its candidate version.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -29,12 +18,7 @@ pub struct Package {
 impl Package {
     /// The file name `apt-get download` gives this package.
     pub fn deb_file_name(&self) -> String {
-        format!("{}.deb", self.stem())
-    }
-
-    /// `name_version_arch` with the epoch colon escaped: a file-name-safe key.
-    pub fn stem(&self) -> String {
-        format!("{}_{}_{}", self.name, self.version.replace(':', "%3a"), self.arch)
+        deb_file_name(&self.name, &self.version, &self.arch)
     }
 
     /// Whether this is a shared-library package (Debian section `libs`).
@@ -101,10 +85,14 @@ pub fn parse_depends(field: &str) -> Vec<Vec<String>> {
 /// The concrete kernel package a meta package such as `linux-image-amd64`
 /// depends on (`linux-image-6.1.0-48-amd64`).
 pub fn concrete_kernel(meta: &Package) -> Option<&str> {
-    meta.depends.iter().flatten().map(String::as_str).find(|d| {
-        d.strip_prefix("linux-image-")
-            .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
-    })
+    meta.depends.iter().flatten().map(String::as_str).find(|d| is_kernel_image(d))
+}
+
+/// Whether `name` is a kernel image package with its ABI in the name
+/// (`linux-image-6.1.0-48-amd64`; not the meta package `linux-image-amd64`).
+pub fn is_kernel_image(name: &str) -> bool {
+    name.strip_prefix("linux-image-")
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
 }
 
 /// The shared-library packages `roots` need, transitively: follows `Depends`
@@ -147,110 +135,53 @@ pub fn library_closure(
     Ok(out)
 }
 
-/// apt, with its output going to one log file.
-pub struct Apt {
-    pub log: PathBuf,
-}
-
-impl Apt {
-    /// The candidate versions of `names` that apt knows (unknown ones are left out).
-    /// Runs `apt-get update` once if apt knows none of the names yet.
-    pub fn show(&self, names: &[String]) -> Result<Vec<Package>> {
-        let query = |names: &[String]| -> Result<Vec<Package>> {
-            let mut cmd = Command::new("apt-cache");
-            cmd.args(["show", "--no-all-versions"]).args(names);
-            Ok(parse_show(&host::capture(&mut cmd, Duration::from_secs(120))?.stdout))
-        };
-        let found = query(names)?;
-        if found.is_empty() && !names.is_empty() {
-            host::apt_update(&self.log)?;
-            return query(names);
-        }
-        Ok(found)
-    }
-
-    /// Like [`Apt::show`] but every name must be known.
-    pub fn show_all(&self, names: &[&str]) -> Result<Vec<Package>> {
-        let owned: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-        let mut found = self.show(&owned)?;
-        if let Some(missing) = names.iter().find(|n| !found.iter().any(|p| p.name == **n)) {
-            host::apt_update(&self.log)?;
-            found = self.show(&owned)?;
-            if !found.iter().any(|p| p.name == *missing) {
-                return Err(Error::PackageUnknown { package: missing.to_string() });
+/// `name_version_arch` as apt-get download spells it (apt's `QuoteString`):
+/// `%`, `_` and `:` (and `.` in the architecture) become `%xx`.
+fn quote(s: &str, bad: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if bad.contains(c) || c == '%' || !c.is_ascii_graphic() {
+            let mut buf = [0; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02x}"));
             }
+        } else {
+            out.push(c);
         }
-        // keep the caller's order
-        Ok(names.iter().filter_map(|n| found.iter().find(|p| p.name == *n).cloned()).collect())
     }
-
-    /// Downloads the packages not yet in `dir`; returns how many were fetched.
-    pub fn download(&self, pkgs: &[Package], dir: &Path) -> Result<usize> {
-        host::mkdirs(dir)?;
-        let missing: Vec<&Package> =
-            pkgs.iter().filter(|p| !dir.join(p.deb_file_name()).is_file()).collect();
-        if missing.is_empty() {
-            return Ok(0);
-        }
-        let fetch = || {
-            let mut cmd = Command::new("apt-get");
-            cmd.current_dir(dir)
-                .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
-                .args(missing.iter().map(|p| format!("{}={}", p.name, p.version)));
-            host::run_logged(&mut cmd, &self.log, Duration::from_secs(900))
-        };
-        if fetch().is_err() {
-            host::apt_update(&self.log)?;
-            fetch()?;
-        }
-        for p in &missing {
-            let expected = dir.join(p.deb_file_name());
-            if !expected.is_file() {
-                return Err(Error::DownloadMissing {
-                    package: p.name.clone(),
-                    expected,
-                    log: self.log.clone(),
-                });
-            }
-        }
-        Ok(missing.len())
-    }
+    out
 }
 
-/// Unpacks `deb` into `dest` unless it is already there; true if it unpacked.
-pub fn unpack(deb: &Path, dest: &Path, log: &Path) -> Result<bool> {
-    if dest.is_dir() {
-        return Ok(false);
+fn unquote(s: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(s.len());
+    let mut it = s.bytes();
+    while let Some(b) = it.next() {
+        if b == b'%' {
+            let hex = [it.next()?, it.next()?];
+            let hex = std::str::from_utf8(&hex).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+        } else {
+            bytes.push(b);
+        }
     }
-    let tmp = dest.with_extension("partial");
-    if tmp.exists() {
-        fs::remove_dir_all(&tmp).map_err(|e| Error::io("removing", &tmp, e))?;
-    }
-    host::mkdirs(&tmp)?;
-    host::run_logged(
-        Command::new("dpkg-deb").arg("-x").arg(deb).arg(&tmp),
-        log,
-        Duration::from_secs(300),
-    )?;
-    fs::rename(&tmp, dest).map_err(|e| Error::io("renaming into", dest, e))?;
-    Ok(true)
+    String::from_utf8(bytes).ok()
 }
 
-/// Removes the entries of `dir` whose names are not in `keep` (old versions).
-pub fn prune(dir: &Path, keep: &BTreeSet<String>) -> Result<usize> {
-    let Ok(entries) = fs::read_dir(dir) else { return Ok(0) };
-    let mut removed = 0;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if keep.contains(&name) {
-            continue;
-        }
-        let path = e.path();
-        let r = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
-        r.map_err(|err| Error::io("removing stale cache entry", &path, err))?;
-        removed += 1;
+/// The file name `apt-get download` gives `name` `version` `arch`.
+pub fn deb_file_name(name: &str, version: &str, arch: &str) -> String {
+    format!("{}_{}_{}.deb", quote(name, "_:"), quote(version, "_:"), quote(arch, "_:."))
+}
+
+/// What a `.deb` file name says it holds: `(name, version, arch)`, or `None`
+/// for a name `apt-get download` would not produce.
+pub fn parse_deb_file_name(file: &str) -> Option<(String, String, String)> {
+    let stem = file.strip_suffix(".deb")?;
+    let mut parts = stem.split('_');
+    let (name, version, arch) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || [name, version, arch].iter().any(|p| p.is_empty()) {
+        return None;
     }
-    Ok(removed)
+    Some((unquote(name)?, unquote(version)?, unquote(arch)?))
 }
 
 #[cfg(test)]
@@ -306,6 +237,22 @@ Depends: libc6 | libc6.1
     fn deb_file_name_escapes_the_epoch_like_apt_get_download() {
         let p = &parse_show(SHOW)[1];
         assert_eq!(p.deb_file_name(), "busybox-static_1%3a1.35.0-4+deb12u1+b1_amd64.deb");
+    }
+
+    #[test]
+    fn deb_file_names_parse_back_to_name_version_and_arch() {
+        let f = deb_file_name("qemu-system-xen", "1:7.2+dfsg-7+deb12u18+b3", "amd64");
+        assert_eq!(f, "qemu-system-xen_1%3a7.2+dfsg-7+deb12u18+b3_amd64.deb");
+        let (n, v, a) = parse_deb_file_name(&f).unwrap();
+        assert_eq!(
+            (n.as_str(), v.as_str(), a.as_str()),
+            ("qemu-system-xen", "1:7.2+dfsg-7+deb12u18+b3", "amd64")
+        );
+        assert_eq!(parse_deb_file_name("libssl3_3.0.22-1~deb12u2_all.deb").unwrap().2, "all");
+        for bad in ["x.deb", "a_b.deb", "a_b_c_d.deb", "a__c.deb", "a_b_c.udeb", "a_1%3_amd64.deb"]
+        {
+            assert_eq!(parse_deb_file_name(bad), None, "{bad}");
+        }
     }
 
     #[test]
