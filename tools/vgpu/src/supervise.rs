@@ -142,6 +142,147 @@ fn ms(d: Duration) -> u128 {
     d.as_millis()
 }
 
+/// The supervisor's memory between deaths.
+struct Supervisor<'a> {
+    args: &'a SuperviseArgs,
+    log: &'a mut dyn Write,
+    /// When the domain was last created.
+    created_at: Option<Instant>,
+    /// Deaths at boot (or failed creations) in a row.
+    early: u32,
+    /// The last of them, said.
+    last_error: String,
+}
+
+impl Supervisor<'_> {
+    fn say(&mut self, line: String) {
+        let _ = writeln!(self.log, "vgpu supervise: {line}");
+        let _ = self.log.flush();
+    }
+
+    /// Waits until no domain has the name; counts a death at boot.
+    /// Returns when it died (or was found missing).
+    fn until_gone<T: Bounded>(&mut self, xs: &mut Store<T>) -> Result<Instant, Error> {
+        let name = self.args.name.as_str();
+        let died = match find(xs, name)? {
+            Some(d) => {
+                self.say(format!("{d} is running; watching @releaseDomain"));
+                let at = wait_gone(xs, name, self.args.poll)?;
+                match self.created_at {
+                    Some(c) => self.say(format!(
+                        "{d} is gone, {} s after it was created",
+                        at.duration_since(c).as_secs()
+                    )),
+                    None => self.say(format!("{d} is gone")),
+                }
+                at
+            }
+            None => {
+                self.say(format!("{name} is not running"));
+                Instant::now()
+            }
+        };
+        match self.created_at.take().map(|c| died.duration_since(c)) {
+            Some(l) if l < self.args.boot_window => {
+                self.early += 1;
+                self.last_error = format!("it died {} s after xl create", l.as_secs());
+            }
+            Some(_) => self.early = 0,
+            None => {}
+        }
+        Ok(died)
+    }
+
+    /// Gives up after too many deaths at boot; else waits the backoff.
+    fn back_off(&mut self) -> Result<(), Error> {
+        let (name, early, window) = (&self.args.name, self.early, self.args.boot_window);
+        if early >= self.args.boot_deaths {
+            let line = format!(
+                "giving up: {name} died {early} times in a row within {} s of being created",
+                window.as_secs()
+            );
+            self.say(line);
+            return Err(Error::GaveUp {
+                name: name.clone(),
+                deaths: early,
+                window,
+                last: self.last_error.clone(),
+            });
+        }
+        if early > 0 {
+            let doubled = self.args.backoff.saturating_mul(1 << (early - 1).min(16));
+            let wait = doubled.min(self.args.backoff_max);
+            let line = format!(
+                "waiting {} before re-creating {name} (it died at boot {early} time(s) in a row)",
+                took(wait)
+            );
+            self.say(line);
+            std::thread::sleep(wait);
+        }
+        Ok(())
+    }
+
+    /// `xl create`; the new domain and when its creation began, or `None`
+    /// (counted as a death at boot).
+    fn create<T: Bounded>(
+        &mut self,
+        xs: &mut Store<T>,
+        creator: &mut dyn Creator,
+    ) -> Result<Option<(Domain, Instant)>, Error> {
+        let (name, cfg) = (&self.args.name, self.args.config.display());
+        self.say(format!("creating {name}: {} create {cfg}", self.args.xl));
+        let t0 = Instant::now();
+        let failure = match creator.create(&self.args.config) {
+            Err(out) => format!("xl create failed: {out}"),
+            Ok(()) => match find(xs, name)? {
+                Some(dom) => {
+                    self.created_at = Some(t0);
+                    self.say(format!("created {dom} in {} ms", ms(t0.elapsed())));
+                    return Ok(Some((dom, t0)));
+                }
+                None => format!("{name} was gone right after xl create"),
+            },
+        };
+        self.say(failure.clone());
+        self.early += 1;
+        self.last_error = failure;
+        Ok(None)
+    }
+
+    /// Waits (bounded) for `data/<name>-ready = 1`; false if it died first.
+    fn until_ready<T: Bounded>(
+        &mut self,
+        xs: &mut Store<T>,
+        dom: &Domain,
+        t0: Instant,
+    ) -> Result<bool, Error> {
+        let ready_path = format!("{}/data/{}-ready", domains::home(dom.id), self.args.name);
+        let home = domains::home(dom.id);
+        let waited =
+            xs.wait_for(&[&ready_path, "@releaseDomain"], self.args.ready_timeout, |xs| {
+                if !xs.exists(TxId::NONE, &home)? {
+                    return Ok(Some(false));
+                }
+                Ok((xs.read(TxId::NONE, &ready_path)?.as_deref() == Some("1")).then_some(true))
+            })?;
+        let (line, alive) = match waited {
+            Waited::Done(true, _) => {
+                (format!("{dom} ready {} ms after xl create", ms(t0.elapsed())), true)
+            }
+            Waited::Done(false, _) => (format!("{dom} died before it was ready"), false),
+            Waited::TimedOut(t) => (
+                format!(
+                    "{dom} not ready {} s after xl create ({ready_path} is not 1)",
+                    t.as_secs()
+                ),
+                true,
+            ),
+        };
+        self.say(line);
+        Ok(alive)
+    }
+}
+
 /// Runs the supervisor (see the module documentation); returns only when
 /// `args.restarts` re-creations are done, or with [`Error::GaveUp`].
 pub fn supervise<T: Bounded>(
@@ -150,116 +291,30 @@ pub fn supervise<T: Bounded>(
     creator: &mut dyn Creator,
     log: &mut dyn Write,
 ) -> Result<(), Error> {
-    let name = args.name.as_str();
-    let mut say = |line: String| {
-        let _ = writeln!(log, "vgpu supervise: {line}");
-        let _ = log.flush();
-    };
-    say(format!(
-        "supervising {name} (config {}; gives up after {} deaths within {} s of creation)",
+    let mut s = Supervisor { args, log, created_at: None, early: 0, last_error: String::new() };
+    s.say(format!(
+        "supervising {} (config {}; gives up after {} deaths within {} s of creation)",
+        args.name,
         args.config.display(),
         args.boot_deaths,
         args.boot_window.as_secs()
     ));
-    let mut created_at: Option<Instant> = None;
-    let mut early = 0u32;
     let mut restarts = 0u32;
-    let mut last_error = String::new();
     loop {
-        let (died, lived) = match find(xs, name)? {
-            Some(d) => {
-                say(format!("{d} is running; watching @releaseDomain"));
-                let at = wait_gone(xs, name, args.poll)?;
-                let lived = created_at.map(|c| at.duration_since(c));
-                match lived {
-                    Some(l) => say(format!("{d} is gone, {} s after it was created", l.as_secs())),
-                    None => say(format!("{d} is gone")),
-                }
-                (at, lived)
-            }
-            None => {
-                say(format!("{name} is not running"));
-                let now = Instant::now();
-                (now, created_at.map(|c| now.duration_since(c)))
-            }
-        };
-        match lived {
-            Some(l) if l < args.boot_window => {
-                early += 1;
-                last_error = format!("it died {} s after xl create", l.as_secs());
-            }
-            Some(_) => early = 0,
-            None => {}
-        }
-        if early >= args.boot_deaths {
-            say(format!(
-                "giving up: {name} died {early} times in a row within {} s of being created",
-                args.boot_window.as_secs()
-            ));
-            return Err(Error::GaveUp {
-                name: name.to_string(),
-                deaths: early,
-                window: args.boot_window,
-                last: last_error,
-            });
-        }
-        if early > 0 {
-            let wait = args.backoff.saturating_mul(1 << (early - 1).min(16)).min(args.backoff_max);
-            say(format!(
-                "waiting {} before re-creating {name} (it died at boot {early} time(s) in a row)",
-                took(wait)
-            ));
-            std::thread::sleep(wait);
-        }
-        say(format!("creating {name}: {} create {}", args.xl, args.config.display()));
-        let t0 = Instant::now();
-        if let Err(out) = creator.create(&args.config) {
-            say(format!("xl create failed: {out}"));
-            early += 1;
-            last_error = out;
-            created_at = None;
-            continue;
-        }
-        created_at = Some(t0);
-        let Some(dom) = find(xs, name)? else {
-            say(format!("{name} was gone right after xl create"));
-            early += 1;
-            last_error = "gone right after xl create".into();
-            continue;
-        };
-        say(format!("created {dom} in {} ms", ms(t0.elapsed())));
+        let died = s.until_gone(xs)?;
+        s.back_off()?;
+        let Some((dom, t0)) = s.create(xs, creator)? else { continue };
         // The devices go to it at once: gpu-dom serves what is under its
         // backend/vgpu when it starts, and the guests start over while it
-        // boots, instead of one xenstore round trip after another once it
-        // is ready.
+        // boots.
         let r = restore::restore(xs, &RestoreArgs { backend: dom.id.to_string(), wait: None })?;
         for line in r.summary().lines() {
-            say(line.to_string());
+            s.say(line.to_string());
         }
-        let ready_path = format!("{}/data/{name}-ready", domains::home(dom.id));
-        let home = domains::home(dom.id);
-        let waited = xs.wait_for(&[&ready_path, "@releaseDomain"], args.ready_timeout, |xs| {
-            if !xs.exists(TxId::NONE, &home)? {
-                return Ok(Some(false));
-            }
-            Ok((xs.read(TxId::NONE, &ready_path)?.as_deref() == Some("1")).then_some(true))
-        })?;
-        match waited {
-            Waited::Done(true, _) => {
-                say(format!("{dom} ready {} ms after xl create", ms(t0.elapsed())))
-            }
-            Waited::Done(false, _) => {
-                say(format!("{dom} died before it was ready"));
-                continue;
-            }
-            Waited::TimedOut(t) => {
-                say(format!(
-                    "{dom} not ready {} s after xl create ({ready_path} is not 1)",
-                    t.as_secs()
-                ));
-            }
+        if !s.until_ready(xs, &dom, t0)? {
+            continue;
         }
-        wait_served(xs, &dom, &r.moved, died, args.serve_timeout, &mut say)?;
+        wait_served(xs, &dom, &r.moved, died, args.serve_timeout, &mut |l| s.say(l))?;
         restarts += 1;
         if args.restarts.is_some_and(|n| restarts >= n) {
             return Ok(());
