@@ -224,8 +224,11 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
     /// replays every recorded mapping (module documentation, steps 2 and
     /// 3). `Ok(None)`: none yet (or old grants still mapped); call again.
     /// [`Error::NoDevice`]: the toolstack removed our device (detach);
-    /// [`Frontend::disconnect`] then frees the pages. Any other error:
-    /// this attempt failed; we are still lost and may call again.
+    /// [`Frontend::disconnect`] then frees the pages.
+    /// [`Error::Replay`], [`Error::ReplayContext`]: connected, but the new
+    /// backend did not take everything back (the record holds what it
+    /// did). Any other error: this attempt failed; we are still lost and
+    /// may call again (the same backend is tried again after [`RETRY_MS`]).
     pub fn reconnect(&mut self, deadline_ms: u64) -> Res<P, T, Option<Reconnected>> {
         if self.lost.is_none() {
             if self.conn.is_some() {
@@ -315,14 +318,9 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
         };
         self.lost = None;
         self.unwatch_for_reconnect();
-        let mut done = match self.replay() {
-            Ok(r) => r,
-            Err(e) => {
-                // Connected, but the new backend would not take everything
-                // back: report it; the record holds what it did take.
-                return Err(e);
-            }
-        };
+        // An error here leaves us connected: the record holds what the new
+        // backend took back.
+        let mut done = self.replay()?;
         done.regranted = regranted;
         done.backend_id = dev.backend_id;
         done.outage_ms = self.platform.now_ms().saturating_sub(lost.at_ms);
