@@ -28,6 +28,10 @@ const REVERIFY_MS: u64 = 5_000;
 const UNATTACHED_WAIT_MS: u64 = 10_000;
 /// Idle wake-up period (only to re-check for lost watch events).
 const IDLE_MS: u64 = 60_000;
+/// Longest wait for one response. The test runs share 2 emulated CPUs with
+/// other QEMU runs: gpu-dom taking another guest up (or coming back after a
+/// restart) has kept a response waiting for more than the default 10 s.
+const RESPONSE_TIMEOUT_MS: u64 = 30_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -159,7 +163,7 @@ pub fn run(mut k: Kernel) -> ! {
         rep.say(format_args!("{mode_name} FAIL unknown mode (good, hostile, unattached, busy)"));
         crash::shutdown(SHUTDOWN_POWEROFF)
     };
-    let mut opts = Options::default();
+    let mut opts = Options { response_timeout_ms: RESPONSE_TIMEOUT_MS, ..Options::default() };
     if mode == Mode::Unattached {
         opts.handshake_timeout_ms = UNATTACHED_WAIT_MS;
     }
