@@ -314,6 +314,7 @@ pub fn run(mut k: Kernel) -> ! {
     log::info!("ready");
     be.mgmt = Mgmt::start(xs, start_ns);
 
+    let fault = vgpu::FaultPlan::from_options(&k);
     let port = xs.transport().inner().page().port();
     if k.executor.watch(port).is_err() {
         panic!("executor cannot watch the xenstore port");
@@ -327,6 +328,9 @@ pub fn run(mut k: Kernel) -> ! {
     loop {
         let t0 = timer::now_ns();
         let rings_left = serve_devices(&mut k, xs, &mut be);
+        if let Some(f) = &fault {
+            f.check(&be.svc);
+        }
         let net = be.mgmt.round(&mut k, xs, &be.svc);
         let (t1, m1) = (timer::now_ns(), xs.transport().meter());
         let xenstore_left = xenstore_round(&k, xs, &mut be);

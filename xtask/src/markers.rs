@@ -62,8 +62,16 @@ const FATAL_PATTERNS: &[(&str, &str)] = &[
 /// Xen's messages when dom0 shuts the machine down.
 const HALT_PATTERNS: &[&str] = &["Hardware Dom0 halted", "Hardware Dom0 shutdown"];
 
+/// What the image's panic says when the fault was asked for
+/// (`unikernel::arch::x86_64::fault`, `gpu-dom.fault=`): the crash a
+/// scenario arranged (`cargo xtask restart`), not a failure.
+pub const DELIBERATE_PANIC: &str = "deliberate panic (gpu-dom.fault=";
+
 /// The fatal pattern in `line`, if any.
 pub fn fatal_in(line: &str) -> Option<Fatal> {
+    if line.contains(DELIBERATE_PANIC) {
+        return None;
+    }
     if let Some(SelfTest::Fail { .. }) = parse_selftest(line) {
         return Some(Fatal { what: "a self-test failed", line: line.to_string() });
     }
@@ -288,6 +296,8 @@ mod tests {
             .what
             .contains("triple-faulted"));
         assert_eq!(fatal_in("(XEN) Xen version 4.17.5"), None);
+        let asked = "(d4) gpu-dom: PANIC: deliberate panic (gpu-dom.fault=panic) (at x.rs:11)";
+        assert_eq!(fatal_in(asked), None, "a crash the scenario asked for ends nothing");
     }
 
     #[test]
