@@ -424,43 +424,34 @@ where
         ];
         let dir = path_of(format_args!("{}/{}/{}", keys::STATS_ROOT, dev.fe.0, dev.devid));
         for (k, name) in keys::STATS_KEYS.iter().enumerate() {
-            if now[k] == self.devices[i].published[k] {
-                continue;
-            }
-            let mut v: heapless::String<24> = heapless::String::new();
-            let _ = write!(v, "{}", now[k]);
             let p = path_of(format_args!("{dir}/{name}"));
-            if xs.write(TxId::NONE, &p, v.as_bytes()).is_ok() {
-                self.devices[i].published[k] = now[k];
-            }
+            write_if_changed(xs, &p, now[k], &mut self.devices[i].published[k]);
         }
     }
-}
 
-impl<M, W, D, C> Service<M, W, D, C>
-where
-    M: GrantMapper,
-    W: GpuTables,
-    D: CpuAccess,
-    C: Connector,
-{
     /// Writes gpu-dom's pools (`data/vgpu-pool/<pool>/{capacity,reserved,used}`)
     /// where they changed. Outside the watched tree, like the statistics.
     fn publish_pools<T: Transport>(&mut self, xs: &mut Client<T>) {
         for (k, (pool, u)) in self.backend.engine().pools().into_iter().enumerate() {
             let now = [u.capacity, u.reserved, u.used];
             for (j, key) in keys::POOL_KEYS.iter().enumerate() {
-                if now[j] == self.pools_published[k][j] {
-                    continue;
-                }
-                let mut v: heapless::String<24> = heapless::String::new();
-                let _ = write!(v, "{}", now[j]);
                 let p = path_of(format_args!("{}/{}/{key}", keys::POOL_ROOT, pool.name()));
-                if xs.write(TxId::NONE, &p, v.as_bytes()).is_ok() {
-                    self.pools_published[k][j] = now[j];
-                }
+                write_if_changed(xs, &p, now[j], &mut self.pools_published[k][j]);
             }
         }
+    }
+}
+
+/// Writes `now` to `p` unless it is what was last written there (`last`,
+/// updated when the write succeeds).
+fn write_if_changed<T: Transport>(xs: &mut Client<T>, p: &str, now: u64, last: &mut u64) {
+    if now == *last {
+        return;
+    }
+    let mut v: heapless::String<24> = heapless::String::new();
+    let _ = write!(v, "{now}");
+    if xs.write(TxId::NONE, p, v.as_bytes()).is_ok() {
+        *last = now;
     }
 }
 

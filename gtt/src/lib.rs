@@ -38,6 +38,8 @@ pub mod platform;
 mod pools;
 mod ppgtt;
 mod tables;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod types;
 
 pub use counters::{Counters, GuestStats, Released};

@@ -283,30 +283,13 @@ impl GpuTables for SoftGpu {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gtt::platform::{GrantMapError, GrantMapRequest, GrantMapper, GrantMapping};
+    use gtt::testing::FixedMapper;
     use gtt::{Config, DomId, Engine, GgttEntry, GrantRef, Limits, PpgttEntry};
 
-    /// Grants "map" at a fixed bus address per ref.
-    struct FixedMapper;
+    const GRANT_BUS: u64 = 0x50_0000_0000;
 
     fn bus_of_gref(g: u32) -> u64 {
-        0x50_0000_0000 + ((g as u64) << 12)
-    }
-
-    impl GrantMapper for FixedMapper {
-        fn map(
-            &mut self,
-            _: &MappingCap,
-            reqs: &[GrantMapRequest],
-            out: &mut [Result<GrantMapping, GrantMapError>],
-        ) {
-            for (r, o) in reqs.iter().zip(out) {
-                *o = Ok(GrantMapping { bus: BusAddr(bus_of_gref(r.gref.0)), handle: r.gref.0 });
-            }
-        }
-        fn unmap(&mut self, _: &MappingCap, _: &[GrantMapping]) -> usize {
-            0
-        }
+        FixedMapper::new(GRANT_BUS).bus_of(g).0
     }
 
     const DOM: DomId = DomId(3);
@@ -315,7 +298,8 @@ mod tests {
     fn engine() -> Engine<FixedMapper, SoftGpu> {
         let cfg =
             Config { max_guests: 2, grant_slots: 256, table_pages: 32, contexts: 4, max_batch: 64 };
-        let mut e = Engine::new(cfg, FixedMapper, SoftGpu::at_bus(1024, 32, TEST_BUS));
+        let mut e =
+            Engine::new(cfg, FixedMapper::new(GRANT_BUS), SoftGpu::at_bus(1024, 32, TEST_BUS));
         let limits = Limits {
             ggtt_base: 100,
             ggtt_len: 16,

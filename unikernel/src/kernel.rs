@@ -18,6 +18,7 @@ use crate::xen::foreign::{CpuPages, GrantWindow};
 use crate::xen::gnttab::GrantTable;
 use crate::xen::own_page::OwnPage;
 use crate::xen::{console, events, logger, params, shared, timer, XenError};
+use x86_64::instructions::interrupts;
 use xen_abi::hvm::{
     HVM_PARAM_CONSOLE_EVTCHN, HVM_PARAM_CONSOLE_PFN, HVM_PARAM_STORE_EVTCHN, HVM_PARAM_STORE_PFN,
 };
@@ -189,7 +190,7 @@ impl Kernel {
         }
         events::init_upcall(traps::UPCALL_VECTOR, traps::SPURIOUS_VECTOR)?;
         self.executor.collect();
-        cpu::interrupts_on();
+        interrupts::enable();
         Ok(())
     }
 

@@ -39,7 +39,10 @@ pub const VGPU_FRONT_IN_DOM0: &str = "/usr/bin/vgpu-front";
 /// The example config every test domain's config is derived from.
 pub const GUEST_XL_CONFIG: &str = "xl-configs/test-guest.cfg";
 /// gpu-dom's command line in the e2e run: lets guests verify entries.
-pub const GPU_DOM_CMDLINE: &str = "gpu-dom.debug=readback";
+pub fn gpu_dom_cmdline() -> String {
+    use unikernel::boot_options::{DEBUG, DEBUG_READBACK};
+    format!("{DEBUG}={DEBUG_READBACK}")
+}
 
 /// The test domains: (name, command line).
 pub const GUESTS: &[(&str, &str)] = &[
@@ -65,7 +68,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
             Some(&paths.boot_logs().join("build-vgpu-front.log")),
         )
     })?;
-    let gpu_cfg = xlcfg::with_string(&boot::dom0_xl_config(paths)?, "cmdline", GPU_DOM_CMDLINE);
+    let gpu_cfg = xlcfg::with_string(&boot::dom0_xl_config(paths)?, "cmdline", &gpu_dom_cmdline());
     let template_path = paths.root.join(GUEST_XL_CONFIG);
     let template = std::fs::read_to_string(&template_path)
         .map_err(|e| Error::io("reading", &template_path, e))?;

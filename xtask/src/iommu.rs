@@ -47,7 +47,9 @@ pub const HVM_XL_CONFIG: &str = "xl-configs/gpu-dom-hvm.cfg";
 /// Where the 32-bit image lands in the dom0 initramfs.
 pub const IMAGE32_IN_DOM0: &str = "/usr/lib/gpu-dom/gpu-dom.elf32";
 /// gpu-dom's command line: the test mode, and readback for the good guest.
-pub const GPU_DOM_CMDLINE: &str = "gpu-dom.iommu-test gpu-dom.debug=readback";
+pub fn gpu_dom_cmdline() -> String {
+    format!("{} {}", unikernel::boot_options::IOMMU_TEST, crate::e2e::gpu_dom_cmdline())
+}
 /// The guest: mode good, few pages (every edu transfer takes ~100 ms), and
 /// the check of what the device wrote.
 pub const GUEST: &str = "guest1";
@@ -175,7 +177,7 @@ pub fn gpu_dom_config(hvm: &str) -> std::result::Result<String, String> {
         return Err("type must be \"hvm\" (PCI passthrough)".into());
     }
     let cfg = xlcfg::with_kernel(hvm, IMAGE32_IN_DOM0)?;
-    Ok(xlcfg::with_string(&cfg, "cmdline", GPU_DOM_CMDLINE))
+    Ok(xlcfg::with_string(&cfg, "cmdline", &gpu_dom_cmdline()))
 }
 
 fn part(title: &str, script: String, markers: &[&str]) -> Part {
@@ -429,7 +431,10 @@ mod tests {
         assert!(xlcfg::get_string(&text, "kernel").unwrap().ends_with("gpu-dom.elf32"));
         let cfg = gpu_dom_config(&text).unwrap();
         assert_eq!(xlcfg::get_string(&cfg, "kernel").as_deref(), Some(IMAGE32_IN_DOM0));
-        assert_eq!(xlcfg::get_string(&cfg, "cmdline").as_deref(), Some(GPU_DOM_CMDLINE));
+        assert_eq!(
+            xlcfg::get_string(&cfg, "cmdline").as_deref(),
+            Some("gpu-dom.iommu-test gpu-dom.debug=readback")
+        );
         assert!(
             !cfg.lines().any(|l| l.trim_start().starts_with("pci")),
             "pci is added at run time"

@@ -6,31 +6,12 @@
 use backend::{Backend, CpuAccess};
 use gpuif::wire::{Entry, Op, RequestBuilder};
 use gpuif::PAGE_SIZE;
-use gtt::platform::{GpuCaps, GpuTables, GrantMapError, GrantMapRequest, GrantMapper};
-use gtt::platform::{GrantMapping, MappingCap, TablePage};
+use gtt::platform::{GpuCaps, GpuTables, MappingCap, TablePage};
 use gtt::{Access, BusAddr, Config, ContextId, DomId, Engine, GrantRef, Level, Limits, PpgttEntry};
 use i915_lite::pte::{Gen8Pte, Ppat};
 
-pub struct NoopMapper;
-
-impl GrantMapper for NoopMapper {
-    fn map(
-        &mut self,
-        _: &MappingCap,
-        r: &[GrantMapRequest],
-        out: &mut [Result<GrantMapping, GrantMapError>],
-    ) {
-        for (r, o) in r.iter().zip(out.iter_mut()) {
-            *o = Ok(GrantMapping {
-                bus: BusAddr(0x1_0000_0000 + ((r.gref.0 as u64) << 12)),
-                handle: r.gref.0,
-            });
-        }
-    }
-    fn unmap(&mut self, _: &MappingCap, _: &[GrantMapping]) -> usize {
-        0
-    }
-}
+/// Grants "map" at a fixed bus address per gref.
+pub type NoopMapper = gtt::testing::FixedMapper;
 
 pub struct MemTables {
     pub ggtt: Vec<u64>,
@@ -134,7 +115,7 @@ pub enum Tables {
 pub fn setup(tables: Tables) -> Bench {
     let cfg =
         Config { max_guests: 4, grant_slots: 4096, table_pages: 64, contexts: 4, max_batch: 2048 };
-    let mut engine = Engine::new(cfg, NoopMapper, MemTables::new(64));
+    let mut engine = Engine::new(cfg, NoopMapper::new(0x1_0000_0000), MemTables::new(64));
     let limits = Limits {
         ggtt_base: 0,
         ggtt_len: 1024,

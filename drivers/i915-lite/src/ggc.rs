@@ -10,9 +10,18 @@
 //! - Linux `include/drm/intel/i915_drm.h`: `SNB_GMCH_CTRL` (0x50),
 //!   `BDW_GMCH_GGMS_SHIFT`/`_MASK` (6, 0x3), `BDW_GMCH_GMS_SHIFT`/`_MASK`
 //!   (8, 0xff); `gt/intel_ggtt.c` `gen8_get_total_gtt_size` (GGMS `n` != 0
-//!   means `1 << n` MiB of GGTT entries); `arch/x86/kernel/early-quirks.c`
+//!   means `1 << n` MiB of GGTT entries; `gen8_gmch_probe` uses it for every
+//!   generation from 9 on, Gen12 included); `arch/x86/kernel/early-quirks.c`
 //!   `gen8_stolen_size` (GMS × 32 MiB) and `gen9_stolen_size` (below `0xf0`
-//!   GMS × 32 MiB, from `0xf0` 4 MiB steps starting at 4 MiB).
+//!   GMS × 32 MiB, from `0xf0` 4 MiB steps starting at 4 MiB), which
+//!   `gen11_early_ops` also uses for TGL, RKL, ADL-S/P/N and RPL-S/U/P
+//!   (`intel_early_ids`).
+//! - GGC keeps this layout on Gen12: the Core Ultra 200H/U "CFG and MEM
+//!   Registers" (Intel doc. 844345), "Graphics Control (GGC_0_0_0_PCI) –
+//!   Offset 50", has GMS 15:8, GGMS 7:6, IVD 1, GGCLCK 0, as the 7th
+//!   Generation datasheet Vol. 2, 3.13, has; QEMU's `vfio/igd` commit
+//!   ea652c2beeae cites the 12th Generation datasheet Vol. 2, 4.1.28, for
+//!   device 2's copy at configuration offset 0x50 (which this driver reads).
 //!
 //! # Decoding choices
 //! - GGMS 0 means "no GGTT": the driver cannot work and says so.
@@ -105,7 +114,7 @@ impl Ggc {
         let gms = self.gms() as u64;
         match gen {
             Gen::Gen8 => Some(gms * 32 * MIB),
-            Gen::Gen9 => match gms {
+            Gen::Gen9 | Gen::Gen12 => match gms {
                 0..=0xef => Some(gms * 32 * MIB),
                 0xf0..=0xfe => Some((gms - 0xf0 + 1) * 4 * MIB),
                 _ => None,
@@ -180,6 +189,13 @@ mod tests {
         for gms in 0..=0xffu8 {
             let s = Ggc::from_fields(3, gms, false).stolen_bytes(Gen::Gen8);
             assert_eq!(s, Some(u64::from(gms) * 32 * MIB));
+        }
+    }
+
+    #[test]
+    fn gen12_decodes_gms_and_ggms_as_gen9() {
+        for raw in [0x00C1, 0x02C1, 0xF0C3, 0xFEC0, 0xFFC0, 0x0140] {
+            assert_eq!(Ggc(raw).decode(Gen::Gen12), Ggc(raw).decode(Gen::Gen9), "{raw:#06x}");
         }
     }
 

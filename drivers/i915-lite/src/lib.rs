@@ -1,4 +1,4 @@
-//! # i915-lite — a minimal Intel Gen8/Gen9 GPU driver
+//! # i915-lite — a minimal Intel Gen8/Gen9/Gen12 integrated GPU driver
 //!
 //! What gpu-dom needs from an Intel GPU to give guests shadow page tables,
 //! and nothing more: find the device, map its GGTT, write GGTT and PPGTT
@@ -7,16 +7,18 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | [`ids`] | supported PCI device IDs (Gen9 SKL/KBL/AML/CFL/WHL/CML, Gen8 BDW) |
+//! | [`ids`] | supported PCI device IDs (Gen8 BDW; Gen9 SKL/KBL/AML/CFL/WHL/CML; Gen12 TGL/RKL/ADL/RPL) and the refused families, with why |
 //! | [`pci`] | [`PciConfig`], [`probe`]: identify, BAR0 = GTTMMADR, GGC, memory + bus-master enable |
 //! | [`ggc`] | GGC decoding: GGTT size (GGMS), stolen size (GMS) |
-//! | [`regs`] | [`Mmio`], register offsets (`GFX_FLSH_CNTL`, engine TLB control) |
-//! | [`ggtt`] | GGTT geometry, entry writes, the flush sequence |
+//! | [`engines`] | the engines each device has (Gen12: minus the fused-off ones) |
+//! | [`regs`] | [`Mmio`], register offsets (`GFX_FLSH_CNTL`, TLB invalidation, fuses) |
+//! | [`tlb`] | per-engine PPGTT TLB invalidation, bounded, per generation |
+//! | [`ggtt`] | GGTT geometry, entry writes, the flush sequence of each generation |
 //! | [`ppgtt`] | [`TableMemory`], the table pool and its scratch chain |
-//! | [`pte`] | the Gen8 64-bit entry format |
+//! | [`pte`] | the Gen8/Gen9 and Gen12 entry formats |
 //! | `driver`, `tables` | [`I915`] and its [`gtt::GpuTables`] implementation |
 //! | [`selftest`](mod@selftest) | the boot-time hardware self-test |
-//! | `model` (feature `model`) | a register-level model of a Gen9 GPU for host tests |
+//! | `model` (feature `model`) | a register-level model of a Gen9 or Gen12 GPU for host tests |
 //!
 //! # Use (what the image does)
 //! ```text
@@ -29,7 +31,8 @@
 //!
 //! # Out of scope
 //! Command submission (context images, rings, ELSP), forcewake, private PAT
-//! programming, display, power management and GPU reset. See `README.md`.
+//! programming, the GuC, display, power management and GPU reset; discrete
+//! GPUs and Meteor Lake and later (refused at probe). See `README.md`.
 //!
 //! `no_std` with `alloc` (the table pool's bookkeeping, sized at init);
 //! no `unsafe`: MMIO, configuration space and table memory are traits the
@@ -40,6 +43,7 @@
 extern crate alloc;
 
 mod driver;
+pub mod engines;
 pub mod ggc;
 pub mod ggtt;
 pub mod ids;
@@ -51,13 +55,13 @@ pub mod pte;
 pub mod regs;
 pub mod selftest;
 mod tables;
+pub mod tlb;
 
-pub use driver::{Config, InitError, Pml4Pointer, Stats, I915};
+pub use driver::{Config, InitError, InvalidateError, Pml4Pointer, Stats, I915};
 pub use pci::{probe, DeviceInfo, PciConfig, ProbeError};
 pub use ppgtt::TableMemory;
 pub use regs::Mmio;
 pub use selftest::{selftest, SelfTestError, SelfTestReport};
-pub use tables::LEAF_PPAT;
 
 #[cfg(test)]
 mod tests;

@@ -8,7 +8,10 @@
 //!   2:1 = `10b`, BAR sizing by writing all ones) .
 //! - Intel PRM, Skylake, Vol. 2c: "GTTMMADR — Graphics Translation Table,
 //!   Memory Mapped Range Address" (BAR0, 64-bit, 16 MiB: registers in the
-//!   lower half, the GGTT in the upper half), "GGC" (see [`crate::ggc`]).
+//!   lower half, the GGTT in the upper half), "GGC" (see [`crate::ggc`]);
+//!   for Gen12, the 12th Generation Core datasheet Vol. 2 (Intel doc.
+//!   767626), "GTTMMADR0_0_2_0_PCI – Offset 10": the same 16 MiB BAR with
+//!   the GGTT at +8 MiB.
 //! - Linux `gt/intel_ggtt.c` `ggtt_probe_common`: the GGTT starts at
 //!   BAR0 + BAR0 length / 2.
 //!
@@ -174,7 +177,9 @@ fn read_bar0<P: PciConfig>(pci: &mut P) -> Result<Bar, ProbeError> {
 }
 
 /// Identifies the GPU, reads GGC and BAR0, and turns on memory decoding and
-/// bus mastering. Nothing is enabled when it fails.
+/// bus mastering. Nothing is enabled when it fails, and a device that is not
+/// supported (unknown, or a refused family: [`IdError::Refused`]) is not
+/// written to at all.
 pub fn probe<P: PciConfig>(pci: &mut P) -> Result<DeviceInfo, ProbeError> {
     let id = pci.read32(cfg::ID);
     let device = ids::lookup(id as u16, (id >> 16) as u16)?;

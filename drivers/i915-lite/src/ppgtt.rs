@@ -7,10 +7,15 @@
 //!   the 4-level 48-bit layout (PML4 → PDP → PD → PT, 512 entries each).
 //! - Linux `gt/gen8_ppgtt.c` `gen8_init_scratch`: `scratch[0]` is a page whose
 //!   leaf entry is uncached and read-only (`I915_CACHE_NONE`,
-//!   `PTE_READ_ONLY` when the VM supports it: Gen8+ does); `scratch[i]` is a
-//!   table filled with `scratch[i-1]`'s entry, and its own entry is a
-//!   `gen8_pde_encode` directory entry. A fresh table of level L is filled
-//!   with the scratch entry of L (`fill_px`).
+//!   `PTE_READ_ONLY` when the VM supports it: Gen8+ does), built with the
+//!   VM's `pte_encode` (`gen8_pte_encode`, or `gen12_pte_encode` from Gen12);
+//!   `scratch[i]` is a table filled with `scratch[i-1]`'s entry, and its own
+//!   entry is a `gen8_pde_encode` directory entry (every generation). A fresh
+//!   table of level L is filled with the scratch entry of L (`fill_px`).
+//! - The layout and walk are the same on Gen12 integrated parts: i915 builds
+//!   their PPGTTs with the same `gen8_ppgtt_create` (4 levels of 512 entries,
+//!   `ppgtt_size = 48` in `i915_pci.c`); the entries differ only as
+//!   [`crate::pte`] says.
 //!
 //! # Invariants
 //! - Pool pages 0..4 are the scratch page and the scratch PT, PD and PDP;
@@ -26,7 +31,7 @@ use alloc::vec::Vec;
 
 use gtt::{BusAddr, Level};
 
-use crate::pte::{AddrError, Gen8Pte, Ppat};
+use crate::pte::{AddrError, Entry, Format};
 
 /// Memory for PPGTT tables: `pages()` 4 KiB pages, each at a fixed bus
 /// address the GPU can reach (through the driver domain's IOMMU context),
@@ -63,17 +68,21 @@ pub const FIRST_TABLE: u32 = 4;
 pub enum PoolError {
     /// Fewer pages than the scratch set plus one table (the count given).
     TooFewPages(u32),
-    /// A page's bus address cannot go in a Gen8 entry (page, error).
+    /// A page's bus address cannot go in an entry (page, error).
     Unencodable(u32, AddrError),
 }
 
 /// The scratch entry an unset entry of a `level` table holds.
-fn scratch_entry_for(mem: &impl TableMemory, level: Level) -> Result<Gen8Pte, AddrError> {
+fn scratch_entry_for(
+    mem: &impl TableMemory,
+    format: Format,
+    level: Level,
+) -> Result<Entry, AddrError> {
     match level {
-        Level::Pt => Gen8Pte::leaf(mem.bus(SCRATCH_PAGE), false, Ppat::UNCACHED),
-        Level::Pd => Gen8Pte::dir(mem.bus(SCRATCH_TABLES[0])),
-        Level::Pdp => Gen8Pte::dir(mem.bus(SCRATCH_TABLES[1])),
-        Level::Pml4 => Gen8Pte::dir(mem.bus(SCRATCH_TABLES[2])),
+        Level::Pt => format.leaf(mem.bus(SCRATCH_PAGE), false, format.scratch_pat()),
+        Level::Pd => format.dir(mem.bus(SCRATCH_TABLES[0])),
+        Level::Pdp => format.dir(mem.bus(SCRATCH_TABLES[1])),
+        Level::Pml4 => format.dir(mem.bus(SCRATCH_TABLES[2])),
     }
 }
 
@@ -90,7 +99,7 @@ const fn level_slot(level: Level) -> usize {
 #[derive(Debug)]
 pub struct TablePool {
     /// Scratch entry per level, indexed by `level_slot`.
-    scratch: [Gen8Pte; 4],
+    scratch: [Entry; 4],
     /// Level of each page in use; `None` when free (or scratch).
     level: Vec<Option<Level>>,
     /// Free pages, next to hand out last.
@@ -98,21 +107,22 @@ pub struct TablePool {
 }
 
 impl TablePool {
-    /// Builds the scratch chain in pages 0..4 of `mem` and puts the rest in
-    /// the free list (all allocation happens here).
-    pub(crate) fn new<T: TableMemory>(mem: &mut T) -> Result<Self, PoolError> {
+    /// Builds the scratch chain in pages 0..4 of `mem` with entries of
+    /// `format` and puts the rest in the free list (all allocation happens here).
+    pub(crate) fn new<T: TableMemory>(mem: &mut T, format: Format) -> Result<Self, PoolError> {
         let pages = mem.pages();
         if pages <= FIRST_TABLE {
             return Err(PoolError::TooFewPages(pages));
         }
         for p in 0..pages {
-            if let Err(e) = Gen8Pte::dir(mem.bus(p)) {
+            if let Err(e) = format.dir(mem.bus(p)) {
                 return Err(PoolError::Unencodable(p, e));
             }
         }
-        let mut scratch = [Gen8Pte::NOT_PRESENT; 4];
+        let mut scratch = [Entry::NOT_PRESENT; 4];
         for level in Level::ALL {
-            let e = scratch_entry_for(mem, level).map_err(|e| PoolError::Unencodable(0, e))?;
+            let e =
+                scratch_entry_for(mem, format, level).map_err(|e| PoolError::Unencodable(0, e))?;
             scratch[level_slot(level)] = e;
         }
         for i in 0..ENTRIES {
@@ -132,7 +142,7 @@ impl TablePool {
     }
 
     /// The entry an unset entry of a `level` table holds.
-    pub fn scratch_entry(&self, level: Level) -> Gen8Pte {
+    pub fn scratch_entry(&self, level: Level) -> Entry {
         self.scratch[level_slot(level)]
     }
 

@@ -1,5 +1,7 @@
 //! The hardware self-test the image runs when it finds a supported GPU:
-//! what the probe learned, and one GGTT write/read-back/restore round trip
+//! what the probe learned (device, BAR, GGC, the engines and how GGTT
+//! updates are synchronised on this generation), and one GGTT
+//! write/read-back/restore round trip
 //! through the BAR on the entry the driver reserved (the last one), so no
 //! entry `gtt` manages is touched.
 //!
@@ -10,11 +12,12 @@
 use core::fmt;
 
 use crate::driver::I915;
+use crate::engines::Engines;
+use crate::ggtt::GgttSync;
 use crate::ids::{Gen, Gt, Platform};
 use crate::pci::Bar;
 use crate::ppgtt::TableMemory;
-use crate::pte::Gen8Pte;
-use crate::regs::{Mmio, GGTT_ENTRY_BYTES};
+use crate::regs::Mmio;
 
 /// The pool page whose address the pattern carries (the scratch PT).
 const PATTERN_PAGE: u32 = 1;
@@ -48,6 +51,12 @@ pub struct SelfTestReport {
     pub slot: u32,
     /// Stolen memory bytes (GMS), `None` if reserved encoding.
     pub stolen_bytes: Option<u64>,
+    /// The engines whose TLBs the driver invalidates.
+    pub engines: Engines,
+    /// `GEN11_GT_VEBOX_VDBOX_DISABLE` as read (Gen12).
+    pub media_fuse: Option<u32>,
+    /// How GGTT writes are made visible.
+    pub ggtt_sync: GgttSync,
     /// The slot held the scratch entry before the test (as init left it).
     pub slot_was_scratch: bool,
     /// The pattern written.
@@ -102,7 +111,7 @@ impl fmt::Display for SelfTestReport {
         const MIB: u64 = 1 << 20;
         writeln!(
             f,
-            "i915-lite: {} [8086:{:04x}] rev {:#04x} ({:?}, {:?} {:?})",
+            "i915-lite: {} [8086:{:04x}] rev {:#04x} ({:?}, {:?}, {:?})",
             self.name, self.device_id, self.revision, self.gen, self.platform, self.gt
         )?;
         writeln!(
@@ -116,6 +125,15 @@ impl fmt::Display for SelfTestReport {
             self.ggtt_managed,
             StolenFmt(self.stolen_bytes)
         )?;
+        write!(f, "i915-lite: TLB invalidation for {}", self.engines)?;
+        if let Some(fuse) = self.media_fuse {
+            write!(f, " (media fuse {fuse:#010x})")?;
+        }
+        let sync = match self.ggtt_sync {
+            GgttSync::FlushControl => "read-back + GFX_FLSH_CNTL + posting read",
+            GgttSync::PostingRead => "read-back (posting read; the GPU snoops GGTT writes)",
+        };
+        writeln!(f, "; GGTT updates: {sync}")?;
         write!(
             f,
             "i915-lite: self-test GGTT[{}] wrote {:#018x} read {:#018x}, restored to scratch: ok",
@@ -144,16 +162,16 @@ pub fn selftest<M: Mmio, T: TableMemory>(
     let scratch = d.ggtt.scratch();
     let before = d.ggtt.read(&mut d.mmio, slot);
     // Pool pages were checked encodable at init.
-    let pattern = Gen8Pte::ggtt(d.mem.bus(PATTERN_PAGE)).unwrap_or(scratch);
+    let pattern = d.format.ggtt(d.mem.bus(PATTERN_PAGE)).unwrap_or(scratch);
     d.ggtt.write(&mut d.mmio, slot, pattern);
     d.stats.ggtt_writes += 1;
-    d.invalidate_all();
+    sync(d);
     let read = d.ggtt.read(&mut d.mmio, slot).bits();
-    let low_offset = d.ggtt_slot_offset(slot);
+    let low_offset = d.ggtt.offset(slot);
     let read_low = d.mmio.read32(low_offset);
     d.ggtt.write(&mut d.mmio, slot, scratch);
     d.stats.ggtt_writes += 1;
-    d.invalidate_all();
+    sync(d);
     if read != pattern.bits() || read_low != pattern.bits() as u32 {
         return Err(SelfTestError::ReadBack { index: slot, wrote: pattern.bits(), read, read_low });
     }
@@ -176,14 +194,18 @@ pub fn selftest<M: Mmio, T: TableMemory>(
         ggtt_managed: d.ggtt.managed(),
         slot,
         stolen_bytes: info.ggc_info.stolen_bytes,
+        engines: *d.engines(),
+        media_fuse: d.media_fuse(),
+        ggtt_sync: d.ggtt.sync(),
         slot_was_scratch: before == scratch,
         pattern: pattern.bits(),
         read_back: read,
     })
 }
 
-impl<M, T> I915<M, T> {
-    fn ggtt_slot_offset(&self, index: u32) -> u32 {
-        self.info.ggtt_offset() as u32 + index * GGTT_ENTRY_BYTES
+/// The driver's flush; a read-back mismatch is reported by the test itself.
+fn sync<M: Mmio, T: TableMemory>(d: &mut I915<M, T>) {
+    if let Err(e) = d.try_invalidate() {
+        d.fault.get_or_insert(e);
     }
 }

@@ -1,5 +1,6 @@
-//! [`GpuTables`] on the real driver: what `gtt` asks for, written as Gen8
-//! entries into the GGTT (through the BAR) and the PPGTT pool.
+//! [`GpuTables`] on the real driver: what `gtt` asks for, written as entries
+//! of the device's [`Format`](crate::pte::Format) into the GGTT (through the
+//! BAR) and the PPGTT pool.
 //!
 //! # How each contract line of `gtt::platform::GpuTables` is kept
 //! - *Unset entries point at scratch*: [`I915::new`] clears every managed
@@ -8,26 +9,26 @@
 //! - *Never an address `gtt` did not give*: entries are built only from the
 //!   page or child table named in the call. A call that names something the
 //!   driver does not have (index out of range, a table not in use, a wrong
-//!   level) writes nothing; an address a Gen8/Gen9 entry cannot hold makes
-//!   the entry scratch (fail closed: the old page is no longer reachable).
-//!   Both count in [`Stats::rejected`](crate::Stats).
-//! - *Writes are visible at `invalidate`*: see [`I915::invalidate_all`]
-//!   (`TableMemory::make_visible`, GGTT read-back, `GFX_FLSH_CNTL` and its
-//!   posting read, then the engines' TLB control registers).
+//!   level) writes nothing; an address an entry cannot hold (at or above
+//!   2^39) makes the entry scratch (fail closed: the old page is no longer
+//!   reachable). Both count in [`Stats::rejected`](crate::Stats), as does a
+//!   mapping asked for after a failed invalidation ([`I915::fault`]), which
+//!   is written as scratch too.
+//! - *Writes are visible at `invalidate`*: see [`I915::try_invalidate`]
+//!   (`TableMemory::make_visible`, the GGTT flush of the generation, then the
+//!   engines' TLB invalidation registers).
 //! - *Caps*: the GGTT share is what the device has minus the reserved last
 //!   entry (and the image's limit); the GGTT cannot be read-only (no RW bit
-//!   on Gen8/Gen9), PPGTT leaves can (bit 1).
+//!   on Gen8/Gen9; bit 1 means local memory on Gen12), PPGTT leaves can
+//!   (bit 1 on every generation).
 
 use gtt::platform::{GpuCaps, GpuTables, MappingCap, TablePage};
 use gtt::{Access, BusAddr, Level};
 
 use crate::driver::I915;
 use crate::ppgtt::{TableMemory, ENTRIES};
-use crate::pte::{Gen8Pte, Ppat};
+use crate::pte::Entry;
 use crate::regs::Mmio;
-
-/// The PPAT index of guest pages in PPGTT leaves (i915's `PPAT_CACHED`).
-pub const LEAF_PPAT: Ppat = Ppat::CACHED;
 
 impl<M: Mmio, T: TableMemory> I915<M, T> {
     fn reject(&mut self) {
@@ -44,13 +45,13 @@ impl<M: Mmio, T: TableMemory> I915<M, T> {
         ok.then_some(t.id)
     }
 
-    fn write_entry(&mut self, page: u32, index: u16, e: Gen8Pte) {
+    fn write_entry(&mut self, page: u32, index: u16, e: Entry) {
         self.mem.write(page, index, e.bits());
         self.stats.table_writes += 1;
         self.ppgtt_dirty = true;
     }
 
-    fn write_ggtt(&mut self, index: u32, e: Gen8Pte) {
+    fn write_ggtt(&mut self, index: u32, e: Entry) {
         self.ggtt.write(&mut self.mmio, index, e);
         self.stats.ggtt_writes += 1;
     }
@@ -62,14 +63,15 @@ impl<M: Mmio, T: TableMemory> GpuTables for I915<M, T> {
     }
 
     fn ggtt_set(&mut self, _: &MappingCap, index: u32, page: BusAddr, _access: Access) {
-        // No RW bit in a Gen8/Gen9 GGTT entry (caps say so; gtt refuses
-        // read-only GGTT entries, and the IOMMU enforces read-only grants).
+        // No read-only GGTT entry on any supported generation (caps say so;
+        // gtt refuses read-only GGTT entries, and the IOMMU enforces
+        // read-only grants).
         if index >= self.ggtt.managed() {
             return self.reject();
         }
-        let e = match Gen8Pte::ggtt(page.0) {
-            Ok(e) => e,
-            Err(_) => {
+        let e = match self.format.ggtt(page.0) {
+            Ok(e) if self.fault.is_none() => e,
+            _ => {
                 self.reject();
                 self.ggtt.scratch()
             }
@@ -99,9 +101,9 @@ impl<M: Mmio, T: TableMemory> GpuTables for I915<M, T> {
 
     fn table_set_leaf(&mut self, _: &MappingCap, t: TablePage, i: u16, page: BusAddr, a: Access) {
         let Some(p) = self.table(t, Level::Pt, i) else { return };
-        let e = match Gen8Pte::leaf(page.0, a == Access::ReadWrite, LEAF_PPAT) {
-            Ok(e) => e,
-            Err(_) => {
+        let e = match self.format.leaf(page.0, a == Access::ReadWrite, self.format.leaf_pat()) {
+            Ok(e) if self.fault.is_none() => e,
+            _ => {
                 self.reject();
                 self.pool.scratch_entry(Level::Pt)
             }
@@ -116,7 +118,7 @@ impl<M: Mmio, T: TableMemory> GpuTables for I915<M, T> {
             return self.reject();
         }
         // Pool pages were checked encodable at init.
-        match Gen8Pte::dir(c.bus.0) {
+        match self.format.dir(c.bus.0) {
             Ok(e) => self.write_entry(p, i, e),
             Err(_) => self.reject(),
         }
@@ -129,6 +131,8 @@ impl<M: Mmio, T: TableMemory> GpuTables for I915<M, T> {
     }
 
     fn invalidate(&mut self, _: &MappingCap) {
-        self.invalidate_all();
+        if let Err(e) = self.try_invalidate() {
+            self.fault.get_or_insert(e);
+        }
     }
 }

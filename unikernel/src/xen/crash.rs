@@ -13,6 +13,8 @@ use super::console::LineWriter;
 use crate::arch::x86_64::{cpu, traps::TrapFrame};
 use core::fmt::Write as _;
 use core::sync::atomic::{AtomicBool, Ordering};
+use x86_64::instructions::interrupts;
+use x86_64::registers::control::{Cr2, Cr3};
 use xen_abi::sched::{SchedShutdown, SCHEDOP_SHUTDOWN, SHUTDOWN_CRASH};
 
 static DYING: AtomicBool = AtomicBool::new(false);
@@ -39,7 +41,7 @@ fn second_fault(what: &str) -> ! {
 #[panic_handler]
 #[allow(clippy::incompatible_msrv)]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    cpu::interrupts_off();
+    interrupts::disable();
     if DYING.swap(true, Ordering::SeqCst) {
         second_fault("panic");
     }
@@ -65,11 +67,11 @@ pub fn exception(f: &TrapFrame) -> ! {
         "EXCEPTION {name} vector={} error={:#x} rip={:#018x} cr2={:#018x}",
         f.vector,
         f.error,
-        f.rip,
-        cpu::cr2()
+        f.cpu.instruction_pointer.as_u64(),
+        Cr2::read_raw()
     );
     let guard = crate::arch::x86_64::paging::stack_guard();
-    if f.vector == 14 && (guard..guard + 4096).contains(&cpu::cr2()) {
+    if f.vector == 14 && (guard..guard + 4096).contains(&Cr2::read_raw()) {
         let _ = writeln!(w, "  stack overflow: the fault is in the guard page below the stack");
     }
     let _ = writeln!(
@@ -80,7 +82,10 @@ pub fn exception(f: &TrapFrame) -> ! {
     let _ = writeln!(
         w,
         "  rsi={:#018x} rdi={:#018x} rbp={:#018x} rsp={:#018x}",
-        f.rsi, f.rdi, f.rbp, f.rsp
+        f.rsi,
+        f.rdi,
+        f.rbp,
+        f.cpu.stack_pointer.as_u64()
     );
     let _ = writeln!(
         w,
@@ -92,8 +97,15 @@ pub fn exception(f: &TrapFrame) -> ! {
         "  r12={:#018x} r13={:#018x} r14={:#018x} r15={:#018x}",
         f.r12, f.r13, f.r14, f.r15
     );
-    let _ =
-        writeln!(w, "  cs={:#x} ss={:#x} rflags={:#x} cr3={:#x}", f.cs, f.ss, f.rflags, cpu::cr3());
+    let (pml4, cr3_low) = Cr3::read_raw();
+    let _ = writeln!(
+        w,
+        "  cs={:#x} ss={:#x} rflags={:#x} cr3={:#x}",
+        f.cpu.code_segment.0,
+        f.cpu.stack_segment.0,
+        f.cpu.cpu_flags.bits(),
+        pml4.start_address().as_u64() | u64::from(cr3_low)
+    );
     let _ = writeln!(w, "gpu-dom: crashing the domain (SHUTDOWN_crash): {name}");
     drop(w);
     shutdown(SHUTDOWN_CRASH)

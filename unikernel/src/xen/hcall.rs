@@ -3,6 +3,7 @@
 
 use crate::arch::x86_64::cpu;
 use core::sync::atomic::{AtomicBool, Ordering};
+use x86_64::registers::model_specific::Msr;
 use xen_abi::cpuid::*;
 use xen_abi::hypercall::HYPERCALL_PAGE;
 
@@ -39,7 +40,7 @@ pub fn init() -> Result<(u16, u16), HcallError> {
     // SAFETY: `leaf.ebx` is the MSR Xen names for this purpose; writing the
     // page's guest-physical address (identity-mapped, page aligned, in
     // .bss and used for nothing else) makes Xen fill it with stubs.
-    unsafe { cpu::wrmsr(leaf.ebx, HYPERCALL_PAGE.addr()) };
+    unsafe { Msr::new(leaf.ebx).write(HYPERCALL_PAGE.addr()) };
     READY.store(true, Ordering::Release);
     Ok(((version >> 16) as u16, version as u16))
 }

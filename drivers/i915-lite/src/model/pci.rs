@@ -1,4 +1,4 @@
-//! The model's PCI configuration space of a Gen9 GPU at 0:2.0: IDs, class,
+//! The model's PCI configuration space of an integrated GPU at 0:2.0: IDs, class,
 //! command register, BAR0 (GTTMMADR, 64-bit memory, sizing by all-ones
 //! writes) and GGC, with the write rules of PCI 3.0 6.2 and the PRM's GGC
 //! lock (GGCLCK makes GGC read-only).
@@ -36,7 +36,7 @@ pub struct ModelPci {
 }
 
 impl ModelPci {
-    /// A Gen9-style GPU: `device` ID, `ggc`, BAR0 of 16 MiB at `bar0_base`,
+    /// A GPU with the `device` ID, `ggc`, BAR0 of 16 MiB at `bar0_base`,
     /// revision 7, VGA class, decoding off.
     pub fn new(device: u16, ggc: Ggc, bar0_base: u64) -> Self {
         let mut space = [0u32; 64];

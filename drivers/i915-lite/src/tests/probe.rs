@@ -1,12 +1,70 @@
 //! PCI probe against the model's configuration space.
 
 use crate::ggc::{Ggc, GgcError};
-use crate::ids::{IdError, Platform};
+use crate::ids::{Gen, IdError, Platform, RefusalReason};
 use crate::model::{ModelPci, PciViolation, MODEL_BAR0};
 use crate::pci::{cfg, probe, Bar, ProbeError};
 
 fn skl() -> ModelPci {
     ModelPci::new(0x1912, Ggc::from_fields(3, 2, true), MODEL_BAR0)
+}
+
+#[test]
+fn probe_identifies_every_gen12_platform_and_reads_bar0_and_ggc_as_on_gen9() {
+    let cases = [
+        (0x9A60, Platform::TigerLake),
+        (0x9A49, Platform::TigerLake),
+        (0x4C8A, Platform::RocketLake),
+        (0x4690, Platform::AlderLakeS),
+        (0x46A6, Platform::AlderLakeP),
+        (0x46D1, Platform::AlderLakeN),
+        (0xA780, Platform::RaptorLakeS),
+        (0xA7A0, Platform::RaptorLakeP),
+        (0xA721, Platform::RaptorLakeU),
+    ];
+    for (id, platform) in cases {
+        let mut pci = ModelPci::new(id, Ggc::from_fields(3, 0xf1, true), MODEL_BAR0);
+        let info = probe(&mut pci).unwrap();
+        assert_eq!(
+            (info.device.id, info.device.platform, info.device.gen()),
+            (id, platform, Gen::Gen12)
+        );
+        assert_eq!(info.gttmmadr, Bar { base: MODEL_BAR0, size: 16 << 20 });
+        assert_eq!(info.ggtt_offset(), 8 << 20, "the GGTT starts at GTTMMADR + 8 MiB");
+        assert_eq!(info.ggc_info.ggtt_entries(), 1 << 20);
+        assert_eq!(info.ggc_info.stolen_bytes, Some(8 << 20), "GMS 0xf1 = 8 MiB, gen9_stolen_size");
+        assert_eq!(pci.command() & 0b110, 0b110);
+        assert!(pci.violations.is_empty(), "{:?}", pci.violations);
+    }
+}
+
+#[test]
+fn discrete_and_meteor_lake_or_later_are_refused_at_probe_and_never_touched() {
+    let cases = [
+        (0x4905, "8086:4905 is DG1", RefusalReason::Discrete),
+        (0x56A0, "8086:56a0 is DG2 (Arc A-series", RefusalReason::Discrete),
+        (0x56C0, "8086:56c0 is ATS-M", RefusalReason::Discrete),
+        (0xE20B, "8086:e20b is Battlemage", RefusalReason::Discrete),
+        (0x7D55, "8086:7d55 is Meteor Lake", RefusalReason::MeteorLakeOrLater),
+        (0x7DD1, "8086:7dd1 is Arrow Lake", RefusalReason::MeteorLakeOrLater),
+        (0x64A0, "8086:64a0 is Lunar Lake", RefusalReason::MeteorLakeOrLater),
+    ];
+    for (id, log, reason) in cases {
+        let mut pci = ModelPci::new(id, Ggc::from_fields(3, 2, true), MODEL_BAR0);
+        let e = probe(&mut pci).unwrap_err();
+        match e {
+            ProbeError::Id(IdError::Refused { device, reason: r, .. }) => {
+                assert_eq!((device, r), (id, reason));
+            }
+            other => panic!("{id:#06x}: {other:?}"),
+        }
+        // What the image logs: the device and why it is not driven.
+        let line = std::format!("{e}");
+        assert!(line.starts_with(log), "{line}");
+        assert!(line.contains("not driven: ") && line.contains(reason.explain()), "{line}");
+        assert!(pci.writes.is_empty(), "a refused device is not written to");
+        assert_eq!(pci.command(), 0);
+    }
 }
 
 #[test]
@@ -49,10 +107,10 @@ fn bar_sizing_is_done_with_decoding_off_and_restores_the_bar() {
 
 #[test]
 fn unknown_device_is_refused_with_a_clear_error_and_nothing_enabled() {
-    let mut pci = ModelPci::new(0x5A84, Ggc::from_fields(3, 2, true), MODEL_BAR0);
+    let mut pci = ModelPci::new(0x9A41, Ggc::from_fields(3, 2, true), MODEL_BAR0);
     let e = probe(&mut pci).unwrap_err();
-    assert_eq!(e, ProbeError::Id(IdError::Unsupported { device: 0x5A84 }));
-    assert!(std::format!("{e}").contains("8086:5a84 is not a supported GPU"));
+    assert_eq!(e, ProbeError::Id(IdError::Unsupported { device: 0x9A41 }));
+    assert!(std::format!("{e}").contains("8086:9a41 is not a supported GPU"));
     assert_eq!(pci.command(), 0);
     assert!(pci.writes.is_empty(), "an unknown device is not touched");
 

@@ -1,22 +1,32 @@
-//! Single-instruction wrappers: port I/O, CPUID, MSRs, TSC, control
-//! registers, interrupt flag, halt.
+//! What the CPU needs beyond the `x86_64` crate's instruction and register
+//! wrappers: a string port write, CPUID and the TSC from `core::arch`, and
+//! the few sequences this unikernel gives a name (SSE on, halt for good, the
+//! legacy PIC masked).
+//!
+//! Everything else (control registers, MSRs, port I/O, `cli`/`sti`/`hlt`,
+//! `invlpg`) callers take from `x86_64` directly.
 
 use core::arch::asm;
 use core::arch::x86_64::{__cpuid_count, _rdtsc, CpuidResult};
 
-/// Writes one byte to an I/O port.
+use x86_64::instructions::{hlt, interrupts, port::Port};
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr4, Cr4Flags};
+
+/// Writes one byte to I/O port `port`.
+///
+/// Only for ports without an effect on memory: Xen's debug console (0xe9)
+/// and QEMU's `isa-debug-exit` (0xf4).
 pub fn outb(port: u16, val: u8) {
-    // SAFETY: the ports used (0xe9 debug console) have no side effect on
+    // SAFETY: the ports this is used for (see above) have no side effect on
     // memory; an I/O write cannot break Rust's memory model.
-    unsafe {
-        asm!("out dx, al", in("dx") port, in("al") val, options(nomem, nostack, preserves_flags))
-    }
+    unsafe { Port::<u8>::new(port).write(val) }
 }
 
 /// Writes `bytes` to an I/O port with one `rep outsb`: under Xen an HVM or
 /// PVH vCPU exits to the hypervisor once per I/O instruction, so this is
 /// one exit (Xen's emulator may split it, resuming the same instruction)
-/// where a byte loop of `outb` would be one exit per byte.
+/// where a byte loop of `outb` would be one exit per byte. (The `x86_64`
+/// crate has single-value port accesses only.)
 pub fn outsb(port: u16, bytes: &[u8]) {
     // SAFETY: OUTSB only reads `bytes` (RSI..RSI+RCX, inside the slice) and
     // writes to the port; the direction flag is clear (Rust's ABI, and every
@@ -42,51 +52,13 @@ pub fn cpuid(leaf: u32, sub: u32) -> CpuidResult {
     }
 }
 
-/// Reads MSR `msr`.
-///
-/// # Safety
-/// `msr` must exist (else #GP).
-pub unsafe fn rdmsr(msr: u32) -> u64 {
-    let (lo, hi): (u32, u32);
-    // SAFETY: the caller names an existing MSR; RDMSR only reads it.
-    unsafe {
-        asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags))
-    };
-    (hi as u64) << 32 | lo as u64
-}
-
-/// Writes MSR `msr`.
-///
-/// # Safety
-/// `msr` must exist and `val` must be a value whose effect the caller accounts
-/// for (e.g. Xen writing the hypercall page at the address given).
-pub unsafe fn wrmsr(msr: u32, val: u64) {
-    // SAFETY: forwarded to the caller.
-    unsafe {
-        asm!("wrmsr", in("ecx") msr, in("eax") val as u32, in("edx") (val >> 32) as u32, options(nostack, preserves_flags))
-    }
-}
-
 /// The time-stamp counter.
 pub fn rdtsc() -> u64 {
     // SAFETY: RDTSC only reads a counter (CR4.TSD is clear in ring 0 anyway).
-    unsafe { _rdtsc() }
-}
-
-/// CR2 (the last page-fault address).
-pub fn cr2() -> u64 {
-    let v: u64;
-    // SAFETY: reading CR2 has no side effect.
-    unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
-}
-
-/// CR3 (the page-table root).
-pub fn cr3() -> u64 {
-    let v: u64;
-    // SAFETY: reading CR3 has no side effect.
-    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack, preserves_flags)) };
-    v
+    #[allow(unused_unsafe)]
+    unsafe {
+        _rdtsc()
+    }
 }
 
 /// Lets the CPU run SSE instructions: clears `CR0.EM`, sets `CR0.MP`,
@@ -96,48 +68,21 @@ pub fn enable_sse() {
     // SAFETY: only the FPU/SSE control bits change; they do not affect memory
     // accesses or the code currently running.
     unsafe {
-        asm!(
-            "mov {t}, cr0",
-            "and {t}, ~0x4",
-            "or {t}, 0x2",
-            "mov cr0, {t}",
-            "mov {t}, cr4",
-            "or {t}, 0x600",
-            "mov cr4, {t}",
-            t = out(reg) _,
-            options(nomem, nostack, preserves_flags),
-        )
+        Cr0::update(|f| {
+            f.remove(Cr0Flags::EMULATE_COPROCESSOR);
+            f.insert(Cr0Flags::MONITOR_COPROCESSOR);
+        });
+        Cr4::update(|f| f.insert(Cr4Flags::OSFXSR | Cr4Flags::OSXMMEXCPT_ENABLE));
     }
-}
-
-/// Disables interrupts; returns whether they were enabled. Also a compiler
-/// barrier (no `nomem`): memory accesses are not moved across it.
-pub fn interrupts_off() -> bool {
-    let flags: u64;
-    // SAFETY: reading RFLAGS and clearing IF affect only interrupt delivery.
-    unsafe { asm!("pushfq", "pop {}", "cli", out(reg) flags, options(preserves_flags)) };
-    flags & 0x200 != 0
-}
-
-/// Enables interrupts. Also a compiler barrier, like [`interrupts_off`].
-pub fn interrupts_on() {
-    // SAFETY: the IDT is loaded before anything calls this (see `start`).
-    unsafe { asm!("sti", options(nostack)) }
 }
 
 /// Stops the vCPU for good: interrupts off, then `hlt` forever (Xen takes a
 /// halted vCPU with interrupts off as "down").
 pub fn halt_forever() -> ! {
     loop {
-        // SAFETY: CLI and HLT only stop this vCPU.
-        unsafe { asm!("cli", "hlt", options(nomem, nostack)) }
+        interrupts::disable();
+        hlt();
     }
-}
-
-/// Flushes the TLB entry for `addr`.
-pub fn invlpg(addr: u64) {
-    // SAFETY: INVLPG only drops a cached translation.
-    unsafe { asm!("invlpg [{}]", in(reg) addr, options(nostack, preserves_flags)) }
 }
 
 /// Masks every line of the legacy 8259 PICs (ports 0x21 and 0xa1). An HVM
@@ -145,6 +90,10 @@ pub fn invlpg(addr: u64) {
 /// with its vectors at 0x08..0x0f: once interrupts are on, those would land
 /// on exception vectors. PVH has no PIC; the writes are then ignored.
 pub fn mask_legacy_pic() {
-    outb(0x21, 0xff);
-    outb(0xa1, 0xff);
+    // SAFETY: the PICs' interrupt-mask registers (OCW1); masking lines only
+    // stops interrupt delivery and touches no memory.
+    unsafe {
+        Port::<u8>::new(0x21).write(0xff);
+        Port::<u8>::new(0xa1).write(0xff);
+    }
 }

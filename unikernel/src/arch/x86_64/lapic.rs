@@ -5,12 +5,13 @@
 //!
 //! Works in xAPIC mode (MMIO at the base in `IA32_APIC_BASE`, identity-mapped
 //! below 4 GiB) and in x2APIC mode (MSRs), whichever the loader left enabled.
+//! `IA32_APIC_BASE` and the MSR accesses are the `x86_64` crate's
+//! (`ApicBase`, `Msr`); the register offsets are the SDM's.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-const IA32_APIC_BASE: u32 = 0x1b;
-const APIC_BASE_X2APIC: u64 = 1 << 10;
-const APIC_BASE_ENABLE: u64 = 1 << 11;
+use x86_64::registers::model_specific::{ApicBase, ApicBaseFlags, Msr};
+
 const REG_EOI: u64 = 0xb0;
 const REG_SVR: u64 = 0xf0;
 const X2APIC_MSR_BASE: u32 = 0x800;
@@ -19,12 +20,18 @@ const SVR_ENABLE: u32 = 1 << 8;
 /// xAPIC MMIO base, or 0 in x2APIC mode.
 static MMIO_BASE: AtomicU64 = AtomicU64::new(0);
 
+/// The x2APIC MSR of xAPIC register offset `reg` (SDM vol. 3, "x2APIC
+/// Register Address Space": MSR 0x800 + offset / 16).
+fn x2apic_msr(reg: u64) -> Msr {
+    Msr::new(X2APIC_MSR_BASE + (reg >> 4) as u32)
+}
+
 fn write_reg(reg: u64, val: u32) {
     let base = MMIO_BASE.load(Ordering::Relaxed);
     if base == 0 {
         // SAFETY: x2APIC mode is on (see `enable`), so MSR 0x800 + reg/16 is
         // the architectural x2APIC register for `reg`.
-        unsafe { super::cpu::wrmsr(X2APIC_MSR_BASE + (reg >> 4) as u32, val as u64) }
+        unsafe { x2apic_msr(reg).write(val as u64) }
     } else {
         // SAFETY: `base` is the xAPIC page (from IA32_APIC_BASE, below 4 GiB
         // and identity-mapped); `reg` is a register offset inside it.
@@ -36,7 +43,7 @@ fn read_reg(reg: u64) -> u32 {
     let base = MMIO_BASE.load(Ordering::Relaxed);
     if base == 0 {
         // SAFETY: as in `write_reg`.
-        unsafe { super::cpu::rdmsr(X2APIC_MSR_BASE + (reg >> 4) as u32) as u32 }
+        unsafe { x2apic_msr(reg).read() as u32 }
     } else {
         // SAFETY: as in `write_reg`.
         unsafe { core::ptr::read_volatile((base + reg) as *const u32) }
@@ -45,17 +52,19 @@ fn read_reg(reg: u64) -> u32 {
 
 /// Enables the LAPIC with `spurious` as its spurious vector.
 pub fn enable(spurious: u8) {
-    // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (all of
-    // Xen's HVM/PVH vCPUs); setting the global-enable bit keeps the mode.
-    let msr = unsafe { super::cpu::rdmsr(IA32_APIC_BASE) };
-    let msr = if msr & APIC_BASE_ENABLE == 0 {
-        // SAFETY: as above; enabling the APIC in xAPIC mode at its base.
-        unsafe { super::cpu::wrmsr(IA32_APIC_BASE, msr | APIC_BASE_ENABLE) };
-        msr | APIC_BASE_ENABLE
+    let (frame, mut flags) = ApicBase::read();
+    if !flags.contains(ApicBaseFlags::LAPIC_ENABLE) {
+        flags.insert(ApicBaseFlags::LAPIC_ENABLE);
+        // SAFETY: IA32_APIC_BASE exists on every CPU with an APIC (all of
+        // Xen's HVM/PVH vCPUs); the base stays where it is and the mode bit
+        // (x2APIC) is kept: only the global-enable bit is set.
+        unsafe { ApicBase::write(frame, flags) };
+    }
+    let base = if flags.contains(ApicBaseFlags::X2APIC_ENABLE) {
+        0
     } else {
-        msr
+        frame.start_address().as_u64()
     };
-    let base = if msr & APIC_BASE_X2APIC != 0 { 0 } else { msr & 0xf_ffff_f000 };
     MMIO_BASE.store(base, Ordering::Relaxed);
     let svr = read_reg(REG_SVR);
     write_reg(REG_SVR, (svr & !0xff) | SVR_ENABLE | spurious as u32);

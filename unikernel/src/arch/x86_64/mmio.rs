@@ -4,7 +4,8 @@
 //! The boot tables map 0..4 GiB with write-back 2 MiB pages. A BAR below
 //! 4 GiB is remapped here with 4 KiB pages marked `PCD | PWT` (uncacheable
 //! with the default PAT), so that every register access reaches the device
-//! in program order; the rest of its 2 MiB page keeps its old attributes.
+//! in program order; the rest of its 2 MiB page keeps its old attributes
+//! (`paging::map_4k`, with the `x86_64` crate's `PageTableFlags`).
 //!
 //! # Invariants
 //! - Only addresses inside the mapped BAR are ever accessed ([`Mmio`]
@@ -13,14 +14,9 @@
 //! - A region is mapped at most once; RAM is never marked uncached (the
 //!   caller passes a BAR, which firmware placed in the PCI hole).
 
-use super::paging::{self, PagingError};
+use x86_64::structures::paging::PageTableFlags as Flags;
 
-const PRESENT: u64 = 1 << 0;
-const WRITABLE: u64 = 1 << 1;
-const PWT: u64 = 1 << 3;
-const PCD: u64 = 1 << 4;
-const HUGE: u64 = 1 << 7;
-const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+use super::paging::{self, PagingError};
 
 /// An uncached, identity-mapped register window.
 #[derive(Debug)]
@@ -36,46 +32,12 @@ pub fn map_uncached(base: u64, len: u64) -> Result<Mmio, PagingError> {
     }
     let mut addr = base;
     while addr < base + len {
-        set_uncached_4k(addr)?;
+        // Only BAR pages (device memory in the PCI hole, never RAM or our
+        // image) change attributes; `paging` splits the 2 MiB page first.
+        paging::map_4k(addr, Flags::WRITABLE | Flags::NO_CACHE | Flags::WRITE_THROUGH)?;
         addr += 4096;
     }
     Ok(Mmio { base, len })
-}
-
-fn set_uncached_4k(addr: u64) -> Result<(), PagingError> {
-    // SAFETY: the PDPT/PD entries are the boot tables (identity-mapped, in
-    // .bss). A 2 MiB page is split into a PT that maps exactly the same
-    // frames with the same flags; then one PTE gains PCD|PWT. Only BAR
-    // pages (device memory in the PCI hole, never RAM or our image) change
-    // attributes; the TLB entries are flushed after.
-    unsafe {
-        let pdpte = core::ptr::read_volatile(paging::pdpt().add((addr >> 30) as usize));
-        if pdpte & PRESENT == 0 {
-            return Err(PagingError::OutOfRange(addr));
-        }
-        let pd = (pdpte & ADDR_MASK) as *mut u64;
-        let pde_p = pd.add(((addr >> 21) & 511) as usize);
-        let pde = core::ptr::read_volatile(pde_p);
-        let pt = if pde & HUGE != 0 {
-            let pt = paging::alloc_table()?;
-            let frame = pde & ADDR_MASK & !0x1f_ffff;
-            let flags = pde & (PRESENT | WRITABLE | PWT | PCD);
-            for i in 0..512u64 {
-                core::ptr::write_volatile(pt.add(i as usize), (frame + (i << 12)) | flags);
-            }
-            core::ptr::write_volatile(pde_p, pt as u64 | PRESENT | WRITABLE);
-            pt
-        } else {
-            (pde & ADDR_MASK) as *mut u64
-        };
-        core::ptr::write_volatile(
-            pt.add(((addr >> 12) & 511) as usize),
-            addr | PRESENT | WRITABLE | PCD | PWT,
-        );
-    }
-    super::cpu::invlpg(addr);
-    super::cpu::invlpg(addr & !0x1f_ffff);
-    Ok(())
 }
 
 impl Mmio {

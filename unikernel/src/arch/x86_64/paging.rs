@@ -1,28 +1,42 @@
 //! Changes to the boot page tables (`boot.rs`: identity map of 0..4 GiB with
-//! 2 MiB pages): the stack guard page is unmapped, and the reserved physmap
-//! region (shared info, grant frames, foreign-grant window) is identity-mapped
-//! once Xen has been asked to put frames there.
+//! 2 MiB pages): the stack guard page is unmapped, the reserved physmap
+//! region (shared info, grant frames, foreign-grant window) is
+//! identity-mapped once Xen has been asked to put frames there, and single
+//! 4 KiB pages get new attributes (`mmio`'s uncached BAR pages).
+//!
+//! The table and entry types, the flags, the index arithmetic, `invlpg` and
+//! the read-only walk in [`is_unmapped`] are the `x86_64` crate's; what it
+//! has no call for is here: splitting a 2 MiB page into a table that maps
+//! the same frames, and a fixed pool of table pages.
 //!
 //! # Invariants
-//! - Virtual address == guest-physical address for everything mapped.
+//! - Virtual address == guest-physical address for everything mapped, the
+//!   table pages included (they live in `.bss`, below 4 GiB).
+//! - The tables form a tree: every table page is referenced by exactly one
+//!   entry (or CR3), so a `&mut` to an entry is exclusive access to the
+//!   table below it.
 //! - The guard page below the main stack (and the one below the exception
 //!   stack) is not present: an overflow faults instead of corrupting `.bss`.
 //! - Table pages come from a fixed pool in `.bss`; running out is an error,
 //!   never an overwrite.
+//! - Only this module reads or writes the tables, on the single vCPU, never
+//!   from an interrupt handler.
 
 use core::cell::UnsafeCell;
+use core::sync::atomic::{compiler_fence, Ordering};
 
-const PRESENT: u64 = 1 << 0;
-const WRITABLE: u64 = 1 << 1;
-const HUGE: u64 = 1 << 7;
-const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+use x86_64::instructions::tlb;
+use x86_64::registers::control::Cr3;
+use x86_64::structures::paging::page_table::PageTableEntry;
+use x86_64::structures::paging::{
+    OffsetPageTable, PageSize, PageTable, PageTableFlags as Flags, Size2MiB, Size4KiB, Translate,
+};
+use x86_64::{PhysAddr, VirtAddr};
+
 const POOL_PAGES: usize = 8;
 
-#[repr(C, align(4096))]
-struct TablePage([u64; 512]);
-
 struct Pool {
-    pages: [TablePage; POOL_PAGES],
+    pages: [PageTable; POOL_PAGES],
     used: usize,
 }
 
@@ -32,10 +46,9 @@ struct PoolCell(UnsafeCell<Pool>);
 unsafe impl Sync for PoolCell {}
 
 static POOL: PoolCell =
-    PoolCell(UnsafeCell::new(Pool { pages: [const { TablePage([0; 512]) }; POOL_PAGES], used: 0 }));
+    PoolCell(UnsafeCell::new(Pool { pages: [const { PageTable::new() }; POOL_PAGES], used: 0 }));
 
 extern "C" {
-    static boot_pml4: [u64; 512];
     static __stack_guard: u8;
     static __ist_guard: u8;
 }
@@ -45,59 +58,106 @@ extern "C" {
 pub enum PagingError {
     /// The fixed pool of table pages is used up.
     PoolExhausted,
-    /// The address is outside what one PML4 slot (512 GiB) covers.
+    /// The address is outside what the tables can reach (above 4 GiB for a
+    /// 4 KiB change, above one PML4 slot's 512 GiB for a gigabyte, or in a
+    /// region without tables).
     OutOfRange(u64),
     /// A 1 GiB region that is already (partly) mapped.
     AlreadyMapped(u64),
 }
 
-pub(super) fn alloc_table() -> Result<*mut u64, PagingError> {
-    // SAFETY: see `PoolCell`: exclusive access on the single vCPU at init.
+/// Takes a page from the pool, lets `fill` write each of its 512 entries,
+/// and returns its address (physical == virtual) for a parent entry.
+fn new_table(mut fill: impl FnMut(u64, &mut PageTableEntry)) -> Result<PhysAddr, PagingError> {
+    // SAFETY: see `PoolCell`: exclusive access on the single vCPU at init;
+    // each page is handed out once, so no two callers share one.
     let pool = unsafe { &mut *POOL.0.get() };
-    let page = pool.pages.get_mut(pool.used).ok_or(PagingError::PoolExhausted)?;
+    let i = pool.used;
+    if i == POOL_PAGES {
+        return Err(PagingError::PoolExhausted);
+    }
     pool.used += 1;
-    Ok(page.0.as_mut_ptr())
+    let table = &mut pool.pages[i];
+    for (n, entry) in table.iter_mut().enumerate() {
+        fill(n as u64, entry);
+    }
+    Ok(PhysAddr::new(table as *mut PageTable as u64))
 }
 
-pub(super) fn pdpt() -> *mut u64 {
-    // SAFETY: boot_pml4 is the live root (boot.rs); entry 0 points at the
-    // PDPT, identity-mapped like all boot tables.
-    let e = unsafe { core::ptr::read_volatile(core::ptr::addr_of!(boot_pml4).cast::<u64>()) };
-    (e & ADDR_MASK) as *mut u64
+/// Runs `f` on the live PML4 (the one CR3 names).
+fn with_root<R>(f: impl FnOnce(&mut PageTable) -> R) -> R {
+    let (pml4, _) = Cr3::read();
+    // SAFETY: CR3 names the live PML4 (`boot.rs`), identity-mapped; only
+    // this module touches the tables, on the single vCPU and never from an
+    // interrupt handler (module invariants), so this is the only reference.
+    let r = f(unsafe { &mut *(pml4.start_address().as_u64() as *mut PageTable) });
+    // The MMU reads the tables behind the compiler's back: keep every table
+    // write before whatever the caller does next through the new mapping.
+    compiler_fence(Ordering::SeqCst);
+    r
 }
 
-/// Unmaps the 4 KiB page at `addr` (below 4 GiB), splitting its 2 MiB page.
-fn unmap_4k(addr: u64) -> Result<(), PagingError> {
+/// The table that `entry` (of a PML4, PDPT or PD) points at, if it points
+/// at one (present, not a huge page).
+fn next_table(entry: &mut PageTableEntry) -> Option<&mut PageTable> {
+    let flags = entry.flags();
+    if !flags.contains(Flags::PRESENT) || flags.contains(Flags::HUGE_PAGE) {
+        return None;
+    }
+    // SAFETY: a present non-leaf entry of the live tables holds a table
+    // page's address, identity-mapped; the tree invariant makes the borrow
+    // of `entry` exclusive access to that page.
+    Some(unsafe { &mut *(entry.addr().as_u64() as *mut PageTable) })
+}
+
+/// The 4 KiB entry that maps `addr`. A 2 MiB page around it is first split
+/// into a table that maps the same frames with the same access and cache
+/// attributes (the TLB entries of the old 2 MiB page are then flushed).
+fn pt_entry(root: &mut PageTable, addr: VirtAddr) -> Result<&mut PageTableEntry, PagingError> {
+    let out_of_range = PagingError::OutOfRange(addr.as_u64());
+    let pdpt = next_table(&mut root[addr.p4_index()]).ok_or(out_of_range)?;
+    let pd = next_table(&mut pdpt[addr.p3_index()]).ok_or(out_of_range)?;
+    let pde = &mut pd[addr.p2_index()];
+    let flags = pde.flags();
+    if !flags.contains(Flags::PRESENT) {
+        return Err(out_of_range);
+    }
+    if flags.contains(Flags::HUGE_PAGE) {
+        let frame = pde.addr().align_down(Size2MiB::SIZE);
+        let kept =
+            flags & (Flags::PRESENT | Flags::WRITABLE | Flags::WRITE_THROUGH | Flags::NO_CACHE);
+        let pt = new_table(|i, e| e.set_addr(frame + i * Size4KiB::SIZE, kept))?;
+        pde.set_addr(pt, Flags::PRESENT | Flags::WRITABLE);
+        tlb::flush(addr.align_down(Size2MiB::SIZE));
+    }
+    let pt = next_table(pde).ok_or(out_of_range)?;
+    Ok(&mut pt[addr.p1_index()])
+}
+
+/// Sets the 4 KiB entry of `addr` (below 4 GiB) with `set`, then flushes
+/// its TLB entry.
+fn update_4k(addr: u64, set: impl FnOnce(&mut PageTableEntry)) -> Result<(), PagingError> {
     if addr >= 1 << 32 {
         return Err(PagingError::OutOfRange(addr));
     }
-    // SAFETY: the PDPT/PD entries read and written here are the boot tables
-    // (identity-mapped, in .bss); the split PT maps exactly what the 2 MiB
-    // entry mapped, except the one page; the TLB entry is flushed after.
-    unsafe {
-        let pdpte = core::ptr::read_volatile(pdpt().add((addr >> 30) as usize));
-        let pd = (pdpte & ADDR_MASK) as *mut u64;
-        let pde_p = pd.add(((addr >> 21) & 511) as usize);
-        let pde = core::ptr::read_volatile(pde_p);
-        let pt = if pde & HUGE != 0 {
-            let pt = alloc_table()?;
-            let base = pde & ADDR_MASK & !0x1f_ffff;
-            for i in 0..512u64 {
-                core::ptr::write_volatile(
-                    pt.add(i as usize),
-                    (base + (i << 12)) | PRESENT | WRITABLE,
-                );
-            }
-            core::ptr::write_volatile(pde_p, pt as u64 | PRESENT | WRITABLE);
-            pt
-        } else {
-            (pde & ADDR_MASK) as *mut u64
-        };
-        core::ptr::write_volatile(pt.add(((addr >> 12) & 511) as usize), 0);
-    }
-    super::cpu::invlpg(addr);
-    super::cpu::invlpg(addr & !0x1f_ffff);
+    let virt = VirtAddr::new(addr);
+    with_root(|root| pt_entry(root, virt).map(set))?;
+    tlb::flush(virt);
     Ok(())
+}
+
+/// Unmaps the 4 KiB page at `addr` (below 4 GiB).
+fn unmap_4k(addr: u64) -> Result<(), PagingError> {
+    update_4k(addr, PageTableEntry::set_unused)
+}
+
+/// Identity-maps the 4 KiB page at `addr` (below 4 GiB, page-aligned)
+/// with `flags` (`PRESENT` is added).
+pub(super) fn map_4k(addr: u64, flags: Flags) -> Result<(), PagingError> {
+    if !addr.is_multiple_of(Size4KiB::SIZE) {
+        return Err(PagingError::OutOfRange(addr));
+    }
+    update_4k(addr, |e| e.set_addr(PhysAddr::new(addr), flags | Flags::PRESENT))
 }
 
 /// Unmaps the guard pages below the main and the exception stack.
@@ -111,28 +171,18 @@ pub fn stack_guard() -> u64 {
     core::ptr::addr_of!(__stack_guard) as u64
 }
 
-/// True when `addr` (below 4 GiB) has no present translation.
+/// True when `addr` has no present translation.
 pub fn is_unmapped(addr: u64) -> bool {
-    // SAFETY: reads of the live boot tables, which are identity-mapped.
-    unsafe {
-        let pdpte = core::ptr::read_volatile(pdpt().add((addr >> 30) as usize & 511));
-        if pdpte & PRESENT == 0 {
-            return true;
-        }
-        let pde = core::ptr::read_volatile(
-            ((pdpte & ADDR_MASK) as *const u64).add(((addr >> 21) & 511) as usize),
-        );
-        if pde & PRESENT == 0 {
-            return true;
-        }
-        if pde & HUGE != 0 {
-            return false;
-        }
-        let pte = core::ptr::read_volatile(
-            ((pde & ADDR_MASK) as *const u64).add(((addr >> 12) & 511) as usize),
-        );
-        pte & PRESENT == 0
-    }
+    let Ok(virt) = VirtAddr::try_new(addr) else {
+        return true; // non-canonical: never translated
+    };
+    with_root(|root| {
+        // SAFETY: physical == virtual for every table page (module
+        // invariant), which is what a physical-memory offset of 0 asserts;
+        // the walk only reads.
+        let tables = unsafe { OffsetPageTable::new(root, VirtAddr::zero()) };
+        tables.translate_addr(virt).is_none()
+    })
 }
 
 /// Identity-maps the 1 GiB-aligned gigabyte at `base` with 2 MiB pages.
@@ -140,21 +190,18 @@ pub fn map_gigabyte(base: u64) -> Result<(), PagingError> {
     if base >= 1 << 39 || base & ((1 << 30) - 1) != 0 {
         return Err(PagingError::OutOfRange(base));
     }
-    // SAFETY: the PDPT slot is checked empty, so no live mapping changes;
-    // the new PD maps only the requested gigabyte.
-    unsafe {
-        let slot = pdpt().add((base >> 30) as usize);
-        if core::ptr::read_volatile(slot) & PRESENT != 0 {
+    let virt = VirtAddr::new(base);
+    with_root(|root| {
+        let pdpt = next_table(&mut root[virt.p4_index()]).ok_or(PagingError::OutOfRange(base))?;
+        let slot = &mut pdpt[virt.p3_index()];
+        // Only an empty slot is filled, so no live mapping changes (and
+        // there is no TLB entry to flush).
+        if slot.flags().contains(Flags::PRESENT) {
             return Err(PagingError::AlreadyMapped(base));
         }
-        let pd = alloc_table()?;
-        for i in 0..512u64 {
-            core::ptr::write_volatile(
-                pd.add(i as usize),
-                (base + (i << 21)) | PRESENT | WRITABLE | HUGE,
-            );
-        }
-        core::ptr::write_volatile(slot, pd as u64 | PRESENT | WRITABLE);
-    }
-    Ok(())
+        let flags = Flags::PRESENT | Flags::WRITABLE | Flags::HUGE_PAGE;
+        let pd = new_table(|i, e| e.set_addr(PhysAddr::new(base + i * Size2MiB::SIZE), flags))?;
+        slot.set_addr(pd, Flags::PRESENT | Flags::WRITABLE);
+        Ok(())
+    })
 }

@@ -1,9 +1,10 @@
 //! PCI configuration mechanism #1: `CONFIG_ADDRESS` at port 0xCF8,
 //! `CONFIG_DATA` at 0xCFC. An HVM domU's device model (QEMU, which forwards
 //! a passed-through device's registers to Xen's pciback/QEMU emulation) and
-//! a PVH dom0's vPCI both trap these ports.
+//! a PVH dom0's vPCI both trap these ports. The port accesses are the
+//! `x86_64` crate's `Port<u32>`.
 
-use core::arch::asm;
+use x86_64::instructions::port::Port;
 
 use crate::pci::{Bdf, ConfigSpace};
 
@@ -13,18 +14,12 @@ const CONFIG_DATA: u16 = 0xcfc;
 fn outl(port: u16, val: u32) {
     // SAFETY: ports 0xCF8/0xCFC are the PCI configuration ports, which the
     // hypervisor/device model emulates; an I/O write does not touch memory.
-    unsafe {
-        asm!("out dx, eax", in("dx") port, in("eax") val, options(nomem, nostack, preserves_flags))
-    }
+    unsafe { Port::<u32>::new(port).write(val) }
 }
 
 fn inl(port: u16) -> u32 {
-    let v: u32;
     // SAFETY: as in `outl`; an I/O read does not touch memory.
-    unsafe {
-        asm!("in eax, dx", in("dx") port, out("eax") v, options(nomem, nostack, preserves_flags))
-    };
-    v
+    unsafe { Port::<u32>::new(port).read() }
 }
 
 /// Configuration space through ports 0xCF8/0xCFC (one vCPU, so the

@@ -1,6 +1,12 @@
 //! GDT (with a TSS for the exception stack), IDT, exception stubs and the
 //! exception report.
 //!
+//! The descriptors, the TSS, the gate format, the CPU's interrupt frame and
+//! the `lgdt`/`lidt`/`ltr`/segment loads are the `x86_64` crate's. The entry
+//! stubs stay assembly: the crate's typed handlers need the `x86-interrupt`
+//! ABI (nightly only), and the stubs give every vector one frame layout
+//! ([`TrapFrame`]) and keep the upcall path to a plain C-ABI call.
+//!
 //! # Invariants
 //! - Every exception vector (0..32) has a handler; each runs on the IST1
 //!   stack (so a stack overflow into the guard page still gets reported),
@@ -10,76 +16,43 @@
 //!   stack, saves every register the C ABI lets Rust clobber, and returns.
 //! - Any other vector is reported like an exception.
 
-use core::arch::{asm, global_asm};
+use core::arch::global_asm;
 use core::cell::UnsafeCell;
 use core::mem::size_of;
+
+use x86_64::instructions::segmentation::{Segment, CS, DS, ES, SS};
+use x86_64::instructions::tables::{lidt, load_tss};
+use x86_64::structures::gdt::{Descriptor, GlobalDescriptorTable};
+use x86_64::structures::idt::{Entry, HandlerFunc, InterruptStackFrameValue};
+use x86_64::structures::tss::TaskStateSegment;
+use x86_64::structures::DescriptorTablePointer;
+use x86_64::VirtAddr;
 
 /// The vector Xen raises for this vCPU's event-channel upcall.
 pub const UPCALL_VECTOR: u8 = 0xf3;
 /// The LAPIC spurious-interrupt vector.
 pub const SPURIOUS_VECTOR: u8 = 0xff;
 
-const KERNEL_CS: u16 = 0x08;
-const KERNEL_DS: u16 = 0x10;
-const TSS_SEL: u16 = 0x18;
+/// The TSS's interrupt-stack slot for the exception stack, counted from 0
+/// as the `x86_64` crate does (the CPU's IST1).
+const EXCEPTION_IST: u16 = 0;
 
-/// The 64-bit TSS (Intel SDM vol. 3, "Task-State Segment in 64-bit mode").
-#[repr(C, packed(4))]
-struct Tss {
-    _reserved0: u32,
-    rsp: [u64; 3],
-    _reserved1: u64,
-    ist: [u64; 7],
-    _reserved2: u64,
-    _reserved3: u16,
-    iomap_base: u16,
-}
-const _: () = assert!(size_of::<Tss>() == 104);
+/// An IDT gate whose handler is one of the assembly stubs below, set by
+/// address: the crate's handler-function types need the nightly
+/// `x86-interrupt` ABI. The IDT is 256 of these rather than the crate's
+/// `InterruptDescriptorTable`, which keeps the reserved vectors (15, 22-27,
+/// 31) private: here every vector has a handler.
+type Gate = Entry<HandlerFunc>;
 
-/// An IDT gate descriptor (interrupt gate, 64-bit).
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Gate {
-    offset_lo: u16,
-    selector: u16,
-    ist: u8,
-    type_attr: u8,
-    offset_mid: u16,
-    offset_hi: u32,
-    _reserved: u32,
-}
-const _: () = assert!(size_of::<Gate>() == 16);
-
-impl Gate {
-    const MISSING: Gate = Gate {
-        offset_lo: 0,
-        selector: 0,
-        ist: 0,
-        type_attr: 0,
-        offset_mid: 0,
-        offset_hi: 0,
-        _reserved: 0,
-    };
-
-    fn interrupt(handler: u64, ist: u8) -> Gate {
-        Gate {
-            offset_lo: handler as u16,
-            selector: KERNEL_CS,
-            ist,
-            type_attr: 0x8e, // present, DPL 0, 64-bit interrupt gate
-            offset_mid: (handler >> 16) as u16,
-            offset_hi: (handler >> 32) as u32,
-            _reserved: 0,
-        }
-    }
-}
-
+/// The GDT (null, 64-bit code, data, the TSS's two slots), the TSS and the
+/// IDT, laid out by the `x86_64` crate's types.
 #[repr(C, align(16))]
 struct Tables {
-    gdt: [u64; 5],
-    tss: Tss,
+    gdt: GlobalDescriptorTable<5>,
+    tss: TaskStateSegment,
     idt: [Gate; 256],
 }
+const _: () = assert!(size_of::<Gate>() == 16 && size_of::<TaskStateSegment>() == 104);
 
 /// Written once by [`init`] on the boot vCPU before interrupts are enabled.
 struct TablesCell(UnsafeCell<Tables>);
@@ -88,24 +61,10 @@ struct TablesCell(UnsafeCell<Tables>);
 unsafe impl Sync for TablesCell {}
 
 static TABLES: TablesCell = TablesCell(UnsafeCell::new(Tables {
-    gdt: [0; 5],
-    tss: Tss {
-        _reserved0: 0,
-        rsp: [0; 3],
-        _reserved1: 0,
-        ist: [0; 7],
-        _reserved2: 0,
-        _reserved3: 0,
-        iomap_base: 104,
-    },
-    idt: [Gate::MISSING; 256],
+    gdt: GlobalDescriptorTable::empty(),
+    tss: TaskStateSegment::new(),
+    idt: [const { Gate::missing() }; 256],
 }));
-
-#[repr(C, packed)]
-struct DescPtr {
-    limit: u16,
-    base: u64,
-}
 
 extern "C" {
     static exception_stubs: [u64; 32];
@@ -115,68 +74,73 @@ extern "C" {
     static __ist_top: u8;
 }
 
+/// Points `gate` at the stub at `addr`: present, ring 0, interrupts off on
+/// entry (an interrupt gate), in the current code segment, on the exception
+/// stack when `ist` is set.
+///
+/// # Safety
+/// `addr` is one of this file's stubs and CS is the final kernel code
+/// segment (the GDT is loaded).
+unsafe fn set_gate(gate: &mut Gate, addr: u64, ist: bool) {
+    // SAFETY: forwarded: `addr` is an entry stub that expects the frame the
+    // CPU pushes; the IST slot is filled by `init` before the IDT is loaded.
+    unsafe {
+        let options = gate.set_handler_addr(VirtAddr::new(addr));
+        if ist {
+            options.set_stack_index(EXCEPTION_IST);
+        }
+    }
+}
+
 /// Loads the GDT (code, data, TSS), the TSS with the exception stack in
 /// IST1, and the IDT.
 pub fn init() {
     // SAFETY: single vCPU, interrupts off, called once at boot: nothing else
-    // reads or writes TABLES yet. The descriptors built here follow the SDM
-    // formats; the segment reload keeps CS/DS equivalent to the boot GDT's.
+    // reads or writes TABLES yet.
+    let t = unsafe { &mut *TABLES.0.get() };
+    t.tss.interrupt_stack_table[EXCEPTION_IST as usize] =
+        VirtAddr::new(core::ptr::addr_of!(__ist_top) as u64);
+    let code = t.gdt.append(Descriptor::kernel_code_segment());
+    let data = t.gdt.append(Descriptor::kernel_data_segment());
+    // SAFETY: the TSS is in a static: it never moves and lives as long as
+    // the descriptor is loaded.
+    let tss = t.gdt.append(unsafe { Descriptor::tss_segment_unchecked(&t.tss) });
+    // SAFETY: the GDT is in a static, complete and never written again; its
+    // code and data segments are flat ring-0 segments like `boot.rs`'s (the
+    // same selectors, 0x08 and 0x10), so reloading CS/SS/DS/ES keeps every
+    // address meaning the same; the TSS selector names the TSS above.
     unsafe {
-        let t = &mut *TABLES.0.get();
-        let ist_top = core::ptr::addr_of!(__ist_top) as u64;
-        t.tss.ist[0] = ist_top;
-        let tss = core::ptr::addr_of!(t.tss) as u64;
-        let limit = (size_of::<Tss>() - 1) as u64;
-        t.gdt = [
-            0,
-            0x00af_9a00_0000_ffff, // 64-bit code
-            0x00cf_9200_0000_ffff, // data
-            (limit & 0xffff)
-                | (tss & 0xff_ffff) << 16
-                | 0x89 << 40
-                | ((limit >> 16) & 0xf) << 48
-                | ((tss >> 24) & 0xff) << 56,
-            tss >> 32,
-        ];
-        for (v, stub) in exception_stubs.iter().enumerate() {
-            t.idt[v] = Gate::interrupt(*stub, 1);
-        }
-        let other = core::ptr::addr_of!(other_vector_stub) as u64;
-        for g in t.idt[32..].iter_mut() {
-            *g = Gate::interrupt(other, 1);
-        }
-        t.idt[SPURIOUS_VECTOR as usize] =
-            Gate::interrupt(core::ptr::addr_of!(spurious_stub) as u64, 0);
-        t.idt[UPCALL_VECTOR as usize] = Gate::interrupt(core::ptr::addr_of!(upcall_stub) as u64, 0);
-
-        let gdtp = DescPtr {
-            limit: (size_of::<[u64; 5]>() - 1) as u16,
-            base: core::ptr::addr_of!(t.gdt) as u64,
-        };
-        let idtp = DescPtr {
-            limit: (size_of::<[Gate; 256]>() - 1) as u16,
-            base: core::ptr::addr_of!(t.idt) as u64,
-        };
-        asm!(
-            "lgdt [{gdtp}]",
-            "push {cs}",
-            "lea {tmp}, [rip + 2f]",
-            "push {tmp}",
-            "retfq",
-            "2:",
-            "mov ds, {ds:x}",
-            "mov es, {ds:x}",
-            "mov ss, {ds:x}",
-            "ltr {tr:x}",
-            "lidt [{idtp}]",
-            gdtp = in(reg) &gdtp,
-            idtp = in(reg) &idtp,
-            cs = const KERNEL_CS as u64,
-            ds = in(reg) KERNEL_DS as u64,
-            tr = in(reg) TSS_SEL as u64,
-            tmp = out(reg) _,
-        );
+        t.gdt.load_unsafe();
+        CS::set_reg(code);
+        SS::set_reg(data);
+        DS::set_reg(data);
+        ES::set_reg(data);
+        load_tss(tss);
     }
+    let other = core::ptr::addr_of!(other_vector_stub) as u64;
+    let spurious = core::ptr::addr_of!(spurious_stub) as u64;
+    let upcall = core::ptr::addr_of!(upcall_stub) as u64;
+    // SAFETY: every address is one of the stubs below (`exception_stubs` is
+    // their table); the GDT and CS are final (above). Exceptions and
+    // unexpected vectors run on the exception stack, the spurious and upcall
+    // vectors (which return) on the current one.
+    unsafe {
+        for (v, stub) in exception_stubs.iter().enumerate() {
+            set_gate(&mut t.idt[v], *stub, true);
+        }
+        for gate in t.idt[32..].iter_mut() {
+            set_gate(gate, other, true);
+        }
+        set_gate(&mut t.idt[SPURIOUS_VECTOR as usize], spurious, false);
+        set_gate(&mut t.idt[UPCALL_VECTOR as usize], upcall, false);
+    }
+    let idt = DescriptorTablePointer {
+        limit: (size_of::<[Gate; 256]>() - 1) as u16,
+        base: VirtAddr::new(core::ptr::addr_of!(t.idt) as u64),
+    };
+    // SAFETY: the IDT is in a static, complete, and never written again;
+    // every gate names a stub of this file.
+    unsafe { lidt(&idt) };
 }
 
 /// What the exception stubs push, lowest address first.
@@ -200,12 +164,10 @@ pub struct TrapFrame {
     pub rax: u64,
     pub vector: u64,
     pub error: u64,
-    pub rip: u64,
-    pub cs: u64,
-    pub rflags: u64,
-    pub rsp: u64,
-    pub ss: u64,
+    /// What the CPU pushed: RIP, CS, RFLAGS, RSP, SS.
+    pub cpu: InterruptStackFrameValue,
 }
+const _: () = assert!(size_of::<TrapFrame>() == 22 * 8);
 
 /// Exception names (Intel SDM vol. 3, table "Protected-Mode Exceptions and Interrupts").
 pub fn exception_name(vector: u64) -> &'static str {

@@ -1,5 +1,6 @@
-//! The Gen8+ 64-bit page-table entry, as used by the GGTT and by PPGTT leaf
-//! and directory entries on Gen8 (Broadwell) and Gen9 (Skylake .. Coffee Lake).
+//! The Gen8/Gen9 64-bit page-table entry, as used by the GGTT and by PPGTT
+//! leaf and directory entries on Gen8 (Broadwell) and Gen9 (Skylake .. Comet
+//! Lake). Gen12 has its own module ([`super::gen12`]).
 //!
 //! # Sources
 //! - Intel PRM, Gen9 ("Skylake"), Vol. 5 "Memory Views", sections "Global
@@ -33,100 +34,19 @@
 //! Gen8/Gen9 only: the encoders refuse an address that does not fit in
 //! 12..=38, so no entry can alias a lower page because the hardware ignores
 //! its high bits, and [`Gen8Pte::addr`] decodes exactly the bits the
-//! hardware uses.
+//! hardware uses. Bits above 38 show up in [`Gen8Pte::unknown_bits`].
 //!
 //! # Invariants
 //! - Every entry built by an encoder has only bits of the table above set.
 //! - Decoding never fails: any `u64` is a `Gen8Pte` (it is read from memory the
 //!   hardware walks), and [`Gen8Pte::addr`] returns what a Gen8/Gen9 GPU would use.
 
-/// `GEN8_PAGE_PRESENT` (bit 0): the entry translates.
-#[doc(alias = "GEN8_PAGE_PRESENT")]
-pub const PRESENT: u64 = 1 << 0;
-/// `GEN8_PAGE_RW` (bit 1): PPGTT writes allowed. The Gen8/Gen9 GGTT ignores it.
-#[doc(alias = "GEN8_PAGE_RW")]
-pub const RW: u64 = 1 << 1;
-/// `_PAGE_PWT` (bit 3): PPAT index bit 0.
-#[doc(alias = "_PAGE_PWT")]
-pub const PWT: u64 = 1 << 3;
-/// `_PAGE_PCD` (bit 4): PPAT index bit 1.
-#[doc(alias = "_PAGE_PCD")]
-pub const PCD: u64 = 1 << 4;
-/// `_PAGE_PAT` (bit 7): PPAT index bit 2.
-#[doc(alias = "_PAGE_PAT")]
-pub const PAT: u64 = 1 << 7;
+use super::{check_addr, AddrError, EntryFault, Ppat, PAT, PCD, PRESENT, PWT, RW};
+
 /// The physical page address, bits 12..=38 (39-bit physical on Gen8/Gen9).
 pub const ADDR_MASK: u64 = ((1 << 39) - 1) & !0xfff;
 /// Every bit an encoder here may set.
 pub const KNOWN_BITS: u64 = PRESENT | RW | PWT | PCD | PAT | ADDR_MASK;
-
-/// An index (0..8) into the private PAT (`GEN8_PRIVATE_PAT_LO/HI`), spread
-/// over bits 3, 4 and 7 of a PTE. What each index means is programmed by the
-/// driver (i915's `bdw_setup_private_ppat`); the names below are i915's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Ppat(u8);
-
-impl Ppat {
-    /// `PPAT_CACHED_PDE` (index 0): write-back LLC; what directories use.
-    #[doc(alias = "PPAT_CACHED_PDE")]
-    pub const CACHED_PDE: Ppat = Ppat(0);
-    /// `PPAT_DISPLAY_ELLC` (index 2, `_PAGE_PCD`): write-through eLLC.
-    #[doc(alias = "PPAT_DISPLAY_ELLC")]
-    pub const DISPLAY_ELLC: Ppat = Ppat(2);
-    /// `PPAT_UNCACHED` (index 3, `_PAGE_PWT | _PAGE_PCD`).
-    #[doc(alias = "PPAT_UNCACHED")]
-    pub const UNCACHED: Ppat = Ppat(3);
-    /// `PPAT_CACHED` (index 4, `_PAGE_PAT`): write-back LLC and eLLC; what
-    /// i915 uses for ordinary cached buffers.
-    #[doc(alias = "PPAT_CACHED")]
-    pub const CACHED: Ppat = Ppat(4);
-
-    /// The PPAT index `index`, or `None` if it is not below 8.
-    pub const fn new(index: u8) -> Option<Ppat> {
-        if index < 8 {
-            Some(Ppat(index))
-        } else {
-            None
-        }
-    }
-
-    /// This index (0..8).
-    pub const fn index(self) -> u8 {
-        self.0
-    }
-
-    /// The PTE bits that carry this index.
-    pub const fn pte_bits(self) -> u64 {
-        let i = self.0 as u64;
-        (if i & 1 != 0 { PWT } else { 0 })
-            | (if i & 2 != 0 { PCD } else { 0 })
-            | (if i & 4 != 0 { PAT } else { 0 })
-    }
-
-    /// The index carried by the PPAT bits of `pte`.
-    pub const fn from_pte_bits(pte: u64) -> Ppat {
-        let mut i = 0;
-        if pte & PWT != 0 {
-            i |= 1;
-        }
-        if pte & PCD != 0 {
-            i |= 2;
-        }
-        if pte & PAT != 0 {
-            i |= 4;
-        }
-        Ppat(i)
-    }
-}
-
-/// Why an address cannot be put in a Gen8/Gen9 entry.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AddrError {
-    /// Not 4 KiB aligned (the value given).
-    Unaligned(u64),
-    /// Above the 39-bit physical address space (the value given).
-    TooWide(u64),
-}
 
 /// One Gen8+ 64-bit GGTT or PPGTT entry. See the module documentation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -153,13 +73,7 @@ impl Gen8Pte {
     }
 
     const fn check(addr: u64) -> Result<u64, AddrError> {
-        if addr & 0xfff != 0 {
-            Err(AddrError::Unaligned(addr))
-        } else if addr & !ADDR_MASK != 0 {
-            Err(AddrError::TooWide(addr))
-        } else {
-            Ok(addr)
-        }
+        check_addr(addr, ADDR_MASK + 0x1000)
     }
 
     /// A PPGTT leaf (PT entry) for the 4 KiB page at `addr`: present, RW
@@ -218,6 +132,24 @@ impl Gen8Pte {
     pub const fn unknown_bits(self) -> u64 {
         self.0 & !KNOWN_BITS
     }
+
+    /// What is wrong with this as a GGTT entry: any bit but present and the
+    /// address (bit 1, RW, is ignored by the Gen8/Gen9 GGTT and never set
+    /// by [`Gen8Pte::ggtt`]).
+    pub const fn ggtt_fault(self) -> Option<EntryFault> {
+        match self.0 & !(PRESENT | ADDR_MASK) {
+            0 => None,
+            bits => Some(EntryFault::UnknownBits(bits)),
+        }
+    }
+
+    /// What is wrong with this as a PPGTT entry: any bit outside [`KNOWN_BITS`].
+    pub const fn ppgtt_fault(self) -> Option<EntryFault> {
+        match self.unknown_bits() {
+            0 => None,
+            bits => Some(EntryFault::UnknownBits(bits)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -232,26 +164,6 @@ mod tests {
         assert_eq!(PCD, 0x10);
         assert_eq!(PAT, 0x80);
         assert_eq!(ADDR_MASK, 0x0000_007f_ffff_f000);
-    }
-
-    #[test]
-    fn ppat_names_match_i915_bits() {
-        // PPAT_UNCACHED = _PAGE_PWT | _PAGE_PCD, PPAT_CACHED = _PAGE_PAT,
-        // PPAT_DISPLAY_ELLC = _PAGE_PCD, PPAT_CACHED_PDE = 0.
-        assert_eq!(Ppat::UNCACHED.pte_bits(), PWT | PCD);
-        assert_eq!(Ppat::CACHED.pte_bits(), PAT);
-        assert_eq!(Ppat::DISPLAY_ELLC.pte_bits(), PCD);
-        assert_eq!(Ppat::CACHED_PDE.pte_bits(), 0);
-    }
-
-    #[test]
-    fn ppat_index_round_trips_through_pte_bits() {
-        for i in 0..8 {
-            let p = Ppat::new(i).unwrap();
-            assert_eq!(Ppat::from_pte_bits(p.pte_bits()), p);
-            assert_eq!(p.index(), i);
-        }
-        assert_eq!(Ppat::new(8), None);
     }
 
     #[test]
