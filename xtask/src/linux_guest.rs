@@ -115,7 +115,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     })?;
 
     let gpu_cfg =
-        xlcfg::with_string(&boot::dom0_xl_config(paths)?, "cmdline", e2e::GPU_DOM_CMDLINE);
+        xlcfg::with_string(&boot::dom0_xl_config(paths)?, "cmdline", &e2e::gpu_dom_cmdline());
     let read = |rel: &str| -> Result<(PathBuf, String)> {
         let path = paths.root.join(rel);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io("reading", &path, e))?;
