@@ -23,11 +23,12 @@
 //! the serial log (`[linux-guest] ...`) like every guest's; the figures are
 //! `E2E: figure ...` lines, printed again at the end.
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::boot::{self, Dom0Run, DOMAIN};
-use crate::dom0;
+use crate::dom0::{self, Tree};
 use crate::e2e;
 use crate::error::{Error, Result};
 use crate::guest_initramfs::{self, GuestInit};
@@ -79,58 +80,10 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let (vmlinuz, release) = dom0::kernel(&sys.trees)?;
     let initrd = dir.join("guest-initramfs.cpio");
     p.step("the Linux guest's initramfs (busybox, vgpu-front, Xen drivers)", |p| {
-        let a = guest_initramfs::assemble(
-            &sys.trees,
-            &release,
-            &front,
-            |modules| GuestInit {
-                kernel_release: release.clone(),
-                modules,
-                pages: PAGES,
-                handshake_timeout_s: 60,
-                run_timeout_s: 300,
-            },
-            &initrd,
-        )?;
-        crate::host::write(&dir.join("guest-init"), &a.init)?;
-        p.note(format!(
-            "{} ({:.1} MiB): kernel {release}, {} libraries, modules {}{}",
-            paths.show(&initrd),
-            a.size as f64 / (1024.0 * 1024.0),
-            a.libs,
-            a.modules.join(" "),
-            if a.builtin_modules.is_empty() {
-                String::new()
-            } else {
-                format!(" (built in: {})", a.builtin_modules.join(" "))
-            }
-        ));
-        if !a.host_libs.is_empty() {
-            p.note(format!(
-                "warning: from the host, no package had them: {}",
-                a.host_libs.join(" ")
-            ));
-        }
-        Ok(())
+        guest_initramfs_step(paths, p, &sys.trees, (&release, &front), &initrd)
     })?;
-
-    let gpu_cfg =
-        xlcfg::with_string(&boot::dom0_xl_config(paths)?, "cmdline", &e2e::gpu_dom_cmdline());
-    let read = |rel: &str| -> Result<(PathBuf, String)> {
-        let path = paths.root.join(rel);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("reading", &path, e))?;
-        Ok((path, text))
-    };
-    let (linux_path, linux_template) = read(XL_CONFIG)?;
-    let linux_cfg = linux_config(&linux_template)
-        .map_err(|reason| Error::XlConfig { path: linux_path, reason })?;
-    let (uk_path, uk_template) = read(e2e::GUEST_XL_CONFIG)?;
-    let uk_cfg = xlcfg::with_kernel(&uk_template, e2e::GUEST_IMAGE_IN_DOM0)
-        .map_err(|reason| Error::XlConfig { path: uk_path, reason })?;
-    let uk_cfg = xlcfg::with_string(&uk_cfg, "name", UNIKERNEL_GUEST);
-    let uk_cfg = xlcfg::with_string(&uk_cfg, "cmdline", UNIKERNEL_CMDLINE);
+    let (gpu_cfg, uk_cfg, linux_cfg) = configs(paths)?;
     crate::host::write(&dir.join(format!("{NAME}.cfg")), &linux_cfg)?;
-
     let files = vec![
         file(boot::IMAGE_IN_DOM0, Source::Host(sys.image.elf.clone()), 0o644),
         file(&scenario::xl_cfg_path(DOMAIN), Source::Bytes(gpu_cfg.into_bytes()), 0o644),
@@ -163,6 +116,63 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     println!("[linux-guest] wall time per step:\n{}", p.summary());
     println!("[linux-guest] total {:.0} s", t0.elapsed().as_secs_f64());
     r
+}
+
+/// Writes the guest's initramfs (and its `/init` beside it, to read) for
+/// kernel `release`, with `vgpu-front` from `front`.
+fn guest_initramfs_step(
+    paths: &Paths,
+    p: &mut Progress,
+    trees: &BTreeMap<String, Tree>,
+    (release, front): (&str, &Path),
+    initrd: &Path,
+) -> Result<()> {
+    let init = |modules| GuestInit {
+        kernel_release: release.to_string(),
+        modules,
+        pages: PAGES,
+        handshake_timeout_s: 60,
+        run_timeout_s: 300,
+    };
+    let a = guest_initramfs::assemble(trees, release, front, init, initrd)?;
+    crate::host::write(&initrd.with_file_name("guest-init"), &a.init)?;
+    let builtin = if a.builtin_modules.is_empty() {
+        String::new()
+    } else {
+        format!(" (built in: {})", a.builtin_modules.join(" "))
+    };
+    p.note(format!(
+        "{} ({:.1} MiB): kernel {release}, {} libraries, modules {}{builtin}",
+        paths.show(initrd),
+        a.size as f64 / (1024.0 * 1024.0),
+        a.libs,
+        a.modules.join(" "),
+    ));
+    if !a.host_libs.is_empty() {
+        p.note(format!("warning: from the host, no package had them: {}", a.host_libs.join(" ")));
+    }
+    Ok(())
+}
+
+/// The xl configs of gpu-dom (debug readback on), the unikernel guest and
+/// the Linux guest, from the repository's.
+fn configs(paths: &Paths) -> Result<(String, String, String)> {
+    let gpu_cfg =
+        xlcfg::with_string(&boot::dom0_xl_config(paths)?, "cmdline", &e2e::gpu_dom_cmdline());
+    let read = |rel: &str| -> Result<(PathBuf, String)> {
+        let path = paths.root.join(rel);
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("reading", &path, e))?;
+        Ok((path, text))
+    };
+    let (linux_path, linux_template) = read(XL_CONFIG)?;
+    let linux_cfg = linux_config(&linux_template)
+        .map_err(|reason| Error::XlConfig { path: linux_path, reason })?;
+    let (uk_path, uk_template) = read(e2e::GUEST_XL_CONFIG)?;
+    let uk_cfg = xlcfg::with_kernel(&uk_template, e2e::GUEST_IMAGE_IN_DOM0)
+        .map_err(|reason| Error::XlConfig { path: uk_path, reason })?;
+    let uk_cfg = xlcfg::with_string(&uk_cfg, "name", UNIKERNEL_GUEST);
+    let uk_cfg = xlcfg::with_string(&uk_cfg, "cmdline", UNIKERNEL_CMDLINE);
+    Ok((gpu_cfg, uk_cfg, linux_cfg))
 }
 
 fn file(dest: &str, source: Source, mode: u32) -> ScenarioFile {
