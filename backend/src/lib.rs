@@ -123,9 +123,13 @@ impl<M: GrantMapper, W: GpuTables, D: CpuAccess> Backend<M, W, D> {
         &self.stats
     }
 
-    /// Answers up to `budget` requests from `conn`'s ring, then publishes the
-    /// responses. `Err` means the frontend broke the ring protocol: stop
-    /// serving it and call [`Backend::disconnect`].
+    /// Answers requests from `conn`'s ring until `budget` units of work are
+    /// spent (a request costs 1 plus the entries it applied, so a turn is
+    /// bounded by the work done, not by how many requests carried it: one
+    /// 2048-entry request weighs as much as 2049 one-entry ones), then
+    /// publishes the responses. At least one request is answered per call.
+    /// `Err` means the frontend broke the ring protocol: stop serving it and
+    /// call [`Backend::disconnect`].
     pub fn serve<P: SharedPage>(
         &mut self,
         conn: &mut Connection,
@@ -133,8 +137,9 @@ impl<M: GrantMapper, W: GpuTables, D: CpuAccess> Backend<M, W, D> {
         budget: u32,
     ) -> Result<Served, RingError> {
         let mut served = Served::default();
+        let mut spent: u32 = 0;
         let result = loop {
-            if served.requests == budget {
+            if spent >= budget {
                 served.more = true;
                 break Ok(());
             }
@@ -143,6 +148,7 @@ impl<M: GrantMapper, W: GpuTables, D: CpuAccess> Backend<M, W, D> {
                     let rsp = self.handle(conn.dom, &slot);
                     conn.ring.put_response(page, &rsp.emit());
                     served.requests += 1;
+                    spent = spent.saturating_add(1 + rsp.done);
                 }
                 Ok(None) => match conn.ring.final_check_for_requests(page) {
                     Ok(true) => continue,

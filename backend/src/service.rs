@@ -39,8 +39,12 @@ pub const TOKEN_BACKEND: &str = "vgpu-backend";
 pub const TOKEN_RELEASE: &str = "vgpu-release";
 /// Watch token for the frontends' directories.
 pub const TOKEN_FRONTEND: &str = "vgpu-frontend";
-/// Requests served per notification before yielding to other devices.
-const BUDGET: u32 = 2 * RING_SIZE;
+/// Work served per device turn before yielding to other devices, in
+/// `Backend::serve` units (a request costs 1 plus the entries it applied):
+/// two of the longest requests, or a ring's worth of small ones many times
+/// over. What one guest's turn can cost the others is bounded by this, not
+/// by the number of requests it queues.
+pub const BUDGET: u32 = 2 * MAX_ENTRIES as u32;
 
 /// What happened to a device, for the caller's log and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]

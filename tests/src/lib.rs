@@ -123,9 +123,13 @@ impl Rig {
         if !f.connected {
             return;
         }
-        let (conn, page) = f.backend_side();
-        if self.backend.serve(conn, page, 64).is_err() {
-            self.disconnect(fe);
+        loop {
+            let (conn, page) = self.frontends[fe].backend_side();
+            match self.backend.serve(conn, page, backend::service::BUDGET) {
+                Ok(s) if s.more => continue,
+                Ok(_) => return,
+                Err(_) => return self.disconnect(fe),
+            }
         }
     }
 

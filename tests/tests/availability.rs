@@ -6,7 +6,7 @@
 
 use backend::Change;
 use gpu_dom_tests::service_world::{port_of, Front, World, GUEST};
-use gpu_dom_tests::BACKEND;
+use gpu_dom_tests::{limits, Rig, BACKEND};
 use gpuif::wire::Entry;
 use gpuif::{Op, RequestBuilder, Status};
 use gtt::DomId;
@@ -256,4 +256,35 @@ fn gpu_dom_publishes_its_pools_and_vgpu_list_shows_them() {
         pages.split_whitespace().collect::<Vec<_>>(),
         ["pages", "4000", "2048", "1", "1952"]
     );
+}
+
+#[test]
+fn a_turn_is_bounded_by_the_entries_served_not_by_the_requests_queued() {
+    // A guest queues four 512-entry requests; a turn of 1024 units serves
+    // two (513 units each), says more is left, and the next turn the rest.
+    let mut rig = Rig::new();
+    let h = rig.add_guest(DomId(2), 700, Some(limits(0, 1024, 1024)));
+    let pages = rig.fe(h).grant_pages(512, false);
+    let entries: Vec<Entry> = pages
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Entry { addr: i as u64, gref: p.gref.0, read_only: false })
+        .collect();
+    let (slot, _) = rig.fe(h).request(Op::GgttMap, 0, &entries);
+    for _ in 0..4 {
+        rig.fe(h).push(&slot);
+    }
+    let (conn, page) = rig.frontends[h].backend_side();
+    let first = rig.backend.serve(conn, page, 1024).unwrap();
+    assert_eq!((first.requests, first.more), (2, true));
+    let (conn, page) = rig.frontends[h].backend_side();
+    let second = rig.backend.serve(conn, page, 1024).unwrap();
+    assert_eq!((second.requests, second.more), (2, true), "budget spent exactly: look again");
+    let (conn, page) = rig.frontends[h].backend_side();
+    let third = rig.backend.serve(conn, page, 1024).unwrap();
+    assert_eq!((third.requests, third.more), (0, false));
+    for _ in 0..4 {
+        let rsp = rig.fe(h).take_response().expect("answered");
+        assert_eq!((rsp.status, rsp.done), (Status::OK, 512));
+    }
 }
