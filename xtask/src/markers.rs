@@ -83,7 +83,7 @@ pub const IMAGE_ENTRY_LINE: &str = "gpu-dom: PVH entry reached long mode";
 /// runs, in hvmloader's PCI setup; no code of this project had run there.
 /// A Linux guest (`cargo xtask linux-guest`) never prints that line: its
 /// kernel is not this project's code either (`vgpu-front` runs in its user
-/// space, which cannot triple-fault it); seen once in eight of its boots,
+/// space, which cannot triple-fault it); seen once in nine of its boots,
 /// with Xen's own code in the dump (QEMU's emulation of SVM).
 pub fn firmware_triple_fault(serial: &str) -> Option<String> {
     let mut started: Vec<String> = Vec::new();
