@@ -13,12 +13,14 @@ mod dom0;
 mod e2e;
 mod elf;
 mod error;
+mod guest_initramfs;
 mod host;
 mod image;
 mod initramfs;
 mod iommu;
 mod kmod;
 mod libs;
+mod linux_guest;
 mod markers;
 mod net;
 mod paths;
@@ -46,6 +48,7 @@ USAGE:
     cargo xtask build
     cargo xtask boot [--stage 1|2] [--image PATH] [--timeout SECS]
     cargo xtask e2e [--timeout SECS]
+    cargo xtask linux-guest [--timeout SECS]
     cargo xtask iommu [--timeout SECS]
     cargo xtask net [--timeout SECS]
     cargo xtask restart [--timeout SECS]
@@ -62,8 +65,8 @@ demo
 test
     Everything CI runs: cargo fmt --check, cargo clippy (warnings are errors),
     cargo test --workspace (unit, integration and property tests on the
-    platform model), `fuzz --seconds 20`, `bench`, `boot`, `e2e`, `restart`,
-    `net` and `iommu`.
+    platform model), `fuzz --seconds 20`, `bench`, `boot`, `e2e`,
+    `linux-guest`, `restart`, `net` and `iommu`.
 
 e2e
     gpu-dom serving real guests under Xen 4.17 in QEMU: Linux PV dom0 runs
@@ -82,6 +85,16 @@ restart
     entry back. Prints death-to-noticing, xl-create-to-ready (first and
     second create) and death-to-re-served; checks that every grant ends and
     no domain is left a zombie. Logs: target/boot/restart/.
+linux-guest
+    An ordinary Linux VM as a vgpu guest under Xen 4.17 in QEMU: next to
+    gpu-dom (debug readback on) and a unikernel test guest (mode=good), a
+    Linux PVH domU (Debian's kernel, xl-configs/linux-guest.cfg, an
+    initramfs with busybox, vgpu-front and the xen-evtchn and xen-gntalloc
+    modules) is created paused, `vgpu attach`ed and unpaused; vgpu-front
+    maps, verifies and disconnects from inside it, then it powers off and
+    must leave `xl list`. Prints its boot time (xl create to its first
+    console line, to its /init) and its attach-to-verified time.
+    Logs: target/boot/linux-guest/ (serial.log, init, guest-init, ...).
 
 iommu
     Proof under real Xen that a device passed through to gpu-dom reaches by
@@ -163,6 +176,7 @@ enum Cmd {
     Boot(Options),
     E2e { timeout: Option<Duration> },
     Restart { timeout: Option<Duration> },
+    LinuxGuest { timeout: Option<Duration> },
     Iommu { timeout: Option<Duration> },
     Net { timeout: Option<Duration> },
     Fuzz(checks::FuzzRun),
@@ -196,6 +210,14 @@ fn parse(args: &[String]) -> Result<Cmd> {
                 .map(|s| Cmd::Restart { timeout: Some(Duration::from_secs(s)) })
                 .map_err(|_| usage(format!("--timeout takes seconds, got `{v}`"))),
             _ => Err(usage("`restart` takes only `--timeout SECS`".into())),
+        },
+        "linux-guest" => match rest {
+            [] => Ok(Cmd::LinuxGuest { timeout: None }),
+            [flag, v] if flag == "--timeout" => v
+                .parse()
+                .map(|s| Cmd::LinuxGuest { timeout: Some(Duration::from_secs(s)) })
+                .map_err(|_| usage(format!("--timeout takes seconds, got `{v}`"))),
+            _ => Err(usage("`linux-guest` takes only `--timeout SECS`".into())),
         },
         "iommu" => match rest {
             [] => Ok(Cmd::Iommu { timeout: None }),
@@ -308,6 +330,7 @@ fn test(paths: &Paths) -> Result<()> {
     checks::bench(paths, false)?;
     boot::run(paths, &all_stages())?;
     e2e::run(paths, None)?;
+    linux_guest::run(paths, None)?;
     restart::run(paths, None)?;
     net::run(paths, None)?;
     iommu::run(paths, None)?;
@@ -331,6 +354,7 @@ fn main() -> ExitCode {
         Cmd::Test => test(&paths),
         Cmd::E2e { timeout } => e2e::run(&paths, timeout),
         Cmd::Restart { timeout } => restart::run(&paths, timeout),
+        Cmd::LinuxGuest { timeout } => linux_guest::run(&paths, timeout),
         Cmd::Iommu { timeout } => iommu::run(&paths, timeout),
         Cmd::Net { timeout } => net::run(&paths, timeout),
         Cmd::Fuzz(run) => checks::fuzz_run(&paths, &run).map(|_| ()),
