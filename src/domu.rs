@@ -186,7 +186,8 @@ fn shut_down(k: &Kernel, xs: &mut Xenstore, be: &mut Backend, reason: u32, name:
 /// fire our own watches) may have queued new ones. Only a round that found
 /// nothing at all lets the loop sleep.
 fn xenstore_round(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
-    let mut rescan = false;
+    // The fullest rescan any event asked for (see `Service::on_watch`).
+    let mut rescan: Option<&'static str> = None;
     let mut taken = 0;
     while taken < XS_EVENTS_PER_ROUND {
         let ev = match xs.poll_event() {
@@ -201,7 +202,10 @@ fn xenstore_round(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
                     shut_down(k, xs, be, reason, name);
                 }
             }
-            t if vgpu::is_service_token(t) => rescan = true,
+            backend::service::TOKEN_FRONTEND => {
+                rescan = rescan.or(Some(backend::service::TOKEN_FRONTEND))
+            }
+            t if vgpu::is_service_token(t) => rescan = Some(backend::service::TOKEN_BACKEND),
             t if Mgmt::is_token(t) => be.mgmt.on_watch(),
             iommu_test::TOKEN if be.iommu.is_some() => {
                 if let Some(t) = be.iommu.as_mut() {
@@ -220,8 +224,8 @@ fn xenstore_round(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
         be.svc.on_lost_events(xs, &mut vgpu::print_change);
         return true;
     }
-    if rescan {
-        be.svc.on_watch(xs, backend::service::TOKEN_BACKEND, &mut vgpu::print_change);
+    if let Some(token) = rescan {
+        be.svc.on_watch(xs, token, &mut vgpu::print_change);
     }
     taken > 0
 }
