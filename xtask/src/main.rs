@@ -120,17 +120,17 @@ net
 
 fuzz
     Runs each cargo-fuzz target (ring_decode, backend_path, xenstore_decode,
-    service_xenstore,
-    http_request), or only --target NAME, on the stable toolchain for N
-    seconds (--seconds, default 60) or N executions (--runs; with both,
-    whichever comes first); installs cargo-fuzz if missing. The corpus is
-    kept: each run starts from target/fuzz/corpus/<target> and the seeds in
-    fuzz/corpus/<target> (read, never written) and adds what it finds to
-    target/fuzz/corpus/<target>, so a campaign goes on where the last run
-    stopped (remove that directory to start over). Prints, and writes to
-    target/fuzz/last-run.txt, executions, time, execs/s, coverage and corpus
-    size per target. Crashes land in target/fuzz/artifacts/<target>/.
-    CI (`cargo xtask test`) runs every target for 20 s.
+    service_xenstore, http_request), or only --target NAME, on the stable
+    toolchain for N seconds (--seconds, default 60) or N executions (--runs;
+    with both, whichever comes first); installs cargo-fuzz if missing. The
+    corpus is kept: each run starts from target/fuzz/corpus/<target> and the
+    seeds in fuzz/corpus/<target> (read, never written) and adds what it
+    finds to target/fuzz/corpus/<target>, so a campaign goes on where the
+    last run stopped (remove that directory to start over). Prints, and
+    writes to target/fuzz/last-run.txt, executions, time, execs/s, coverage
+    and corpus size per target. Crashes land in
+    target/fuzz/artifacts/<target>/. CI (`cargo xtask test`) runs every
+    target for 20 s.
 
 bench
     Counts, under callgrind, the instructions of one 512-entry PPGTT map
