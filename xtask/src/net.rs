@@ -130,6 +130,8 @@ listed() { awk -v g="$1" -v c="$2" '$1 == g { print $c; exit }' /tmp/list.txt; }
 pool_listed() { awk -v p="$1" -v c="$2" '$1 == p { print $c; exit }' /tmp/list.txt; }
 # batches_grew FILE N: scrape into FILE; true once busy's batches exceed N (in $grown).
 batches_grew() { fetch /metrics "$1" && grown=$(metric "$1" gpu_dom_guest_batches_total "domid=\"$GB\"") && [ "${grown:-0}" -gt "$2" ]; }
+# slow_held: dom0 has four connections to the endpoint established.
+slow_held() { [ "$(netstat -tn 2>/dev/null | grep '192.0.2.2:80 ' | grep -c ESTABLISHED)" -ge 4 ]; }
 # same WHAT A B: fail unless A = B (both non-empty).
 same() { [ -n "$2" ] && [ "$2" = "$3" ] || fail "$1: /metrics says '$2', expected '$3'"; }
 "#;
@@ -218,7 +220,7 @@ head -n 1 /tmp/garbage.out | grep -q "^HTTP/1.1 4" || fail "the garbage client g
 e2e "garbage client: $(head -n 1 /tmp/garbage.out | tr -d '\r')"
 s_t0=$(now_ms)
 for i in 1 2 3 4; do ( printf 'GET /metr'; sleep 12 ) | timeout 20 nc 192.0.2.2 80 > /tmp/slow$i.out 2>&1 & done
-sleep 1
+wait_for 4 slow_held || fail "the four slow clients did not all connect: $(netstat -tn 2>&1 | grep -c '192.0.2.2:80 ')"
 if timeout 5 wget -q -O /tmp/full.txt $URL/healthz 2> /tmp/full.err; then
     fail "a fifth client was served while four slow ones held every connection"
 fi
