@@ -8,17 +8,18 @@
 //! dom0's `/init`:
 //!
 //! 1. pings gpu-dom, fetches `/healthz` (200, `ok`), a missing path (404);
-//! 2. attaches a good guest (`pages=64`) and a busy one (maps and unmaps
-//!    without end), and waits until the good one verified its entries;
+//! 2. attaches a good guest (`pages=64`), waits until it verified its
+//!    entries, then attaches a busy one (maps and unmaps without end);
 //! 3. fetches `/metrics` while the busy guest maps: the good guest's pages
 //!    and entries equal `vgpu list`'s and what it mapped (64 GGTT + 512
 //!    PPGTT entries), every pool's capacity and reservation equal `vgpu
-//!    list`'s, the busy guest's batches grow between two scrapes;
+//!    list`'s, the busy guest's batches grow from scrape to scrape;
 //! 4. runs a garbage client (random bytes: 400) and four slow clients that
-//!    send half a request head and hold on (every connection slot taken: a
-//!    fifth client is refused), while the busy guest keeps mapping; after
-//!    the request deadline the slow clients are dropped (`/metrics` counts
-//!    them), `/healthz` answers again, both guests are still Connected;
+//!    send half a request head and hold on (once dom0 sees the four
+//!    connections, a fifth client is refused), while the busy guest keeps
+//!    mapping; after the request deadline the slow clients are dropped
+//!    (`/metrics` counts them), `/healthz` answers again, the busy guest's
+//!    batches went on growing, both guests are still Connected;
 //! 5. shuts gpu-dom down with the guests attached.
 
 use std::time::Duration;
@@ -130,6 +131,8 @@ listed() { awk -v g="$1" -v c="$2" '$1 == g { print $c; exit }' /tmp/list.txt; }
 pool_listed() { awk -v p="$1" -v c="$2" '$1 == p { print $c; exit }' /tmp/list.txt; }
 # batches_grew FILE N: scrape into FILE; true once busy's batches exceed N (in $grown).
 batches_grew() { fetch /metrics "$1" && grown=$(metric "$1" gpu_dom_guest_batches_total "domid=\"$GB\"") && [ "${grown:-0}" -gt "$2" ]; }
+# no_connection: dom0 has no connection to the endpoint in any state.
+no_connection() { ! netstat -tn 2>/dev/null | grep -q '192.0.2.2:80 '; }
 # slow_held: dom0 has four connections to the endpoint established.
 slow_held() { [ "$(netstat -tn 2>/dev/null | grep '192.0.2.2:80 ' | grep -c ESTABLISHED)" -ge 4 ]; }
 # same WHAT A B: fail unless A = B (both non-empty).
@@ -218,6 +221,7 @@ head -c 3000 /dev/urandom > /tmp/garbage.bin
 timeout 10 nc 192.0.2.2 80 < /tmp/garbage.bin > /tmp/garbage.out 2>&1
 head -n 1 /tmp/garbage.out | grep -q "^HTTP/1.1 4" || fail "the garbage client got '$(head -c 80 /tmp/garbage.out)'"
 e2e "garbage client: $(head -n 1 /tmp/garbage.out | tr -d '\r')"
+wait_for 15 no_connection || fail "the garbage client's connection did not end: $(netstat -tn 2>&1 | grep '192.0.2.2:80 ')"
 s_t0=$(now_ms)
 for i in 1 2 3 4; do ( printf 'GET /metr'; sleep 12 ) | timeout 20 nc 192.0.2.2 80 > /tmp/slow$i.out 2>&1 & done
 wait_for 4 slow_held || fail "the four slow clients did not all connect: $(netstat -tn 2>&1 | grep -c '192.0.2.2:80 ')"
