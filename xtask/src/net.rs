@@ -131,8 +131,8 @@ listed() { awk -v g="$1" -v c="$2" '$1 == g { print $c; exit }' /tmp/list.txt; }
 pool_listed() { awk -v p="$1" -v c="$2" '$1 == p { print $c; exit }' /tmp/list.txt; }
 # batches_grew FILE N: scrape into FILE; true once busy's batches exceed N (in $grown).
 batches_grew() { fetch /metrics "$1" && grown=$(metric "$1" gpu_dom_guest_batches_total "domid=\"$GB\"") && [ "${grown:-0}" -gt "$2" ]; }
-# no_connection: dom0 has no connection to the endpoint in any state.
-no_connection() { ! netstat -tn 2>/dev/null | grep -q '192.0.2.2:80 '; }
+# no_connection: dom0 has no open connection to the endpoint (TIME_WAIT aside).
+no_connection() { ! netstat -tn 2>/dev/null | grep '192.0.2.2:80 ' | grep -qv TIME_WAIT; }
 # slow_held: dom0 has four connections to the endpoint established.
 slow_held() { [ "$(netstat -tn 2>/dev/null | grep '192.0.2.2:80 ' | grep -c ESTABLISHED)" -ge 4 ]; }
 # same WHAT A B: fail unless A = B (both non-empty).
