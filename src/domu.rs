@@ -53,6 +53,7 @@
 extern crate alloc;
 
 use crate::iommu_test::{self, IommuTest};
+use crate::mgmt::Mgmt;
 use crate::vgpu::{self, Ports, VgpuService};
 use crate::xs_meter::Metered;
 use alloc::boxed::Box;
@@ -63,7 +64,7 @@ use unikernel::xen::{events, timer};
 use unikernel::Kernel;
 use xenbus::{Client, ClientError, RingError, RingTransport, TxId};
 
-type Xenstore = Client<Metered<RingTransport<XenstorePage>>>;
+pub(crate) type Xenstore = Client<Metered<RingTransport<XenstorePage>>>;
 
 /// How long one xenstore round trip may take before the domain gives up.
 const XENSTORE_TIMEOUT_NS: u64 = 30_000_000_000;
@@ -128,6 +129,8 @@ struct Backend {
     stats: LoopStats,
     /// The IOMMU test mode (`gpu-dom.iommu-test`, CI only).
     iommu: Option<IommuTest>,
+    /// The management endpoint (off without a vif).
+    mgmt: Mgmt,
 }
 
 /// What the main loop measured: the bounds of the module documentation,
@@ -199,6 +202,7 @@ fn xenstore_round(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
                 }
             }
             t if vgpu::is_service_token(t) => rescan = true,
+            t if Mgmt::is_token(t) => be.mgmt.on_watch(),
             iommu_test::TOKEN if be.iommu.is_some() => {
                 if let Some(t) = be.iommu.as_mut() {
                     t.on_request(xs, &be.svc);
@@ -209,6 +213,7 @@ fn xenstore_round(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
     }
     if xs.take_lost_events() > 0 {
         log::debug!("xenstore watch events were dropped: rechecking shutdown and devices");
+        be.mgmt.on_watch();
         if let Some((reason, name)) = shutdown_request(xs) {
             shut_down(k, xs, be, reason, name);
         }
@@ -269,6 +274,7 @@ pub fn run(mut k: Kernel) -> ! {
     if let Err(e) = k.bring_up() {
         panic!("bring-up failed: {e}");
     }
+    let start_ns = k.now_ns();
     let mut xs_box = connect(&k);
     let xs: &mut Xenstore = &mut xs_box;
     let (name, domid) = identity(xs);
@@ -290,6 +296,7 @@ pub fn run(mut k: Kernel) -> ! {
         next_first: 0,
         stats: LoopStats::default(),
         iommu,
+        mgmt: Mgmt::off(start_ns),
     };
     if let Err(e) = be.svc.start(xs, &mut vgpu::print_change) {
         xs_fail("start the vgpu backend (data/vgpu-ggtt-entries, watches)", e);
@@ -305,6 +312,7 @@ pub fn run(mut k: Kernel) -> ! {
         xs_fail("write data/gpu-dom-ready", e);
     }
     log::info!("ready");
+    be.mgmt = Mgmt::start(xs, start_ns);
 
     let port = xs.transport().inner().page().port();
     if k.executor.watch(port).is_err() {
@@ -319,6 +327,7 @@ pub fn run(mut k: Kernel) -> ! {
     loop {
         let t0 = timer::now_ns();
         let rings_left = serve_devices(&mut k, xs, &mut be);
+        let net = be.mgmt.round(&mut k, xs, &be.svc);
         let (t1, m1) = (timer::now_ns(), xs.transport().meter());
         let xenstore_left = xenstore_round(&k, xs, &mut be);
         let took = timer::now_ns().saturating_sub(t1);
@@ -336,7 +345,9 @@ pub fn run(mut k: Kernel) -> ! {
         be.stats.rounds += 1;
         be.stats.longest_round_ns = be.stats.longest_round_ns.max(round);
         // Work left over: look for events without sleeping, then go on.
-        let deadline = if rings_left || xenstore_left { Some(0) } else { None };
+        let net_left = net.more || be.mgmt.pending();
+        let deadline =
+            if rings_left || xenstore_left || net_left { Some(0) } else { net.deadline_ns };
         if let Err(e) = k.executor.wait(deadline) {
             panic!("executor: {e}");
         }

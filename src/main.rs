@@ -24,6 +24,8 @@ mod gpu;
 #[cfg(target_os = "none")]
 mod iommu_test;
 #[cfg(target_os = "none")]
+mod mgmt;
+#[cfg(target_os = "none")]
 mod platform;
 #[cfg(target_os = "none")]
 mod vgpu;

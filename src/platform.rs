@@ -45,6 +45,11 @@ pub struct WindowMapper {
 }
 
 impl WindowMapper {
+    /// Hypercalls the window made so far, by kind (read-only, for metrics).
+    pub fn hypercalls(&self) -> unikernel::xen::foreign::MapHypercalls {
+        self.window.hypercalls()
+    }
+
     /// The mapper over the unikernel's window, for batches of up to `max_batch`.
     pub fn new(window: GrantWindow, token: WindowToken, max_batch: usize) -> Self {
         WindowMapper {

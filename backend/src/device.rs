@@ -36,7 +36,7 @@ use gtt::{DomId, GpuTables, GrantMapper, Limits, Released};
 use xenbus::wire::{Access, TxId};
 use xenbus::{Client, Transport, XenbusState};
 
-use crate::{Backend, Connection, CpuAccess};
+use crate::{Backend, Connection, CpuAccess, DeviceCounters, RequestCounters};
 
 /// A xenstore path (gpu-dom's paths are short).
 pub type Path = heapless::String<128>;
@@ -186,6 +186,11 @@ pub struct Device<R> {
     pub refused: Option<Refused>,
     /// Statistics as last published (to write only changes).
     pub published: [u64; 4],
+    /// Connects, disconnects, ring errors, and the requests of ended connections.
+    pub counters: DeviceCounters,
+    /// The guest's name as the toolstack wrote it (`keys::GUEST_NAME`; empty
+    /// if absent), read at probe; for labels only.
+    pub guest_name: heapless::String<64>,
 }
 
 impl<R> Device<R> {
@@ -199,7 +204,18 @@ impl<R> Device<R> {
             live: None,
             refused: None,
             published: [u64::MAX; 4],
+            counters: DeviceCounters::default(),
+            guest_name: heapless::String::new(),
         }
+    }
+
+    /// Requests answered so far, ended connections and the live one together.
+    pub fn requests(&self) -> RequestCounters {
+        let mut r = self.counters.requests;
+        if let Some(live) = &self.live {
+            r.add(&live.conn.counters);
+        }
+        r
     }
 
     /// Our directory, relative to gpu-dom's home path.
@@ -411,6 +427,8 @@ where
     let rel = if dev.attached { backend.disconnect(dev.fe) } else { Released::default() };
     dev.attached = false;
     if let Some(live) = dev.live.take() {
+        dev.counters.requests.add(&live.conn.counters);
+        dev.counters.disconnects += 1;
         connector.unbind(live.port);
         connector.unmap_ring(dev.fe, live.ring);
     }

@@ -22,11 +22,13 @@
 
 extern crate alloc;
 
+mod counters;
 pub mod device;
 mod handle;
 pub mod service;
 mod status;
 
+pub use counters::{result_name, DeviceCounters, RequestCounters, RESULTS};
 pub use device::{Connector, DeviceError};
 pub use handle::{BackendStats, CpuAccess};
 pub use service::{Change, Service};
@@ -46,12 +48,14 @@ use gtt::{
 pub struct Connection {
     pub dom: DomId,
     ring: BackRing,
+    /// What this connection's requests came to.
+    pub counters: RequestCounters,
 }
 
 impl Connection {
     /// Attaches to the frontend's ring page (already mapped by the caller).
     pub fn new<P: SharedPage>(dom: DomId, page: &P) -> Self {
-        Connection { dom, ring: BackRing::attach(page) }
+        Connection { dom, ring: BackRing::attach(page), counters: RequestCounters::default() }
     }
 }
 
@@ -146,6 +150,7 @@ impl<M: GrantMapper, W: GpuTables, D: CpuAccess> Backend<M, W, D> {
             match conn.ring.take_request(page) {
                 Ok(Some(slot)) => {
                     let rsp = self.handle(conn.dom, &slot);
+                    conn.counters.record(rsp.op, rsp.status);
                     conn.ring.put_response(page, &rsp.emit());
                     served.requests += 1;
                     spent = spent.saturating_add(1 + rsp.done);

@@ -167,6 +167,7 @@ where
                 served.more
             }
             Err(_) => {
+                self.devices[i].counters.ring_errors += 1;
                 self.close(xs, i, "ring protocol violation", changes);
                 false
             }
@@ -305,6 +306,13 @@ where
         dev.attached = true;
         dev.refused = None;
         let be = dev.be_path();
+        dev.guest_name.clear();
+        if let Ok(name) = xs.read(TxId::NONE, &path_of(format_args!("{be}/{}", keys::GUEST_NAME))) {
+            for c in name.iter().take(64).map(|&b| b as char) {
+                let printable = c.is_ascii_graphic() || c == ' ';
+                let _ = dev.guest_name.push(if printable { c } else { '?' });
+            }
+        }
         let mut n: heapless::String<16> = heapless::String::new();
         let _ = write!(n, "{}", MAX_ENTRIES.min(self.backend.engine().config().max_batch));
         let mut slots: heapless::String<16> = heapless::String::new();
@@ -349,6 +357,7 @@ where
                 let port = live.port;
                 let dev = &mut self.devices[i];
                 dev.live = Some(live);
+                dev.counters.connects += 1;
                 if device::set_state(xs, dev, XenbusState::Connected).is_ok() {
                     changes(Change::Connected { fe, devid, port });
                 }

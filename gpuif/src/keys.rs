@@ -9,6 +9,7 @@
 //!   frontend, frontend-id, state          as for every split driver
 //!   versions = "1"                        protocol versions the backend speaks
 //!   max-entries, ring-slots               what one request / the ring holds
+//!   guest-name                            the guest's name (`vgpu attach`), for metrics
 //!   limits/ (owned by dom0, read-only for both; the toolstack's decision)
 //!     ggtt-base, ggtt-entries, max-contexts, max-pages, max-table-pages
 //! frontend dir (owned by the frontend, readable by the backend)
@@ -37,6 +38,10 @@ pub const MAX_ENTRIES: &str = "max-entries";
 pub const RING_SLOTS: &str = "ring-slots";
 /// Both: the xenbus state, as a decimal string.
 pub const STATE: &str = "state";
+/// Backend: the guest's name as the toolstack knew it at attach (`vgpu
+/// attach` writes it; gpu-dom labels its metrics with it). Informational:
+/// gpu-dom decides nothing on it.
+pub const GUEST_NAME: &str = "guest-name";
 
 /// Backend: the number of GGTT entries it manages, relative to the backend
 /// domain's home path (`/local/domain/<backend>/`): a node the backend can

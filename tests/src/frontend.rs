@@ -34,6 +34,7 @@ pub fn pattern(dom: DomId, seq: u32, offset: usize) -> u8 {
 }
 
 /// One guest's frontend, and the backend's state for its connection.
+#[derive(Clone)]
 pub struct Frontend {
     pub dom: DomId,
     pub guest: Guest,

@@ -7,22 +7,31 @@
 //! backend reaches through a grant mapping, with directory pages granted
 //! read-only and fetched by grant copy.
 //!
+//! A rig can be put back to where it stood before the backend served
+//! anything ([`Rig::checkpoint`], [`Rig::reset`]): a fuzz target builds its
+//! guests once and starts every input from the same state, exactly.
+//!
+//! [`service_world`] runs the backend `Service` on the model xenstored;
+//! [`channels`] has Xen's event-channel rules for it; [`engine_views`] says
+//! whom a running engine serves, for the isolation checker.
+//!
 //! Test-only: it maps the ring with the model's grant mapper through
 //! `gtt::platform::testing_cap` (in gpu-dom the unikernel's grant code maps
 //! rings; `gtt` alone maps what the GPU can reach).
 #![forbid(unsafe_code)]
 
+pub mod channels;
 mod frontend;
 mod pages;
 pub mod service_world;
 
-pub use frontend::{Frontend, PageInfo};
+pub use frontend::{pattern, Frontend, PageInfo};
 pub use pages::{BusRingPage, GuestRingPage, ModelCpu};
 
 use backend::Backend;
 use gtt::{Config, DomId, Engine, Limits};
 use platform_model::{check_isolation, CheckStats, GuestView, ModelGpu, ModelMapper};
-use platform_model::{Platform, PlatformConfig, Problem};
+use platform_model::{Platform, PlatformConfig, Problem, Snapshot};
 
 /// The backend as the tests run it.
 pub type ModelBackend = Backend<ModelMapper, ModelGpu, ModelCpu>;
@@ -38,6 +47,18 @@ pub struct Rig {
     pub frontends: Vec<Frontend>,
     /// Guests detached or disconnected (for the checker: nothing may remain).
     pub gone: Vec<DomId>,
+    /// The engine's sizes (to build it again on a reset).
+    cfg: Config,
+    /// Guests the toolstack attached through [`Rig::add_guest`], in order.
+    attached: Vec<(DomId, Limits)>,
+}
+
+/// A rig as it stood before the backend served anything ([`Rig::checkpoint`]).
+pub struct Checkpoint {
+    platform: Snapshot,
+    frontends: Vec<Frontend>,
+    gone: Vec<DomId>,
+    attached: Vec<(DomId, Limits)>,
 }
 
 impl Rig {
@@ -58,10 +79,55 @@ impl Rig {
     /// A rig with explicit sizes.
     pub fn with_config(pcfg: PlatformConfig, cfg: Config) -> Rig {
         let platform = Platform::new(pcfg).expect("valid model configuration");
-        let engine = Engine::new(cfg, platform.mapper(), platform.gpu());
-        let mut backend = Backend::new(engine, ModelCpu(platform.clone()));
-        backend.enable_debug_readback(true);
-        Rig { platform, backend, frontends: Vec::new(), gone: Vec::new() }
+        let backend = new_backend(&platform, cfg);
+        Rig {
+            platform,
+            backend,
+            frontends: Vec::new(),
+            gone: Vec::new(),
+            cfg,
+            attached: Vec::new(),
+        }
+    }
+
+    /// Records the rig as it stands, to come back to with [`Rig::reset`]:
+    /// the whole platform (guest memory, grants, the rings' mappings) and
+    /// the frontends. The backend's own state is not copied but rebuilt on
+    /// reset (a new engine, the same attaches in the same order), so this
+    /// is only for a rig whose backend has served nothing yet.
+    ///
+    /// # Panics
+    /// If the backend already served a request, mapped a grant, or was
+    /// attached or detached other than by [`Rig::add_guest`].
+    pub fn checkpoint(&self) -> Checkpoint {
+        let engine = self.backend.engine();
+        let fresh = *self.backend.stats() == backend::BackendStats::default()
+            && *engine.counters() == gtt::Counters::default();
+        assert!(fresh, "checkpoint of a rig whose backend already served something");
+        for f in &self.frontends {
+            let recorded = self.attached.iter().find(|(d, _)| *d == f.dom).map(|(_, l)| *l);
+            assert_eq!(engine.guest_limits(f.dom), recorded, "dom{} attached elsewhere", f.dom.0);
+        }
+        Checkpoint {
+            platform: self.platform.snapshot(),
+            frontends: self.frontends.clone(),
+            gone: self.gone.clone(),
+            attached: self.attached.clone(),
+        }
+    }
+
+    /// Puts the rig back exactly where it stood at `cp` (taken from this
+    /// rig): the platform is restored, the backend is built anew with the
+    /// same attaches, the frontends are as they were.
+    pub fn reset(&mut self, cp: &Checkpoint) {
+        self.platform.restore(&cp.platform);
+        self.backend = new_backend(&self.platform, self.cfg);
+        for &(dom, l) in &cp.attached {
+            self.backend.engine_mut().attach(dom, l).expect("attached at the checkpoint");
+        }
+        self.attached.clone_from(&cp.attached);
+        self.frontends.clone_from(&cp.frontends);
+        self.gone.clone_from(&cp.gone);
     }
 
     /// Creates guest `dom` with `pages` pages of RAM and a frontend in it.
@@ -71,6 +137,7 @@ impl Rig {
         let guest = self.platform.create_guest(dom, pages).expect("guest memory");
         if let Some(l) = limits {
             self.backend.engine_mut().attach(dom, l).expect("toolstack attach");
+            self.attached.push((dom, l));
         }
         let fe = Frontend::connect(&self.platform, guest);
         self.frontends.push(fe);
@@ -171,6 +238,38 @@ impl Rig {
     }
 }
 
+/// The backend on `platform` with an engine of sizes `cfg`, `DebugReadback` on.
+fn new_backend(platform: &Platform, cfg: Config) -> ModelBackend {
+    let engine = Engine::new(cfg, platform.mapper(), platform.gpu());
+    let mut backend = Backend::new(engine, ModelCpu(platform.clone()));
+    backend.enable_debug_readback(true);
+    backend
+}
+
+/// What the isolation checker needs about `doms`, from the engine's own
+/// account of whom it serves: an attached guest with its slice and context
+/// roots; a guest not attached (never, or no more) is gone, so nothing of
+/// it may remain reachable or mapped.
+pub fn engine_views<M: gtt::GrantMapper, W: gtt::GpuTables>(
+    engine: &Engine<M, W>,
+    doms: &[DomId],
+) -> Vec<GuestView> {
+    doms.iter()
+        .map(|&dom| {
+            let Some(l) = engine.guest_limits(dom) else {
+                return GuestView::new(dom).gone();
+            };
+            let mut v = GuestView::new(dom).with_ggtt(l.ggtt_base..l.ggtt_base + l.ggtt_len);
+            for ctx in engine.contexts(dom) {
+                if let Ok(root) = engine.context_root(dom, ctx) {
+                    v = v.with_root(root);
+                }
+            }
+            v
+        })
+        .collect()
+}
+
 impl Default for Rig {
     fn default() -> Self {
         Rig::new()
@@ -178,7 +277,7 @@ impl Default for Rig {
 }
 
 /// Limits for test guests: slice `base..base+len`, 4 contexts, `pages` pages.
-pub fn limits(base: u32, len: u32, pages: u32) -> Limits {
+pub const fn limits(base: u32, len: u32, pages: u32) -> Limits {
     Limits {
         ggtt_base: base,
         ggtt_len: len,

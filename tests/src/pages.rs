@@ -10,6 +10,7 @@ use gtt::{BusAddr, DomId, GrantRef};
 use platform_model::{Gfn, Guest, Platform};
 
 /// The frontend's view of its ring: a page of its own RAM.
+#[derive(Clone)]
 pub struct GuestRingPage {
     pub guest: Guest,
     pub gfn: Gfn,
@@ -35,6 +36,7 @@ impl SharedPage for GuestRingPage {
 
 /// The backend's view of a frontend's ring: the grant-mapped page at `bus`.
 /// Reads of a page that is no longer mapped see zeros (as after an unmap).
+#[derive(Clone)]
 pub struct BusRingPage {
     pub platform: Platform,
     pub bus: BusAddr,

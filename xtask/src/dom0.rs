@@ -45,10 +45,17 @@ pub const XENSTORE_CLIENTS: &[&str] = &[
 ];
 /// Loaded with dlopen, so no `DT_NEEDED` names it.
 pub const DLOPENED: &[&str] = &["libgcc_s.so.1"];
-/// Kernel drivers the toolstack needs (`/dev/xen/*`, `/proc/xen`, and
-/// pciback for `xl pci-assignable-add`).
-pub const XEN_MODULES: &[&str] =
-    &["xen-evtchn", "xen-gntdev", "xen-gntalloc", "xen-privcmd", "xenfs", "xen-pciback"];
+/// Kernel drivers the toolstack needs (`/dev/xen/*`, `/proc/xen`,
+/// pciback for `xl pci-assignable-add`, and netback for a domain's `vif`).
+pub const XEN_MODULES: &[&str] = &[
+    "xen-evtchn",
+    "xen-gntdev",
+    "xen-gntalloc",
+    "xen-privcmd",
+    "xenfs",
+    "xen-pciback",
+    "xen-netback",
+];
 /// Where every shared library goes in the initramfs.
 pub const LIB_DIR: &str = "usr/lib/x86_64-linux-gnu";
 

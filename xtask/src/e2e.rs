@@ -140,19 +140,23 @@ pub fn build_guest_and_vgpu(
     Ok((guest, vgpu))
 }
 
-fn file(dest: &str, source: Source, mode: u32) -> ScenarioFile {
+pub(crate) fn file(dest: &str, source: Source, mode: u32) -> ScenarioFile {
     ScenarioFile { dest: dest.into(), source, mode }
 }
 
 /// The template with this domain's name, the image's place and its mode.
-fn guest_config(template: &str, name: &str, cmdline: &str) -> std::result::Result<String, String> {
+pub(crate) fn guest_config(
+    template: &str,
+    name: &str,
+    cmdline: &str,
+) -> std::result::Result<String, String> {
     let cfg = xlcfg::with_kernel(template, GUEST_IMAGE_IN_DOM0)?;
     let cfg = xlcfg::with_string(&cfg, "name", name);
     Ok(xlcfg::with_string(&cfg, "cmdline", cmdline))
 }
 
 /// Helpers of the e2e script (busybox ash), on top of the scenario prelude.
-const HELPERS: &str = r#"GD=$GPU_DOM_DOMID
+pub(crate) const HELPERS: &str = r#"GD=$GPU_DOM_DOMID
 be_dir() { echo "/local/domain/$GD/backend/vgpu/$1/0"; }
 be_state() { xenstore-read "$(be_dir "$1")/state" 2>/dev/null; }
 # guest_create NAME VAR: xl create -p, store the domid in VAR.

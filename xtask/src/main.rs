@@ -20,6 +20,7 @@ mod iommu;
 mod kmod;
 mod libs;
 mod markers;
+mod net;
 mod paths;
 mod progress;
 mod qemu;
@@ -45,7 +46,8 @@ USAGE:
     cargo xtask boot [--stage 1|2] [--image PATH] [--timeout SECS]
     cargo xtask e2e [--timeout SECS]
     cargo xtask iommu [--timeout SECS]
-    cargo xtask fuzz [--seconds N]
+    cargo xtask net [--timeout SECS]
+    cargo xtask fuzz [--seconds N] [--runs N] [--target NAME]
     cargo xtask bench [--criterion]
     cargo xtask help
 
@@ -58,7 +60,7 @@ demo
 test
     Everything CI runs: cargo fmt --check, cargo clippy (warnings are errors),
     cargo test --workspace (unit, integration and property tests on the
-    platform model), `fuzz --seconds 20`, `bench`, `boot`, `e2e` and `iommu`.
+    platform model), `fuzz --seconds 20`, `bench`, `boot`, `e2e`, `net` and `iommu`.
 
 e2e
     gpu-dom serving real guests under Xen 4.17 in QEMU: Linux PV dom0 runs
@@ -81,11 +83,28 @@ iommu
     lines, the guest's dma-check lines and Xen's DMAR fault lines.
     Logs: target/boot/iommu/.
 
+net
+    gpu-dom's management endpoint under Xen 4.17 in QEMU: dom0 loads
+    xen-netback, creates gpu-dom with a vif (ip=192.0.2.2/24; a hotplug
+    script gives dom0's end 192.0.2.1/24), pings it, fetches /healthz and
+    /metrics with busybox wget while two test guests are attached and
+    mapping, checks the figures against `vgpu list` and what the guests did,
+    and runs a garbage client and four slow clients beside them (dropped at
+    their deadline; guest service goes on). Logs: target/boot/net/.
+
 fuzz
-    Runs each cargo-fuzz target (ring_decode, backend_path, xenstore_decode)
-    for N seconds (default 60) on the stable toolchain, from a copy of
-    fuzz/corpus/<target> in target/fuzz/corpus; installs cargo-fuzz if
-    missing. Crashes land in target/fuzz/artifacts/<target>/.
+    Runs each cargo-fuzz target (ring_decode, backend_path, xenstore_decode,
+    service_xenstore,
+    http_request), or only --target NAME, on the stable toolchain for N
+    seconds (--seconds, default 60) or N executions (--runs; with both,
+    whichever comes first); installs cargo-fuzz if missing. The corpus is
+    kept: each run starts from target/fuzz/corpus/<target> and the seeds in
+    fuzz/corpus/<target> (read, never written) and adds what it finds to
+    target/fuzz/corpus/<target>, so a campaign goes on where the last run
+    stopped (remove that directory to start over). Prints, and writes to
+    target/fuzz/last-run.txt, executions, time, execs/s, coverage and corpus
+    size per target. Crashes land in target/fuzz/artifacts/<target>/.
+    CI (`cargo xtask test`) runs every target for 20 s.
 
 bench
     Counts, under callgrind, the instructions of one 512-entry PPGTT map
@@ -131,7 +150,8 @@ enum Cmd {
     Boot(Options),
     E2e { timeout: Option<Duration> },
     Iommu { timeout: Option<Duration> },
-    Fuzz { seconds: u64 },
+    Net { timeout: Option<Duration> },
+    Fuzz(checks::FuzzRun),
     Bench { criterion: bool },
     Help,
 }
@@ -163,14 +183,15 @@ fn parse(args: &[String]) -> Result<Cmd> {
                 .map_err(|_| usage(format!("--timeout takes seconds, got `{v}`"))),
             _ => Err(usage("`iommu` takes only `--timeout SECS`".into())),
         },
-        "fuzz" => match rest {
-            [] => Ok(Cmd::Fuzz { seconds: 60 }),
-            [flag, v] if flag == "--seconds" => v
+        "net" => match rest {
+            [] => Ok(Cmd::Net { timeout: None }),
+            [flag, v] if flag == "--timeout" => v
                 .parse()
-                .map(|seconds| Cmd::Fuzz { seconds })
-                .map_err(|_| usage(format!("--seconds takes a number, got `{v}`"))),
-            _ => Err(usage("`fuzz` takes only `--seconds N`".into())),
+                .map(|s| Cmd::Net { timeout: Some(Duration::from_secs(s)) })
+                .map_err(|_| usage(format!("--timeout takes seconds, got `{v}`"))),
+            _ => Err(usage("`net` takes only `--timeout SECS`".into())),
         },
+        "fuzz" => parse_fuzz(rest).map(Cmd::Fuzz),
         "bench" => match rest {
             [] => Ok(Cmd::Bench { criterion: false }),
             [flag] if flag == "--criterion" => Ok(Cmd::Bench { criterion: true }),
@@ -212,6 +233,34 @@ fn parse(args: &[String]) -> Result<Cmd> {
     }
 }
 
+/// `fuzz [--seconds N] [--runs N] [--target NAME]`.
+fn parse_fuzz(rest: &[String]) -> Result<checks::FuzzRun> {
+    let usage = |m: String| Error::Usage(m);
+    let mut run = checks::FuzzRun { seconds: None, runs: None, target: None };
+    let mut it = rest.iter();
+    while let Some(flag) = it.next() {
+        let v = it.next().ok_or_else(|| usage(format!("`{flag}` needs a value")))?;
+        let number =
+            || v.parse::<u64>().map_err(|_| usage(format!("{flag} takes a number, got `{v}`")));
+        match flag.as_str() {
+            "--seconds" => run.seconds = Some(number()?),
+            "--runs" => run.runs = Some(number()?),
+            "--target" if checks::FUZZ_TARGETS.contains(&v.as_str()) => {
+                run.target = Some(v.clone())
+            }
+            "--target" => {
+                let known = checks::FUZZ_TARGETS.join(", ");
+                return Err(usage(format!("no fuzz target `{v}`; the targets are {known}")));
+            }
+            other => return Err(usage(format!("unknown `fuzz` option `{other}`"))),
+        }
+    }
+    if run.seconds.is_none() && run.runs.is_none() {
+        run.seconds = Some(60);
+    }
+    Ok(run)
+}
+
 fn build(paths: &Paths) -> Result<()> {
     let mut p = Progress::new("build", 4);
     let image = image::build(paths, &mut p, false)?;
@@ -237,6 +286,7 @@ fn test(paths: &Paths) -> Result<()> {
     checks::bench(paths, false)?;
     boot::run(paths, &all_stages())?;
     e2e::run(paths, None)?;
+    net::run(paths, None)?;
     iommu::run(paths, None)?;
     println!("[test] all passed in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
@@ -258,7 +308,8 @@ fn main() -> ExitCode {
         Cmd::Test => test(&paths),
         Cmd::E2e { timeout } => e2e::run(&paths, timeout),
         Cmd::Iommu { timeout } => iommu::run(&paths, timeout),
-        Cmd::Fuzz { seconds } => checks::fuzz(&paths, seconds),
+        Cmd::Net { timeout } => net::run(&paths, timeout),
+        Cmd::Fuzz(run) => checks::fuzz_run(&paths, &run).map(|_| ()),
         Cmd::Bench { criterion } => checks::bench(&paths, criterion).map(|_| ()),
     });
     match result {
@@ -310,6 +361,20 @@ mod tests {
     }
 
     #[test]
+    fn fuzz_runs_60_s_unless_told_and_takes_a_run_count_and_one_target() {
+        let Cmd::Fuzz(r) = parse(&args("fuzz")).unwrap() else { panic!() };
+        assert_eq!((r.seconds, r.runs, r.target), (Some(60), None, None));
+        let Cmd::Fuzz(r) = parse(&args("fuzz --runs 1000000 --target service_xenstore")).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!((r.seconds, r.runs), (None, Some(1_000_000)));
+        assert_eq!(r.target.as_deref(), Some("service_xenstore"));
+        let Cmd::Fuzz(r) = parse(&args("fuzz --seconds 5 --runs 9")).unwrap() else { panic!() };
+        assert_eq!((r.seconds, r.runs), (Some(5), Some(9)));
+    }
+
+    #[test]
     fn bad_arguments_are_usage_errors_that_say_what_was_wrong() {
         for (a, want) in [
             ("boot --stage 3", "--stage takes 1 or 2"),
@@ -318,6 +383,10 @@ mod tests {
             ("frob", "unknown command"),
             ("build x", "takes no arguments"),
             ("boot --timeout soon", "seconds"),
+            ("fuzz --target nope", "the targets are ring_decode"),
+            ("fuzz --runs lots", "--runs takes a number"),
+            ("fuzz --seconds", "needs a value"),
+            ("fuzz --jobs 2", "unknown `fuzz` option"),
         ] {
             let e = parse(&args(a)).err().unwrap();
             assert!(matches!(e, Error::Usage(_)));

@@ -21,16 +21,25 @@
 //! 4. A gone guest has no non-scratch entry in its slice or its live roots,
 //!    nothing of it is mapped in the window, and nothing reachable is its.
 //! 5. A live table no declared root reaches holds only scratch entries.
+//!
+//! # What it costs
+//! What is mapped, not the size of the GPU: only GGTT entries that are not
+//! scratch are read (`GpuState::ggtt_set`); a table's non-scratch entries
+//! come from its bytes, cached by the frame's write stamp (`summary`); a
+//! leaf table is judged once per distinct (page, RW) it holds, and a page
+//! once per check. When nothing the checker reads changed since the last
+//! check (the platform's epoch) and the guests are the same, the last
+//! verdict stands.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
-use gtt::types::{Access, BusAddr, DomId, GrantRef, Level, ENTRIES_PER_TABLE, PAGE_SHIFT};
+use gtt::types::{Access, BusAddr, DomId, GrantRef, Level, PAGE_SHIFT};
 use i915_lite::pte::Gen8Pte;
 
 use crate::grants::abi::GTF_readonly;
 use crate::physmap::IommuFault;
-use crate::platform::{Platform, World};
+use crate::platform::{LastCheck, Platform, World};
 use crate::trace::{Location, Space, Violation};
 
 /// What the test says about one guest.
@@ -116,13 +125,35 @@ pub enum Problem {
 
 /// Checks every isolation invariant of the model's current state against
 /// `guests` (see the module documentation). Never panics.
+///
+/// A check is a function of the state and `guests`: when nothing it reads
+/// changed since the last check (the platform's epoch is the same, see
+/// `Platform::world_mut`) and `guests` are the same, the last verdict is
+/// returned again.
 pub fn check_isolation(platform: &Platform, guests: &[GuestView]) -> Result<CheckStats, Problem> {
     let w = platform.world();
+    if let Some(last) = &*w.last_check.borrow() {
+        if last.epoch == w.epoch && last.guests == guests {
+            return last.verdict;
+        }
+    }
+    let verdict = check_now(&w, guests);
+    let last = LastCheck { epoch: w.epoch, guests: guests.to_vec(), verdict };
+    *w.last_check.borrow_mut() = Some(last);
+    verdict
+}
+
+fn check_now(w: &World, guests: &[GuestView]) -> Result<CheckStats, Problem> {
     if let Some(&v) = w.trace.violations.first() {
         return Err(Problem::Violation(v));
     }
-    let mut c =
-        Checker { w: &w, guests, stats: CheckStats::default(), owner_of_table: BTreeMap::new() };
+    let mut c = Checker {
+        w,
+        guests,
+        stats: CheckStats::default(),
+        owner_of_table: BTreeMap::new(),
+        good_leaves: BTreeSet::new(),
+    };
     c.ggtt()?;
     c.ppgtt()?;
     c.orphans()?;
@@ -136,6 +167,10 @@ struct Checker<'a> {
     guests: &'a [GuestView],
     stats: CheckStats,
     owner_of_table: BTreeMap<BusAddr, DomId>,
+    /// `(owner, page, PTE writable)` already judged fine in this check: a
+    /// verdict depends on nothing else, and nothing changes during a check
+    /// (the first bad one ends it, so only good ones are kept).
+    good_leaves: BTreeSet<(DomId, BusAddr, Option<bool>)>,
 }
 
 impl Checker<'_> {
@@ -154,6 +189,22 @@ impl Checker<'_> {
     /// A reachable non-scratch page of `owner`'s; `pte_writable` is the PPGTT
     /// entries' RW (None in the GGTT, which has no RW bit).
     fn leaf(
+        &mut self,
+        at: Location,
+        owner: DomId,
+        page: BusAddr,
+        pte_writable: Option<bool>,
+    ) -> Result<(), Problem> {
+        let key = (owner, page, pte_writable);
+        if self.good_leaves.contains(&key) {
+            return Ok(());
+        }
+        self.judge_leaf(at, owner, page, pte_writable)?;
+        self.good_leaves.insert(key);
+        Ok(())
+    }
+
+    fn judge_leaf(
         &self,
         at: Location,
         owner: DomId,
@@ -180,15 +231,19 @@ impl Checker<'_> {
         Ok(())
     }
 
+    /// Every GGTT entry but the scratch ones (`GpuState::ggtt_set`; the
+    /// scratch entry is present and points at scratch, so skipping it
+    /// changes nothing).
     fn ggtt(&mut self) -> Result<(), Problem> {
-        for (i, &bits) in self.w.gpu.ggtt.iter().enumerate() {
+        for &i in &self.w.gpu.ggtt_set {
+            let bits = self.w.gpu.ggtt[i as usize];
             let pte = Gen8Pte::from_bits(bits);
             let page = BusAddr(pte.addr());
             if !pte.present() || page == self.scratch() {
                 continue;
             }
-            let at = Location::Ggtt { index: i as u32 };
-            match self.slice_owner(i as u32) {
+            let at = Location::Ggtt { index: i };
+            match self.slice_owner(i) {
                 None => return Err(Problem::Unowned { at, page }),
                 Some(g) if g.gone => return Err(Problem::GoneGuestEntry { dom: g.dom, at }),
                 Some(g) => self.leaf(at, g.dom, page, None)?,
@@ -230,7 +285,7 @@ impl Checker<'_> {
     /// The first entry of the table at `table` whose bits are not `bits`.
     fn first_not(&self, table: BusAddr, bits: u64) -> Option<u16> {
         let frame = self.w.table_frame(table)?;
-        (0..ENTRIES_PER_TABLE as u16).find(|&i| self.w.mem.read_u64(frame, i) != bits)
+        self.w.non_scratch(frame, bits).first().map(|&(i, _)| i)
     }
 
     fn walk(
@@ -253,8 +308,22 @@ impl Checker<'_> {
         let Some(frame) = self.w.table_frame(table) else {
             return Ok(());
         };
-        for index in 0..ENTRIES_PER_TABLE as u16 {
-            let pte = Gen8Pte::from_bits(self.w.mem.read_u64(frame, index));
+        // Entries equal to the level's scratch entry are present and lead
+        // to scratch, which the loop skips: only the others are read.
+        let scratch = self.w.gpu.scratch_entry(level).bits();
+        if level == Level::Pt {
+            // A leaf's verdict depends on its page and RW bit only: each
+            // distinct pair is judged once; the loop below runs only to
+            // name the first bad leaf in walk order.
+            let t = self.w.leaf_targets(frame, scratch, self.scratch());
+            let at = Location::Table { table, level, index: 0 };
+            if t.targets.iter().all(|&(page, w)| self.leaf(at, owner, page, Some(w)).is_ok()) {
+                self.stats.ppgtt_leaves += t.leaves;
+                return Ok(());
+            }
+        }
+        for &(index, bits) in self.w.non_scratch(frame, scratch).iter() {
+            let pte = Gen8Pte::from_bits(bits);
             let target = BusAddr(pte.addr());
             if !pte.present() {
                 continue;

@@ -21,7 +21,7 @@
 //! - Writes reach table memory at once; cached translations are dropped only
 //!   by `invalidate`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use gtt::platform::{GpuCaps, GpuTables, MappingCap, TablePage};
 use gtt::types::{Access, BusAddr, Level, ENTRIES_PER_TABLE, PAGE_SHIFT};
@@ -47,12 +47,20 @@ pub(crate) struct TlbEntry {
     pub writable: bool,
 }
 
+#[derive(Clone)]
 pub(crate) struct GpuState {
     pub scratch_page: BusAddr,
     /// Scratch tables for `Level::Pt`, `Level::Pd`, `Level::Pdp`.
     pub scratch_tables: [(BusAddr, FrameId); 3],
+    /// Written only through [`GpuState::put_ggtt`], which keeps `ggtt_set`.
     pub ggtt: Vec<u64>,
+    /// The indexes of the GGTT entries that are not the scratch entry (so
+    /// that looking at every mapped entry costs what is mapped, not the
+    /// size of the GGTT).
+    pub ggtt_set: BTreeSet<u32>,
     pub tables: BTreeMap<u32, TableInfo>,
+    /// The id of the live table at each backend gfn (`None`: no table there).
+    pub table_at_gfn: Vec<Option<u32>>,
     /// Free table-pool gfns, lowest last (popped first).
     pub pool: Vec<u64>,
     pub next_id: u32,
@@ -91,9 +99,28 @@ impl GpuState {
         Gen8Pte::ggtt(self.scratch_page.0).expect("scratch lives in backend RAM")
     }
 
+    /// Writes GGTT entry `index` (false, and nothing written, beyond the GGTT).
+    pub fn put_ggtt(&mut self, index: u32, bits: u64) -> bool {
+        let scratch = self.scratch_ggtt().bits();
+        let Some(slot) = self.ggtt.get_mut(index as usize) else {
+            return false;
+        };
+        *slot = bits;
+        if bits == scratch {
+            self.ggtt_set.remove(&index);
+        } else {
+            self.ggtt_set.insert(index);
+        }
+        true
+    }
+
     /// The live table whose page is at `bus`.
     pub fn table_at_bus(&self, bus: BusAddr) -> Option<&TableInfo> {
-        self.tables.values().find(|t| t.page.bus == bus)
+        if !bus.0.is_multiple_of(1 << PAGE_SHIFT) {
+            return None;
+        }
+        let id = (*self.table_at_gfn.get(usize::try_from(bus.frame()).ok()?)?)?;
+        self.tables.get(&id)
     }
 
     /// Whether `bus` is the scratch table of the level below `level`.
@@ -119,7 +146,9 @@ impl World {
             scratch_page: at(1),
             scratch_tables: tables,
             ggtt: Vec::new(),
+            ggtt_set: BTreeSet::new(),
             tables: BTreeMap::new(),
+            table_at_gfn: vec![None; pool_end as usize],
             pool: (5..pool_end).rev().collect(),
             next_id: 0,
             tlb: BTreeMap::new(),
@@ -134,8 +163,13 @@ impl World {
     }
 
     fn fill_table(&mut self, frame: FrameId, e: Gen8Pte) {
-        for i in 0..ENTRIES_PER_TABLE as u16 {
-            self.mem.write_u64(frame, i, e.bits());
+        let page = self.mem.page_mut(frame);
+        page[..8].copy_from_slice(&e.bits().to_le_bytes());
+        let mut done = 8;
+        while done < page.len() {
+            let n = done.min(page.len() - done);
+            page.copy_within(..n, done);
+            done += n;
         }
     }
 
@@ -186,16 +220,12 @@ impl World {
     }
 
     fn write_ggtt(&mut self, index: u32, e: Gen8Pte) -> bool {
-        match self.gpu.ggtt.get_mut(index as usize) {
-            Some(slot) => {
-                *slot = e.bits();
-                self.trace.counters.ggtt_writes += 1;
-                true
-            }
-            None => {
-                self.trace.violation(Violation::GgttIndexOutOfRange { index });
-                false
-            }
+        if self.gpu.put_ggtt(index, e.bits()) {
+            self.trace.counters.ggtt_writes += 1;
+            true
+        } else {
+            self.trace.violation(Violation::GgttIndexOutOfRange { index });
+            false
         }
     }
 
@@ -204,8 +234,7 @@ impl World {
             return;
         };
         let scratch = self.gpu.scratch_entry(info.level).bits();
-        let dirty =
-            (0..ENTRIES_PER_TABLE as u16).find(|&i| self.mem.read_u64(info.frame, i) != scratch);
+        let dirty = self.non_scratch(info.frame, scratch).first().map(|&(i, _)| i);
         if let Some(index) = dirty {
             self.trace.violation(Violation::FreedTableNotClear { table, index });
         }
@@ -213,6 +242,7 @@ impl World {
             self.trace.violation(Violation::FreedTableStillReferenced { table, entry });
         }
         self.gpu.tables.remove(&table.id);
+        self.gpu.table_at_gfn[table.bus.frame() as usize] = None;
         self.gpu.pool.push(table.bus.frame());
         self.trace.counters.table_frees += 1;
         self.trace.event(Event::TableFree { table });
@@ -267,6 +297,7 @@ impl GpuTables for ModelGpu {
         let e = w.gpu.scratch_entry(level);
         w.fill_table(frame, e);
         w.gpu.tables.insert(id, TableInfo { page, frame, level });
+        w.gpu.table_at_gfn[gfn as usize] = Some(id);
         w.trace.counters.table_allocs += 1;
         w.trace.event(Event::TableAlloc { table: page, level });
         Some(page)
@@ -359,6 +390,15 @@ impl GpuTables for ModelGpu {
 }
 
 impl ModelGpu {
+    /// A workload that touches everything mapped: the GPU translates every
+    /// present GGTT entry and every leaf reachable from every live PML4
+    /// table (read from the tables' bytes), so each translation is in the
+    /// TLB. Returns how many translations it added to the TLB (0: it held
+    /// them all, and nothing changed).
+    pub fn touch_all(&self) -> usize {
+        self.platform.touch_all()
+    }
+
     /// Translates `va` in `space` as the GPU would (TLB first, then a walk
     /// that reads the tables through the IOMMU), without touching the page.
     pub fn gpu_translate(
@@ -435,10 +475,9 @@ impl ModelGpu {
     /// driver interface (returns false if out of range).
     pub fn inject_ggtt(&self, index: u32, pte: Gen8Pte) -> bool {
         let mut w = self.platform.world_mut();
-        let Some(slot) = w.gpu.ggtt.get_mut(index as usize) else {
+        if !w.gpu.put_ggtt(index, pte.bits()) {
             return false;
-        };
-        *slot = pte.bits();
+        }
         w.trace.event(Event::Injected { at: Location::Ggtt { index }, bits: pte.bits() });
         true
     }

@@ -113,7 +113,7 @@ pub struct ActiveGrant {
     pub pins_rw: u32,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct GrantTable {
     pub shared: Vec<GrantEntryV1>,
     pub active: BTreeMap<u32, ActiveGrant>,

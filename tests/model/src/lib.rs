@@ -38,6 +38,7 @@ pub mod grants;
 pub mod memory;
 pub mod physmap;
 pub mod platform;
+mod summary;
 pub mod trace;
 pub mod walk;
 
@@ -49,6 +50,6 @@ pub use gpu::ModelGpu;
 pub use grants::{ActiveGrant, GrantEntryV1, GrantError};
 pub use memory::{DomainState, FrameId, Gfn, MemError, PAGE_SIZE};
 pub use physmap::{IommuFault, ModelMapper, WindowMapping};
-pub use platform::{ConfigError, Guest, Platform, PlatformConfig};
+pub use platform::{ConfigError, Guest, Platform, PlatformConfig, Snapshot};
 pub use trace::{Counters, Event, Location, Space, Violation};
 pub use walk::{GpuFault, Hit, Translation};

@@ -6,6 +6,10 @@
 //!   (a destroyed domain's frames stay in the store, unreachable through any p2m
 //!   but its own), so a `FrameId` never changes meaning.
 //! - Byte accesses are bounds-checked and return [`MemError`]; none panics.
+//! - Every frame carries a write stamp, taken from one counter that only
+//!   grows, and renewed by every access that can change its bytes: equal
+//!   stamps mean equal bytes (caches of what a frame holds key on it, and a
+//!   restored frame gets back the stamp it had).
 
 use std::collections::BTreeMap;
 
@@ -47,14 +51,19 @@ pub enum MemError {
     OutOfPage { offset: usize, len: usize },
 }
 
+#[derive(Clone)]
 pub(crate) struct Frame {
     pub owner: DomId,
     pub bytes: Box<[u8; PAGE_SIZE]>,
+    /// The write stamp: the value of [`Memory::clock`] at the last access
+    /// that could change `bytes`.
+    pub stamp: u64,
 }
 
+#[derive(Clone)]
 pub(crate) struct DomainMem {
-    pub p2m: BTreeMap<u64, FrameId>,
-    pub next_gfn: u64,
+    /// `p2m[gfn]`: gfns are handed out from 0 up and never taken back.
+    pub p2m: Vec<FrameId>,
     pub state: DomainState,
 }
 
@@ -63,6 +72,15 @@ pub(crate) struct DomainMem {
 pub(crate) struct Memory {
     frames: Vec<Frame>,
     pub domains: BTreeMap<DomId, DomainMem>,
+    /// Source of write stamps; never goes back, not even on a restore.
+    clock: u64,
+}
+
+/// The frames and p2ms as they were at [`Memory::snapshot`].
+#[derive(Clone)]
+pub(crate) struct MemorySnapshot {
+    frames: Vec<Frame>,
+    domains: BTreeMap<DomId, DomainMem>,
 }
 
 impl Memory {
@@ -70,10 +88,7 @@ impl Memory {
         if self.domains.contains_key(&dom) {
             return Err(MemError::DomainExists(dom));
         }
-        self.domains.insert(
-            dom,
-            DomainMem { p2m: BTreeMap::new(), next_gfn: 0, state: DomainState::Running },
-        );
+        self.domains.insert(dom, DomainMem { p2m: Vec::new(), state: DomainState::Running });
         Ok(())
     }
 
@@ -85,12 +100,12 @@ impl Memory {
         let mut out = Vec::with_capacity(count as usize);
         for _ in 0..count {
             let frame = FrameId(self.frames.len() as u32);
-            self.frames.push(Frame { owner: dom, bytes: Box::new([0; PAGE_SIZE]) });
+            self.clock += 1;
+            let stamp = self.clock;
+            self.frames.push(Frame { owner: dom, bytes: Box::new([0; PAGE_SIZE]), stamp });
             let d = self.domains.get_mut(&dom).expect("checked above");
-            let gfn = d.next_gfn;
-            d.next_gfn += 1;
-            d.p2m.insert(gfn, frame);
-            out.push(Gfn(gfn));
+            out.push(Gfn(d.p2m.len() as u64));
+            d.p2m.push(frame);
         }
         Ok(out)
     }
@@ -101,7 +116,8 @@ impl Memory {
 
     pub fn frame_of(&self, dom: DomId, gfn: Gfn) -> Result<FrameId, MemError> {
         let d = self.domains.get(&dom).ok_or(MemError::NoSuchDomain(dom))?;
-        d.p2m.get(&gfn.0).copied().ok_or(MemError::NoSuchGfn { dom, gfn })
+        let at = usize::try_from(gfn.0).ok();
+        at.and_then(|i| d.p2m.get(i)).copied().ok_or(MemError::NoSuchGfn { dom, gfn })
     }
 
     pub fn owner(&self, frame: FrameId) -> Option<DomId> {
@@ -112,8 +128,49 @@ impl Memory {
         &self.frames[frame.0 as usize].bytes
     }
 
+    /// The bytes of `frame` for writing: renews its write stamp.
     pub fn page_mut(&mut self, frame: FrameId) -> &mut [u8; PAGE_SIZE] {
-        &mut self.frames[frame.0 as usize].bytes
+        self.clock += 1;
+        let f = &mut self.frames[frame.0 as usize];
+        f.stamp = self.clock;
+        &mut f.bytes
+    }
+
+    /// The write stamp of `frame` (see the module invariants).
+    pub fn stamp(&self, frame: FrameId) -> u64 {
+        self.frames[frame.0 as usize].stamp
+    }
+
+    /// A copy of every frame and p2m, to come back to with [`Memory::restore`].
+    pub fn snapshot(&self) -> MemorySnapshot {
+        MemorySnapshot { frames: self.frames.clone(), domains: self.domains.clone() }
+    }
+
+    /// Puts every frame and p2m back as it was at `snap`: frames made since
+    /// are dropped, and only frames whose stamp changed are copied back (a
+    /// restored frame gets its old stamp back, which names its old bytes).
+    pub fn restore(&mut self, snap: &MemorySnapshot) {
+        self.frames.truncate(snap.frames.len());
+        for (f, s) in self.frames.iter_mut().zip(&snap.frames) {
+            if f.stamp != s.stamp {
+                f.bytes.copy_from_slice(&s.bytes[..]);
+                f.stamp = s.stamp;
+                f.owner = s.owner;
+            }
+        }
+        let have = self.frames.len();
+        self.frames.extend_from_slice(&snap.frames[have..]);
+        let same_domains = self.domains.len() == snap.domains.len()
+            && self.domains.keys().zip(snap.domains.keys()).all(|(a, b)| a == b);
+        if same_domains {
+            // Reuses every p2m's allocation (this runs once per fuzz input).
+            for (d, s) in self.domains.values_mut().zip(snap.domains.values()) {
+                d.p2m.clone_from(&s.p2m);
+                d.state = s.state;
+            }
+        } else {
+            self.domains.clone_from(&snap.domains);
+        }
     }
 
     pub fn read(&self, frame: FrameId, offset: usize, buf: &mut [u8]) -> Result<(), MemError> {

@@ -53,10 +53,12 @@ pub struct WindowMapping {
     pub access: Access,
 }
 
+#[derive(Clone)]
 pub(crate) struct Physmap {
     pub ram_pages: u64,
     pub window_base: u64,
-    pub slots: Vec<Option<u32>>,
+    /// What each window slot holds (the same mapping as in `maptrack`).
+    pub slots: Vec<Option<WindowMapping>>,
     pub maptrack: BTreeMap<u32, WindowMapping>,
     pub next_handle: u32,
 }
@@ -75,8 +77,7 @@ impl Physmap {
     /// The mapping in the window slot holding `gfn`, if any.
     pub fn mapping_at(&self, gfn: u64) -> Option<&WindowMapping> {
         let slot = gfn.checked_sub(self.window_base)?;
-        let handle = (*self.slots.get(usize::try_from(slot).ok()?)?)?;
-        self.maptrack.get(&handle)
+        self.slots.get(usize::try_from(slot).ok()?)?.as_ref()
     }
 }
 
@@ -111,11 +112,10 @@ impl World {
         let handle = self.physmap.next_handle;
         self.physmap.next_handle += 1;
         let bus = BusAddr((self.physmap.window_base + slot as u64) << PAGE_SHIFT);
-        self.physmap.slots[slot] = Some(handle);
-        self.physmap.maptrack.insert(
-            handle,
-            WindowMapping { bus, handle, dom: req.dom, gref: req.gref, frame, access: req.access },
-        );
+        let wm =
+            WindowMapping { bus, handle, dom: req.dom, gref: req.gref, frame, access: req.access };
+        self.physmap.slots[slot] = Some(wm);
+        self.physmap.maptrack.insert(handle, wm);
         Ok(GrantMapping { bus, handle })
     }
 

@@ -9,14 +9,16 @@
 use std::cell::{Ref, RefCell, RefMut};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use gtt::types::{BusAddr, DomId, GrantRef, PAGE_SHIFT, PAGE_SIZE};
 
 use crate::gpu::{GpuState, ModelGpu};
 use crate::grants::abi::GNTST_bad_copy_arg;
 use crate::grants::{ActiveGrant, GrantEntryV1, GrantError, GrantTable};
-use crate::memory::{in_page, DomainState, FrameId, Gfn, MemError, Memory};
+use crate::memory::{in_page, DomainState, FrameId, Gfn, MemError, Memory, MemorySnapshot};
 use crate::physmap::{IommuFault, ModelMapper, Physmap, WindowMapping};
+use crate::summary::Summaries;
 use crate::trace::{Counters, Event, Trace, Violation};
 
 /// Sizes and placement of the model.
@@ -62,6 +64,8 @@ pub enum ConfigError {
 }
 
 pub(crate) struct World {
+    /// Which platform this is (a snapshot goes back only to its own).
+    pub id: u64,
     pub cfg: PlatformConfig,
     pub mem: Memory,
     pub grants: BTreeMap<DomId, GrantTable>,
@@ -69,6 +73,36 @@ pub(crate) struct World {
     pub gpu: GpuState,
     pub next_backend_page: u64,
     pub trace: Trace,
+    /// Non-scratch entries of table pages, by write stamp (`summary`).
+    pub summaries: RefCell<Summaries>,
+    /// Counts the borrows that may have changed what the isolation checker
+    /// reads (every mutable borrow but [`Platform::world_mut_unseen`]'s).
+    pub epoch: u64,
+    /// The last check: its epoch, the views it was given, its verdict.
+    pub last_check: RefCell<Option<LastCheck>>,
+    /// The epoch after the last `touch_all` (the TLB held everything then).
+    pub last_touch: Option<u64>,
+}
+
+/// A verdict of `check_isolation`, valid while the epoch stays the same.
+pub(crate) struct LastCheck {
+    pub epoch: u64,
+    pub guests: Vec<crate::GuestView>,
+    pub verdict: Result<crate::CheckStats, crate::Problem>,
+}
+
+/// Every platform's [`World::id`].
+static NEXT_WORLD: AtomicU64 = AtomicU64::new(0);
+
+/// A whole platform's state at one moment ([`Platform::snapshot`]).
+pub struct Snapshot {
+    world: u64,
+    mem: MemorySnapshot,
+    grants: BTreeMap<DomId, GrantTable>,
+    physmap: Physmap,
+    gpu: GpuState,
+    next_backend_page: u64,
+    trace: Trace,
 }
 
 /// The whole model: domains, Xen, the backend's physmap and IOMMU, the GPU.
@@ -105,6 +139,7 @@ impl Platform {
         let physmap =
             Physmap::new(u64::from(cfg.backend_ram_pages), cfg.window_base_gfn, cfg.window_pages);
         let mut world = World {
+            id: NEXT_WORLD.fetch_add(1, Ordering::Relaxed),
             cfg,
             mem,
             grants: BTreeMap::new(),
@@ -113,13 +148,19 @@ impl Platform {
                 scratch_page: BusAddr(0),
                 scratch_tables: [(BusAddr(0), FrameId(0)); 3],
                 ggtt: Vec::new(),
+                ggtt_set: Default::default(),
                 tables: BTreeMap::new(),
+                table_at_gfn: Vec::new(),
                 pool: Vec::new(),
                 next_id: 0,
                 tlb: BTreeMap::new(),
             },
             next_backend_page: 0,
             trace: Trace::default(),
+            summaries: RefCell::default(),
+            epoch: 0,
+            last_check: RefCell::default(),
+            last_touch: None,
         };
         world.init_gpu();
         Ok(Platform(Rc::new(RefCell::new(world))))
@@ -129,8 +170,67 @@ impl Platform {
         self.0.borrow()
     }
 
+    /// The world, to change: a new [`World::epoch`] (whatever the caller
+    /// changes, the isolation checker looks again).
     pub(crate) fn world_mut(&self) -> RefMut<'_, World> {
+        let mut w = self.0.borrow_mut();
+        w.epoch += 1;
+        w
+    }
+
+    /// See [`ModelGpu::touch_all`]. Nothing to do if nothing changed since
+    /// the last touch; a new epoch only if the TLB grew.
+    pub(crate) fn touch_all(&self) -> usize {
+        let mut w = self.world_mut_unseen();
+        if w.last_touch == Some(w.epoch) {
+            return 0;
+        }
+        let added = w.touch_all();
+        if added > 0 {
+            w.epoch += 1;
+        }
+        w.last_touch = Some(w.epoch);
+        added
+    }
+
+    /// The world, for a change the isolation checker cannot see: bytes of
+    /// guest frames (it reads only table pages, which are backend RAM, and
+    /// frame owners, which never change). Keeps the epoch.
+    fn world_mut_unseen(&self) -> RefMut<'_, World> {
         self.0.borrow_mut()
+    }
+
+    /// Everything the platform holds now (memory, domains, grant tables,
+    /// the backend's physmap, the GPU and its TLB, the trace), to come back
+    /// to with [`Platform::restore`]. Costs a copy of every frame once.
+    pub fn snapshot(&self) -> Snapshot {
+        let w = self.world();
+        Snapshot {
+            world: w.id,
+            mem: w.mem.snapshot(),
+            grants: w.grants.clone(),
+            physmap: w.physmap.clone(),
+            gpu: w.gpu.clone(),
+            next_backend_page: w.next_backend_page,
+            trace: w.trace.clone(),
+        }
+    }
+
+    /// Puts the platform back exactly as it was at `snap` (taken from this
+    /// platform; every handle stays valid). Costs the frames written since,
+    /// not the whole memory: a fuzz target resets with it between inputs.
+    ///
+    /// # Panics
+    /// If `snap` is another platform's (a test bug, not a guest's input).
+    pub fn restore(&self, snap: &Snapshot) {
+        let mut w = self.world_mut();
+        assert_eq!(w.id, snap.world, "a snapshot of another platform");
+        w.mem.restore(&snap.mem);
+        w.grants.clone_from(&snap.grants);
+        w.physmap.clone_from(&snap.physmap);
+        w.gpu.clone_from(&snap.gpu);
+        w.next_backend_page = snap.next_backend_page;
+        w.trace.clone_from(&snap.trace);
     }
 
     /// The configuration.
@@ -188,7 +288,7 @@ impl Platform {
     /// through its p2m (the same table the IOMMU enforces).
     pub fn bus_read(&self, bus: BusAddr, buf: &mut [u8]) -> Result<(), IommuFault> {
         let w = self.world();
-        for (addr, range) in spans(bus.0, buf.len()) {
+        for (addr, range) in Spans::new(bus.0, buf.len()) {
             let frame = w.iommu_translate(BusAddr(addr), false)?;
             let off = (addr % PAGE_SIZE) as usize;
             buf[range.clone()].copy_from_slice(&w.mem.page(frame)[off..off + range.len()]);
@@ -199,12 +299,18 @@ impl Platform {
     /// The backend CPU writes `bytes` at `bus` (may span pages). Nothing is
     /// written if any page refuses.
     pub fn bus_write(&self, bus: BusAddr, bytes: &[u8]) -> Result<(), IommuFault> {
-        let mut w = self.world_mut();
-        let mut frames = Vec::new();
-        for (addr, range) in spans(bus.0, bytes.len()) {
-            frames.push((w.iommu_translate(BusAddr(addr), true)?, addr, range));
+        let mut w = self.world_mut_unseen();
+        let mut ram = false;
+        for (addr, _) in Spans::new(bus.0, bytes.len()) {
+            w.iommu_translate(BusAddr(addr), true)?;
+            ram |= addr >> PAGE_SHIFT < w.physmap.ram_pages;
         }
-        for (frame, addr, range) in frames {
+        if ram {
+            // The backend's own RAM holds the page tables.
+            w.epoch += 1;
+        }
+        for (addr, range) in Spans::new(bus.0, bytes.len()) {
+            let frame = w.iommu_translate(BusAddr(addr), true)?;
             let off = (addr % PAGE_SIZE) as usize;
             w.mem.page_mut(frame)[off..off + range.len()].copy_from_slice(&bytes[range]);
         }
@@ -221,7 +327,7 @@ impl Platform {
         offset: usize,
         out: &mut [u8],
     ) -> Result<(), i16> {
-        let mut w = self.world_mut();
+        let mut w = self.world_mut_unseen();
         let range = in_page(offset, out.len()).map_err(|_| GNTST_bad_copy_arg)?;
         let backend = w.cfg.backend;
         let frame = w.xen_copy_frame(backend, dom, gref, false)?;
@@ -240,7 +346,8 @@ impl Platform {
         offset: usize,
         data: &[u8],
     ) -> Result<(), i16> {
-        let mut w = self.world_mut();
+        // Into a guest's page: bytes the checker does not read.
+        let mut w = self.world_mut_unseen();
         let range = in_page(offset, data.len()).map_err(|_| GNTST_bad_copy_arg)?;
         let backend = w.cfg.backend;
         let frame = w.xen_copy_frame(backend, dom, gref, true)?;
@@ -307,17 +414,32 @@ impl Platform {
 
 /// `(page-aligned-or-not address, range in the caller's buffer)` per page
 /// touched by `len` bytes at `addr`.
-fn spans(addr: u64, len: usize) -> Vec<(u64, core::ops::Range<usize>)> {
-    let mut out = Vec::new();
-    let mut done = 0;
-    while done < len {
-        let a = addr + done as u64;
-        let room = (PAGE_SIZE - a % PAGE_SIZE) as usize;
-        let n = room.min(len - done);
-        out.push((a, done..done + n));
-        done += n;
+struct Spans {
+    addr: u64,
+    len: usize,
+    done: usize,
+}
+
+impl Spans {
+    fn new(addr: u64, len: usize) -> Spans {
+        Spans { addr, len, done: 0 }
     }
-    out
+}
+
+impl Iterator for Spans {
+    type Item = (u64, core::ops::Range<usize>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done >= self.len {
+            return None;
+        }
+        let a = self.addr + self.done as u64;
+        let room = (PAGE_SIZE - a % PAGE_SIZE) as usize;
+        let n = room.min(self.len - self.done);
+        let range = self.done..self.done + n;
+        self.done += n;
+        Some((a, range))
+    }
 }
 
 /// A guest domain, seen from inside (its memory and its grant table).
@@ -352,7 +474,7 @@ impl Guest {
 
     /// Writes `bytes` at `offset` of page `gfn`.
     pub fn write(&self, gfn: Gfn, offset: usize, bytes: &[u8]) -> Result<(), MemError> {
-        let mut w = self.platform.world_mut();
+        let mut w = self.platform.world_mut_unseen();
         let f = w.mem.frame_of(self.dom, gfn)?;
         w.mem.write(f, offset, bytes)
     }

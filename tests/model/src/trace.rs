@@ -143,7 +143,7 @@ pub struct Counters {
     pub tlb_misses: u64,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub(crate) struct Trace {
     pub events: Vec<Event>,
     pub violations: Vec<Violation>,

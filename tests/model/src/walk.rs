@@ -199,6 +199,60 @@ impl World {
         })
     }
 
+    /// See [`crate::ModelGpu::touch_all`].
+    pub(crate) fn touch_all(&mut self) -> usize {
+        let ggtt: Vec<u32> = self.gpu.ggtt_set.iter().copied().collect();
+        let mut vas: Vec<(Space, u64)> =
+            ggtt.into_iter().map(|i| (Space::Ggtt, u64::from(i) << PAGE_SHIFT)).collect();
+        let roots: Vec<BusAddr> = self
+            .gpu
+            .tables
+            .values()
+            .filter(|t| t.level == Level::Pml4)
+            .map(|t| t.page.bus)
+            .collect();
+        for root in roots {
+            let mut seen = Vec::new();
+            self.leaves(root, root, Level::Pml4, 0, &mut seen, &mut vas);
+        }
+        let before = self.gpu.tlb.len();
+        for &(space, va) in &vas {
+            let _ = self.gpu_translate(space, va, false);
+        }
+        self.gpu.tlb.len() - before
+    }
+
+    /// The virtual addresses of the present leaves below `table` (a live
+    /// table of `level` mapping `base`), scratch aside; `seen` guards
+    /// against tables reachable twice.
+    fn leaves(
+        &self,
+        root: BusAddr,
+        table: BusAddr,
+        level: Level,
+        base: u64,
+        seen: &mut Vec<BusAddr>,
+        out: &mut Vec<(Space, u64)>,
+    ) {
+        let Some(t) = self.gpu.table_at_bus(table).copied() else { return };
+        if t.level != level || seen.contains(&table) {
+            return;
+        }
+        seen.push(table);
+        let scratch = self.gpu.scratch_entry(level).bits();
+        for &(index, bits) in self.non_scratch(t.frame, scratch).iter() {
+            let pte = Gen8Pte::from_bits(bits);
+            if !pte.present() {
+                continue;
+            }
+            let va = base | (u64::from(index) << level.shift());
+            match level.below() {
+                None => out.push((Space::Ppgtt { root }, va)),
+                Some(below) => self.leaves(root, BusAddr(pte.addr()), below, va, seen, out),
+            }
+        }
+    }
+
     /// TLB entries whose page is backend gfn `gfn`.
     pub(crate) fn gpu_tlb_refs(&self, gfn: u64) -> Vec<Location> {
         let hits = self.gpu.tlb.iter().filter(|(_, e)| e.page.frame() == gfn);
@@ -206,15 +260,23 @@ impl World {
     }
 
     /// Present GGTT entries and entries of live or scratch tables whose
-    /// address is backend gfn `gfn`.
+    /// address is backend gfn `gfn`. Where the scratch entry does not point
+    /// at `gfn` (always, but for the scratch pages themselves), only the
+    /// entries that are not scratch are looked at.
     pub(crate) fn gpu_entry_refs(&self, gfn: u64) -> Vec<Location> {
         let points = |bits: u64| {
             let p = Gen8Pte::from_bits(bits);
             p.present() && p.addr() >> PAGE_SHIFT == gfn
         };
-        let mut out: Vec<Location> = (0..self.gpu.ggtt.len())
-            .filter(|&i| points(self.gpu.ggtt[i]))
-            .map(|i| Location::Ggtt { index: i as u32 })
+        let indexes: Vec<u32> = if points(self.gpu.scratch_ggtt().bits()) {
+            (0..self.gpu.ggtt.len() as u32).collect()
+        } else {
+            self.gpu.ggtt_set.iter().copied().collect()
+        };
+        let mut out: Vec<Location> = indexes
+            .into_iter()
+            .filter(|&i| points(self.gpu.ggtt[i as usize]))
+            .map(|index| Location::Ggtt { index })
             .collect();
         let live = self.gpu.tables.values().map(|t| (t.page.bus, t.frame, t.level));
         let scratch = [Level::Pt, Level::Pd, Level::Pdp]
@@ -222,9 +284,18 @@ impl World {
             .zip(self.gpu.scratch_tables)
             .map(|(l, (b, f))| (b, f, l));
         for (table, frame, level) in live.chain(scratch) {
-            for index in 0..ENTRIES_PER_TABLE as u16 {
-                if points(self.mem.read_u64(frame, index)) {
-                    out.push(Location::Table { table, level, index });
+            let scratch = self.gpu.scratch_entry(level).bits();
+            if points(scratch) {
+                for index in 0..ENTRIES_PER_TABLE as u16 {
+                    if points(self.mem.read_u64(frame, index)) {
+                        out.push(Location::Table { table, level, index });
+                    }
+                }
+            } else {
+                for &(index, bits) in self.non_scratch(frame, scratch).iter() {
+                    if points(bits) {
+                        out.push(Location::Table { table, level, index });
+                    }
                 }
             }
         }

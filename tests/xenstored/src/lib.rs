@@ -12,4 +12,4 @@ pub mod socket;
 pub mod tree;
 pub mod xenstored;
 
-pub use xenstored::{Conn, Counters, Model, Xenstored};
+pub use xenstored::{Conn, Counters, Model, Snapshot, Xenstored};

@@ -28,12 +28,14 @@ use crate::tree::{is_under, Change, Op, Tree};
 type Hook = Box<dyn FnMut(&mut Model) + Send>;
 type OnceHook = Box<dyn FnOnce(&mut Model) + Send>;
 
+#[derive(Clone)]
 struct ConnState {
     domid: DomId,
     watches: Vec<(String, String)>,
     out: VecDeque<u8>,
 }
 
+#[derive(Clone)]
 struct Tx {
     conn: usize,
     snapshot: Tree,
@@ -53,6 +55,7 @@ pub struct Counters {
 }
 
 /// The store, as hooks see it: read and write as any domain, outside transactions.
+#[derive(Clone)]
 pub struct Model {
     pub tree: Tree,
     conns: Vec<ConnState>,
@@ -145,6 +148,9 @@ struct Shared {
     before_commit: VecDeque<OnceHook>,
 }
 
+/// A copy of the store ([`Xenstored::snapshot`]).
+pub struct Snapshot(Model);
+
 /// The daemon; clone it to share it between connections and tests.
 #[derive(Clone)]
 pub struct Xenstored {
@@ -182,6 +188,20 @@ impl Xenstored {
     /// Runs `f` on the store.
     pub fn with<R>(&self, f: impl FnOnce(&mut Model) -> R) -> R {
         f(&mut self.lock().model)
+    }
+
+    /// The whole store as it is now: nodes, connections (their watches and
+    /// unread replies and events), open transactions, counters. Hooks are
+    /// not part of it.
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot(self.lock().model.clone())
+    }
+
+    /// Puts the store back as it was at `snap`. Connections made since are
+    /// forgotten (their `Conn`s must not be used again); the next
+    /// [`Xenstored::connect`] gets the id it would have got then.
+    pub fn restore(&self, snap: &Snapshot) {
+        self.lock().model.clone_from(&snap.0);
     }
 
     /// A new connection of domain `domid`.
@@ -498,5 +518,36 @@ impl xenbus::std_io::Bounded for Conn {
     }
     fn describe(err: &io::Error) -> String {
         err.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use xenbus::wire::TxId;
+    use xenbus::Client;
+
+    use super::{Conn, Xenstored};
+
+    #[test]
+    fn restore_brings_back_nodes_watches_pending_output_and_connection_ids() {
+        let xs = Xenstored::new();
+        xs.add_domain(1, "gpu-dom");
+        let mut watcher: Client<Conn> = Client::new(xs.connect(0));
+        watcher.watch("/local/domain/1/data", "tok").unwrap();
+        assert!(watcher.poll_event().unwrap().is_some(), "a new watch fires once");
+        let snap = xs.snapshot();
+
+        let mut late: Client<Conn> = Client::new(xs.connect(1));
+        late.write(TxId::NONE, "data/x", b"1").unwrap();
+        let late_id = late.transport().id();
+        xs.restore(&snap);
+        assert_eq!(xs.read("/local/domain/1/data/x"), None);
+        let mut again: Client<Conn> = Client::new(xs.connect(1));
+        assert_eq!(again.transport().id(), late_id, "the id it got after the snapshot");
+        // The event of the forgotten write is gone; the watch still fires.
+        again.write(TxId::NONE, "data/y", b"2").unwrap();
+        let ev = watcher.poll_event().unwrap().expect("the restored watch fires");
+        assert_eq!((ev.path(), ev.token()), ("/local/domain/1/data/y", "tok"));
+        assert!(watcher.poll_event().unwrap().is_none());
     }
 }

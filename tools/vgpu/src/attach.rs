@@ -190,6 +190,13 @@ pub fn attach<T: Bounded>(xs: &mut Store<T>, args: &AttachArgs) -> Result<Attach
             }
             xs.set_perms(tx, &node.path, &node.perms)?;
         }
+        // The guest's name, for gpu-dom's metrics (it cannot read the
+        // guest's own `name`).
+        if let Some(name) = &guest.name {
+            let path = format!("{}/{}", device.backend_dir(), gpuif::keys::GUEST_NAME);
+            xs.write(tx, &path, name)?;
+            xs.set_perms(tx, &path, &device.backend_perms())?;
+        }
         let note = (!published).then(|| {
             format!(
                 "{} has not published {}; assumed a GGTT of {total} entries",

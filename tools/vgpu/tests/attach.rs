@@ -27,6 +27,7 @@ fn attach_writes_exactly_the_libxl_style_layout_with_those_permissions_in_one_tr
             r#"/local/domain/1/backend/vgpu/5/0 = "" (n1 r5)"#,
             r#"/local/domain/1/backend/vgpu/5/0/frontend = "/local/domain/5/device/vgpu/0" (n1 r5)"#,
             r#"/local/domain/1/backend/vgpu/5/0/frontend-id = "5" (n1 r5)"#,
+            r#"/local/domain/1/backend/vgpu/5/0/guest-name = "guest1" (n1 r5)"#,
             r#"/local/domain/1/backend/vgpu/5/0/limits = "" (n0 r1 r5)"#,
             r#"/local/domain/1/backend/vgpu/5/0/limits/ggtt-base = "0" (n0 r1 r5)"#,
             r#"/local/domain/1/backend/vgpu/5/0/limits/ggtt-entries = "4096" (n0 r1 r5)"#,

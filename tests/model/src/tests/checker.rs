@@ -230,3 +230,67 @@ fn writable_ppgtt_leaf_to_a_writable_grant_passes_and_leaf_ppat_is_ignored() {
     s.r.gpu.inject_table_entry(t[3].bus, 7, uncached);
     assert_eq!(s.check().map(|st| st.ppgtt_leaves), Ok(3));
 }
+
+#[test]
+fn table_bytes_rewritten_behind_the_drivers_back_after_a_check_are_seen_by_the_next() {
+    // The checker caches what each table holds by the frame's write stamp:
+    // a stray write by the backend CPU into its own RAM renews the stamp.
+    let s = scene();
+    assert!(s.check().is_ok());
+    let leaf = s.a_tables[3].bus;
+    let ram = BusAddr(50 << 12);
+    let pte = Gen8Pte::leaf(ram.0, false, Ppat::CACHED).unwrap();
+    s.r.p.bus_write(BusAddr(leaf.0 + 9 * 8), &pte.bits().to_le_bytes()).unwrap();
+    let va = (VA & !0x1f_f000) | (9 << 12);
+    let at = Location::Ppgtt { root: s.a_tables[0].bus, va };
+    assert_eq!(s.check(), Err(Problem::NotAGrant { at, owner: A, page: ram }));
+}
+
+#[test]
+fn every_mapped_ggtt_entry_is_checked_whatever_wrote_it() {
+    let mut s = scene();
+    let cap = testing_cap();
+    s.r.gpu.ggtt_clear(&cap, 2);
+    s.r.gpu.inject_ggtt(63, Gen8Pte::ggtt(s.a_rw.bus.0).unwrap());
+    assert_eq!(
+        s.check(),
+        Err(Problem::Unowned { at: Location::Ggtt { index: 63 }, page: s.a_rw.bus })
+    );
+    s.r.gpu.inject_ggtt(63, s.r.gpu.ggtt_entry(0).unwrap());
+    assert_eq!(s.check().map(|st| st.ggtt_mapped), Ok(2));
+}
+
+#[test]
+fn a_change_after_a_check_of_anything_it_reads_is_seen_by_the_next() {
+    use crate::GrantEntryV1;
+    let s = scene();
+    assert!(s.check().is_ok());
+    // The guest rewrites a grant the backend maps writable as read-only.
+    let e = s.r.a.grant_entry(s.a_gref).unwrap();
+    s.r.a.set_grant_entry(s.a_gref, GrantEntryV1 { flags: e.flags | 1 << 2, ..e }).unwrap();
+    assert!(matches!(s.check(), Err(Problem::WiderThanGranted { owner: A, .. })));
+    s.r.a.set_grant_entry(s.a_gref, e).unwrap();
+    assert!(s.check().is_ok());
+    // The same state, other views: A is gone.
+    let mut v = s.views();
+    v[0].gone = true;
+    assert!(matches!(check_isolation(&s.r.p, &v), Err(Problem::GoneGuestEntry { dom: A, .. })));
+}
+
+#[test]
+fn guest_memory_and_ring_bytes_do_not_count_as_changes_but_backend_ram_does() {
+    use crate::Gfn;
+    let s = scene();
+    let epoch = |s: &Scene| s.r.p.world().epoch;
+    let e0 = epoch(&s);
+    s.r.a.fill(Gfn(5), 0x77).unwrap();
+    s.r.p.bus_write(s.a_rw.bus, &[1, 2, 3]).unwrap();
+    let mut buf = [0; 8];
+    s.r.p.copy_from_grant(A, s.a_gref, 0, &mut buf).unwrap();
+    assert_eq!(epoch(&s), e0, "guest frames only");
+    s.r.p.bus_write(BusAddr(50 << 12), &[1]).unwrap();
+    assert_ne!(epoch(&s), e0, "backend RAM holds the tables");
+    let e1 = epoch(&s);
+    s.r.gpu.gpu_read(Space::Ggtt, 2 << 12, 1).unwrap();
+    assert_ne!(epoch(&s), e1, "the TLB");
+}

@@ -312,3 +312,27 @@ fn table_pool_runs_out_and_recycled_tables_come_back_all_scratch() {
     assert!(r.p.violations().is_empty());
     assert_eq!(r.gpu.live_tables().len(), 32);
 }
+
+#[test]
+fn touching_everything_caches_every_ggtt_entry_and_ppgtt_leaf() {
+    let mut r = rig();
+    let cap = testing_cap();
+    let (_, m) = r.grant_and_map(A, 0, 0x11, Access::ReadWrite);
+    let (_, ro) = r.grant_and_map(A, 1, 0x22, Access::ReadOnly);
+    r.gpu.ggtt_set(&cap, 3, m.bus, Access::ReadWrite);
+    let va = (1 << 39) | (5 << 21) | (7 << 12);
+    let t = r.ppgtt_with_leaf(va, ro.bus, Access::ReadOnly);
+    r.gpu.table_set_leaf(&cap, t[3], 8, m.bus, Access::ReadWrite);
+    assert_eq!(r.gpu.touch_all(), 3);
+    assert_eq!(r.gpu.touch_all(), 0, "all cached already");
+    let root = t[0].bus;
+    assert!(r.gpu.tlb_holds(Space::Ggtt, 0x3000));
+    assert!(r.gpu.tlb_holds(Space::Ppgtt { root }, va));
+    assert!(r.gpu.tlb_holds(Space::Ppgtt { root }, (va & !0x1f_f000) | (8 << 12)));
+    assert_eq!(r.gpu.tlb_len(), 3);
+    // So an unmap that skips the invalidation is caught.
+    r.gpu.table_clear(&cap, t[3], Level::Pt, 8);
+    r.gpu.ggtt_clear(&cap, 3);
+    r.unmap(m);
+    assert_eq!(r.p.violations().len(), 2, "{:?}", r.p.violations());
+}

@@ -4,6 +4,7 @@ mod checker;
 mod gpu;
 mod grants;
 mod iommu;
+mod snapshot;
 
 use gtt::platform::{
     testing_cap, GpuTables, GrantMapError, GrantMapRequest, GrantMapper, GrantMapping, TablePage,

@@ -1,0 +1,91 @@
+//! The netfront's pages in the image: heap pages of our own
+//! (`unikernel::xen::own_page`), granted to the backend in our grant table,
+//! seen by `netfront` as `gpuif::SharedPage`s.
+//!
+//! # Invariants
+//! - Rx buffers and the rings are granted writable, tx buffers read-only.
+//! - A page is freed only after its grant ended; one the backend still maps
+//!   is leaked, never returned to the heap.
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::vec::Vec;
+use gpuif::ring::SharedPage;
+use netfront::Buffer;
+use unikernel::xen::gnttab::{GrantError, GrantTable};
+use unikernel::xen::own_page::OwnPage;
+
+/// One of our pages, shared with netback.
+pub struct NetPage(OwnPage);
+
+impl SharedPage for NetPage {
+    fn read_u32(&self, offset: usize) -> u32 {
+        self.0.read_u32(offset)
+    }
+    fn write_u32(&mut self, offset: usize, value: u32) {
+        self.0.write_u32(offset, value)
+    }
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        self.0.read(offset, buf)
+    }
+    fn write(&mut self, offset: usize, data: &[u8]) {
+        self.0.write(offset, data)
+    }
+    fn fence(&self) {
+        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Why the buffers could not be made.
+#[derive(Clone, Copy, Debug)]
+pub enum PageError {
+    NoMemory,
+    Grant(GrantError),
+}
+
+impl core::fmt::Display for PageError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            PageError::NoMemory => write!(f, "out of memory"),
+            PageError::Grant(e) => write!(f, "grant: {e:?}"),
+        }
+    }
+}
+
+/// A zeroed page granted to `backend` (read-only if `readonly`).
+pub fn granted(
+    gt: &GrantTable,
+    backend: u16,
+    readonly: bool,
+) -> Result<Buffer<NetPage>, PageError> {
+    let page = OwnPage::alloc().ok_or(PageError::NoMemory)?;
+    let gref = gt.grant(backend, page.gfn(), readonly).map_err(PageError::Grant)?;
+    Ok(Buffer { page: NetPage(page), gref })
+}
+
+/// `n` granted pages.
+pub fn granted_n(
+    gt: &GrantTable,
+    backend: u16,
+    readonly: bool,
+    n: usize,
+) -> Result<Vec<Buffer<NetPage>>, PageError> {
+    (0..n).map(|_| granted(gt, backend, readonly)).collect()
+}
+
+/// Ends the grants of `pages` and frees them; returns how many the backend
+/// still maps (those are leaked).
+pub fn release(gt: &GrantTable, pages: impl Iterator<Item = Buffer<NetPage>>) -> usize {
+    let mut leaked = 0;
+    for b in pages {
+        match gt.end_grant(b.gref) {
+            Ok(()) => drop(b),
+            Err(_) => {
+                leaked += 1;
+                core::mem::forget(b);
+            }
+        }
+    }
+    leaked
+}
