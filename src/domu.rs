@@ -191,7 +191,8 @@ fn shut_down(k: &Kernel, xs: &mut Xenstore, be: &mut Backend, reason: u32, name:
 /// fire our own watches) may have queued new ones. Only a round that found
 /// nothing at all lets the loop sleep.
 fn xenstore_round(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
-    let mut rescan = false;
+    // The fullest rescan any event asked for (see `Service::on_watch`).
+    let mut rescan: Option<&'static str> = None;
     let mut taken = 0;
     while taken < XS_EVENTS_PER_ROUND {
         let ev = match xs.poll_event() {
@@ -206,7 +207,10 @@ fn xenstore_round(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
                     shut_down(k, xs, be, reason, name);
                 }
             }
-            t if vgpu::is_service_token(t) => rescan = true,
+            backend::service::TOKEN_FRONTEND => {
+                rescan = rescan.or(Some(backend::service::TOKEN_FRONTEND))
+            }
+            t if vgpu::is_service_token(t) => rescan = Some(backend::service::TOKEN_BACKEND),
             t if Mgmt::is_token(t) => be.mgmt.on_watch(),
             iommu_test::TOKEN if be.iommu.is_some() => {
                 if let Some(t) = be.iommu.as_mut() {
@@ -225,8 +229,8 @@ fn xenstore_round(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
         be.svc.on_lost_events(xs, &mut vgpu::print_change);
         return true;
     }
-    if rescan {
-        be.svc.on_watch(xs, backend::service::TOKEN_BACKEND, &mut vgpu::print_change);
+    if let Some(token) = rescan {
+        be.svc.on_watch(xs, token, &mut vgpu::print_change);
     }
     taken > 0
 }
@@ -319,6 +323,7 @@ pub fn run(mut k: Kernel) -> ! {
     log::info!("ready");
     be.mgmt = Mgmt::start(xs, start_ns);
 
+    let fault = vgpu::FaultPlan::from_options(&k);
     let port = xs.transport().inner().page().port();
     if k.executor.watch(port).is_err() {
         panic!("executor cannot watch the xenstore port");
@@ -332,6 +337,9 @@ pub fn run(mut k: Kernel) -> ! {
     loop {
         let t0 = timer::now_ns();
         let rings_left = serve_devices(&mut k, xs, &mut be);
+        if let Some(f) = &fault {
+            f.check(&be.svc);
+        }
         let net = be.mgmt.round(&mut k, xs, &be.svc);
         let (t1, m1) = (timer::now_ns(), xs.transport().meter());
         let xenstore_left = xenstore_round(&k, xs, &mut be);
