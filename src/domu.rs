@@ -9,7 +9,7 @@
 //! - **Devices**: every device whose port fired, or that had requests left
 //!   in the last round, is served once per round, for at most
 //!   [`backend::service::BUDGET`] units of work per turn (4096: a request
-//!   costs 1 plus the entries it applied, and the request that crosses the
+//!   costs 1 plus the entries it named or applied, and the request that crosses the
 //!   budget is finished, so a turn is at most 4096 + 2048 units),
 //!   round-robin from a start that moves by one device each round.
 //!   Notifying a port more often gives a guest nothing: a port that fired
