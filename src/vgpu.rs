@@ -9,6 +9,8 @@
 //! - `gpu-dom: vgpu dom<F>/<devid> Connected`
 //! - `gpu-dom: vgpu dom<F>/<devid> refused: <error>`
 //! - `gpu-dom: vgpu dom<F>/<devid> closed (<why>): <n> grants unmapped`
+//! - `gpu-dom: WARNING: fault armed: <kind> after <N> requests ...` at boot, then
+//!   `gpu-dom: injecting fault <kind> after <n> requests (gpu-dom.fault)`
 #![forbid(unsafe_code)]
 
 extern crate alloc;
@@ -99,6 +101,42 @@ pub fn build(k: &mut Kernel) -> VgpuService {
         left / 1024
     );
     Service::new(backend, XenConnector { pages })
+}
+
+/// A deliberate crash once gpu-dom has answered a number of requests
+/// (`gpu-dom.fault=<kind>-after=<N>`, `cargo xtask restart`'s crash run;
+/// never in production).
+pub struct FaultPlan {
+    kind: &'static str,
+    after: u64,
+}
+
+impl FaultPlan {
+    /// The plan from the command line, if one is armed (said loudly).
+    pub fn from_options(k: &Kernel) -> Option<FaultPlan> {
+        let f = k.options().fault?;
+        let Some(after) = f.after_requests else {
+            log::warn!(
+                "gpu-dom.fault={} is for the dom0 self-test; a domU needs <kind>-after=<N>",
+                f.kind
+            );
+            return None;
+        };
+        log::info!(
+            "WARNING: fault armed: {} after {after} requests (gpu-dom.fault); this gpu-dom will crash",
+            f.kind
+        );
+        Some(FaultPlan { kind: f.kind, after })
+    }
+
+    /// Injects the fault once `svc` has answered the planned number of requests.
+    pub fn check(&self, svc: &VgpuService) {
+        let n = svc.backend.stats().requests;
+        if n >= self.after {
+            log::info!("injecting fault {} after {n} requests (gpu-dom.fault)", self.kind);
+            unikernel::arch::x86_64::fault::inject(self.kind);
+        }
+    }
 }
 
 /// Prints one change as its console marker.

@@ -40,11 +40,22 @@ pub const TOKEN_RELEASE: &str = "vgpu-release";
 /// Watch token for the frontends' directories.
 pub const TOKEN_FRONTEND: &str = "vgpu-frontend";
 /// Work served per device turn before yielding to other devices, in
-/// `Backend::serve` units (a request costs 1 plus the entries it applied):
+/// `Backend::serve` units (a request costs 1 plus the entries it named or
+/// applied):
 /// two of the longest requests, or a ring's worth of small ones many times
 /// over. What one guest's turn can cost the others is bounded by this, not
 /// by the number of requests it queues.
 pub const BUDGET: u32 = 2 * MAX_ENTRIES as u32;
+
+/// How much of xenstore a rescan reads again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scan {
+    /// Everything: the device directories, and the toolstack's side of
+    /// every device validated again.
+    Full,
+    /// Only what frontends change: each device's frontend state.
+    Frontends,
+}
 
 /// What happened to a device, for the caller's log and tests.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -113,20 +124,28 @@ where
         self.publish_pools(xs);
         xs.watch("backend/vgpu", TOKEN_BACKEND)?;
         xs.watch("@releaseDomain", TOKEN_RELEASE)?;
-        self.rescan(xs, changes);
+        self.rescan(xs, Scan::Full, changes);
         Ok(())
     }
 
-    /// Handles one watch event (any token of ours rescans everything: the
-    /// device set is small and a rescan is idempotent).
+    /// Handles one watch event: a rescan, idempotent (the device set is
+    /// small). An event on a frontend's state ([`TOKEN_FRONTEND`]) only
+    /// steps the devices along the handshake; the toolstack's side (the
+    /// device directories, their limits and permissions) can change only
+    /// with an event under `backend/vgpu` ([`TOKEN_BACKEND`]), and is read
+    /// and validated again only then (or after a domain died): a frontend
+    /// cycling its state costs gpu-dom two reads per device, not a
+    /// validation of every device.
     pub fn on_watch<T: Transport>(
         &mut self,
         xs: &mut Client<T>,
         token: &str,
         changes: &mut impl FnMut(Change),
     ) {
-        if matches!(token, TOKEN_BACKEND | TOKEN_RELEASE | TOKEN_FRONTEND) {
-            self.rescan(xs, changes);
+        match token {
+            TOKEN_BACKEND | TOKEN_RELEASE => self.rescan(xs, Scan::Full, changes),
+            TOKEN_FRONTEND => self.rescan(xs, Scan::Frontends, changes),
+            _ => {}
         }
     }
 
@@ -139,7 +158,7 @@ where
         xs: &mut Client<T>,
         changes: &mut impl FnMut(Change),
     ) {
-        self.rescan(xs, changes);
+        self.rescan(xs, Scan::Full, changes);
     }
 
     /// Serves the device bound to local `port`. Returns true if requests
@@ -182,7 +201,18 @@ where
     }
 
     /// Brings every device in line with xenstore.
-    fn rescan<T: Transport>(&mut self, xs: &mut Client<T>, changes: &mut impl FnMut(Change)) {
+    fn rescan<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        scan: Scan,
+        changes: &mut impl FnMut(Change),
+    ) {
+        if scan == Scan::Frontends {
+            for i in 0..self.devices.len() {
+                self.step(xs, i, scan, changes);
+            }
+            return;
+        }
         // Devices whose directory vanished: revoke and forget.
         let mut i = 0;
         while i < self.devices.len() {
@@ -208,7 +238,7 @@ where
             let _ = xs.watch(&fe_state, TOKEN_FRONTEND);
         }
         for i in 0..self.devices.len() {
-            self.step(xs, i, changes);
+            self.step(xs, i, scan, changes);
         }
         self.publish_pools(xs);
     }
@@ -218,8 +248,10 @@ where
         &mut self,
         xs: &mut Client<T>,
         i: usize,
+        scan: Scan,
         changes: &mut impl FnMut(Change),
     ) {
+        let toolstack_may_have_changed = scan == Scan::Full;
         let dev = &self.devices[i];
         let fe_state = match device::frontend_state(xs, dev) {
             Ok(s) => s,
@@ -251,7 +283,7 @@ where
                 let again = match &dev.refused {
                     None | Some(Refused { until: Until::FrontendRestarts, .. }) => starts_over,
                     Some(Refused { until: Until::ToolstackChanges(seen), .. }) => {
-                        device::validate(xs, dev) != *seen
+                        toolstack_may_have_changed && device::validate(xs, dev) != *seen
                     }
                 };
                 if again {
@@ -261,16 +293,18 @@ where
             XenbusState::InitWait | XenbusState::Connected => {
                 // The toolstack's decision can change under a served device:
                 // limits that became guest-writable or different end service.
-                match device::validate(xs, dev) {
-                    Err(e) => {
+                let checked =
+                    if toolstack_may_have_changed { Some(device::validate(xs, dev)) } else { None };
+                match checked {
+                    Some(Err(e)) => {
                         let until = Until::ToolstackChanges(Err(e.clone()));
                         return self.refuse(xs, i, e, until, changes);
                     }
-                    Ok(l) if Some(l) != self.backend.engine().guest_limits(dev.fe) => {
+                    Some(Ok(l)) if Some(l) != self.backend.engine().guest_limits(dev.fe) => {
                         let until = Until::ToolstackChanges(Ok(l));
                         return self.refuse(xs, i, DeviceError::LimitsChanged, until, changes);
                     }
-                    Ok(_) => {}
+                    _ => {}
                 }
                 let ready =
                     matches!(fe_state, Some(XenbusState::Initialised | XenbusState::Connected));

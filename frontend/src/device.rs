@@ -33,7 +33,9 @@ use gpuif::wire::MAX_DIR_PAGES;
 use gpuif::{AttachInfo, FrontRing, Response, MAX_ENTRIES};
 use xenbus::{Client, OwnedWatchEvent, Transport, TxId, TxOutcome, XenbusState};
 
-use crate::platform::{DomId, Granted, Platform, Port, RingPage};
+use crate::platform::{DomId, Granted, PageId, Platform, Port, RingPage};
+use crate::reconnect::Lost;
+use crate::record::Record;
 use crate::Error;
 
 /// The frontend's error type for platform `P` and transport `T`.
@@ -128,7 +130,17 @@ pub struct Frontend<P: Platform, T: Transport> {
     info: AttachInfo,
     others: VecDeque<OwnedWatchEvent>,
     others_lost: u32,
-    wrote_state: bool,
+    pub(crate) wrote_state: bool,
+    /// What the backend mapped for us (replayed to a new backend).
+    pub(crate) record: Record,
+    /// The backend went away; set by [`Frontend::release`].
+    pub(crate) lost: Option<Lost>,
+    /// Pages whose grant ended after the backend went away (kept, with
+    /// their contents, to be granted again to a new backend).
+    pub(crate) released: Vec<PageId>,
+    /// Ring and directory pages of a lost connection whose grant could not
+    /// be ended yet (freed once it can).
+    pub(crate) limbo: Vec<Granted>,
 }
 
 impl<P: Platform, T: Transport> Frontend<P, T> {
@@ -151,6 +163,10 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
             others: VecDeque::new(),
             others_lost: 0,
             wrote_state: false,
+            record: Record::default(),
+            lost: None,
+            released: Vec::new(),
+            limbo: Vec::new(),
         }
     }
 
@@ -211,6 +227,11 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
         core::mem::take(&mut self.others_lost)
     }
 
+    /// Our watch token.
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
     pub(crate) fn xs_err<'a>(
         op: &'static str,
         path: &'a str,
@@ -252,7 +273,7 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
         Ok(dev)
     }
 
-    fn dev(&self) -> Res<P, T, &Device> {
+    pub(crate) fn dev(&self) -> Res<P, T, &Device> {
         self.dev.as_ref().ok_or(Error::NotConnected)
     }
 
@@ -260,15 +281,19 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
         Ok(format!("{}/{key}", self.dev()?.backend_dir))
     }
 
-    fn fe_path(&self, key: &str) -> Res<P, T, String> {
+    pub(crate) fn fe_path(&self, key: &str) -> Res<P, T, String> {
         Ok(format!("{}/{key}", self.dev()?.frontend_dir))
     }
 
-    fn refresh_backend_state(&mut self) -> Res<P, T, ()> {
+    /// Reads the backend's state. A node we may not read counts as absent:
+    /// xenstored answers `EACCES` for a node whose whole directory is gone
+    /// (a missing node reports its nearest ancestor's permissions, here the
+    /// backend's home, which the guest may not read).
+    pub(crate) fn refresh_backend_state(&mut self) -> Res<P, T, ()> {
         let path = self.be_path(keys::STATE)?;
         self.be_state = match self.xs.read_state(TxId::NONE, &path) {
             Ok(s) => Some(s),
-            Err(e) if e.is_not_found() => None,
+            Err(e) if e.is_not_found() || e.is_xs(&xenbus::XsError::AccessDenied) => None,
             Err(xenbus::ClientError::State(e)) => {
                 log::warn!("vgpu: {path} holds no state ({e}); treating it as absent");
                 None
@@ -315,13 +340,27 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
     }
 
     /// Waits until the backend's state satisfies `done` (`None`: no state
-    /// node). Unless we wait for `Closed`, Closing and Closed end the wait
-    /// with [`Error::BackendClosed`].
+    /// node). Unless we wait for `Closed`, Closing, Closed and a vanished
+    /// state node (the backend's directory went away with its domain) end
+    /// the wait with [`Error::BackendClosed`].
     fn wait_backend(
         &mut self,
         want: XenbusState,
         done: impl Fn(Option<XenbusState>) -> bool,
         timeout_ms: u64,
+    ) -> Res<P, T, Option<XenbusState>> {
+        self.wait_backend_with(want, done, timeout_ms, false)
+    }
+
+    /// [`Frontend::wait_backend`]; with `starting_over`, a Closed or
+    /// Closing backend is waited out (it closed the device while we were
+    /// Closed, and takes it up again once it sees us Initialising).
+    fn wait_backend_with(
+        &mut self,
+        want: XenbusState,
+        done: impl Fn(Option<XenbusState>) -> bool,
+        timeout_ms: u64,
+        starting_over: bool,
     ) -> Res<P, T, Option<XenbusState>> {
         let start = self.platform.now_ms();
         let deadline = start.saturating_add(timeout_ms);
@@ -330,9 +369,12 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
             match self.be_state {
                 s if done(s) => return Ok(s),
                 Some(s @ (XenbusState::Closing | XenbusState::Closed))
-                    if want != XenbusState::Closed =>
+                    if want != XenbusState::Closed && !starting_over =>
                 {
                     return Err(Error::BackendClosed { state: Some(s) })
+                }
+                None if want != XenbusState::Closed => {
+                    return Err(Error::BackendClosed { state: None })
                 }
                 _ => {}
             }
@@ -367,14 +409,20 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
         result
     }
 
-    fn handshake(&mut self) -> Res<P, T, AttachInfo> {
+    pub(crate) fn handshake(&mut self) -> Res<P, T, AttachInfo> {
+        self.handshake_with(false)
+    }
+
+    /// The handshake; `starting_over`: with a backend that may still show
+    /// Closed from before we went back to Initialising (a reconnect).
+    pub(crate) fn handshake_with(&mut self, starting_over: bool) -> Res<P, T, AttachInfo> {
         let state_path = self.be_path(keys::STATE)?;
         let token = self.token.clone();
         self.xs.watch(&state_path, &token).map_err(Self::xs_err("watch", &state_path))?;
         self.refresh_backend_state()?;
         let timeout = self.opts.handshake_timeout_ms;
         let init_wait = |s| s == Some(XenbusState::InitWait);
-        self.wait_backend(XenbusState::InitWait, init_wait, timeout)?;
+        self.wait_backend_with(XenbusState::InitWait, init_wait, timeout, starting_over)?;
 
         let versions_path = self.be_path(keys::VERSIONS)?;
         let offered = self.read_opt(&versions_path)?.unwrap_or_default();
@@ -417,6 +465,30 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
         }
         self.info = rsp.info;
         Ok(rsp.info)
+    }
+
+    /// Stops using the connection: closes the port and moves the ring and
+    /// directory pages to the ones whose grant must end (`limbo`).
+    pub(crate) fn abandon_connection(&mut self) {
+        if let Some(c) = self.conn.take() {
+            if let Err(e) = self.platform.close_port(c.port) {
+                log::warn!("vgpu: cannot close port {}: {e}", c.port);
+            }
+            self.limbo.push(c.ring);
+        }
+        self.limbo.append(&mut self.dirs);
+        self.stash.clear();
+    }
+
+    /// A failed handshake: ends the grants of the ring and the directory
+    /// pool (freeing them, or keeping them for later while the backend
+    /// maps them) and closes the port; the pages stay.
+    pub(crate) fn drop_connection(&mut self) {
+        self.abandon_connection();
+        let platform = &mut self.platform;
+        self.limbo.retain(|g| {
+            matches!(platform.end_access(g.id), Err(crate::EndAccessError::StillMapped { .. }))
+        });
     }
 
     /// Step 5: one transaction with the ring, the port and `Initialised`.
@@ -498,8 +570,15 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
         let conn = self.conn.take();
         let ring = conn.as_ref().map(|c| c.ring);
         let mut keep = Vec::new(); // grants the backend still maps: ours, to retry later
-        let all: Vec<Granted> =
-            self.pages.drain(..).chain(self.dirs.drain(..)).chain(ring).collect();
+        let all: Vec<Granted> = self
+            .pages
+            .drain(..)
+            .chain(self.dirs.drain(..))
+            .chain(self.limbo.drain(..))
+            .chain(ring)
+            .collect();
+        self.released.clear();
+        self.record.clear();
         for g in all {
             match self.platform.end_access(g.id) {
                 Ok(()) => t.grants_ended += 1,
@@ -517,8 +596,9 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
             }
         }
         self.stash.clear();
+        let lost = self.lost.take();
         if let Some(dev) = self.dev.clone() {
-            if self.wrote_state {
+            if self.wrote_state && self.device_present() {
                 let path = format!("{}/{}", dev.frontend_dir, keys::STATE);
                 if let Err(e) = self.xs.write_state(TxId::NONE, &path, XenbusState::Closed) {
                     log::warn!("vgpu: cannot write {path}: {e}");
@@ -526,8 +606,20 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
             }
             let state_path = format!("{}/{}", dev.backend_dir, keys::STATE);
             let _ = self.xs.unwatch(&state_path, &self.token);
+            if let Some(lost) = lost {
+                let old = format!("{}/{}", lost.backend_dir, keys::STATE);
+                let _ = self.xs.unwatch(&old, &self.token);
+                self.unwatch_for_reconnect();
+            }
             self.xs.forget_events(&self.token);
         }
         t
+    }
+
+    /// Whether our device directory still exists (it has a `backend` node):
+    /// the toolstack removes it at detach, and a write would create it again.
+    pub(crate) fn device_present(&mut self) -> bool {
+        let Ok(path) = self.fe_path(xenbus::state::keys::BACKEND) else { return false };
+        !matches!(self.read_opt(&path), Ok(None))
     }
 }

@@ -44,6 +44,12 @@ pub enum Error<PE, XE> {
     TransactionConflict { attempts: u32 },
     /// The backend refused a request that has no per-entry outcome.
     Refused { op: Op, status: Status, value: u64 },
+    /// After a reconnect, the new backend applied only `done` of the
+    /// `wanted` recorded entries of one table (`status` stopped it).
+    Replay { op: Op, status: Status, done: u32, wanted: u32 },
+    /// After a reconnect, the new backend gave a context another id than
+    /// the one the guest uses.
+    ReplayContext { wanted: u16, got: u16 },
 }
 
 impl<PE: fmt::Display, XE: fmt::Debug> fmt::Display for Error<PE, XE> {
@@ -83,12 +89,22 @@ impl<PE: fmt::Display, XE: fmt::Debug> fmt::Display for Error<PE, XE> {
             Error::Refused { op, status, value } => {
                 write!(f, "{op:?} refused: {} (value {value:#x})", status.name())
             }
+            Error::Replay { op, status, done, wanted } => write!(
+                f,
+                "the new backend took back {done} of {wanted} {op:?} entries ({})",
+                status.name()
+            ),
+            Error::ReplayContext { wanted, got } => {
+                write!(f, "the new backend created context {got} where {wanted} was wanted")
+            }
         }
     }
 }
 
 impl<PE, XE> Error<PE, XE> {
-    /// The backend ended the connection (as opposed to a local failure).
+    /// The backend ended the connection, or went away with its domain (as
+    /// opposed to a local failure): [`crate::Frontend::release`], then
+    /// [`crate::Frontend::reconnect`], is the way on.
     pub fn is_backend_closed(&self) -> bool {
         matches!(self, Error::BackendClosed { .. })
     }

@@ -16,6 +16,8 @@
 //! | [`device`] | [`Frontend`]: discovery, handshake, watches, waiting, teardown |
 //! | [`request`] | requests, directory pages, batches, responses by id |
 //! | [`flood`] | requests posted without waiting, a notification every round (mode busy) |
+//! | [`record`] | what the backend confirmed it mapped, by page (the guest is the source of truth) |
+//! | [`reconnect`] | the backend died: release its grants, wait for a new one, reconnect, replay |
 //! | [`scenario`] | what the test guest and `vgpu-front attach-test` do (good, hostile, busy, unattached), with their console markers |
 //! | [`error`] | [`Error`] |
 //!
@@ -31,6 +33,8 @@ pub mod device;
 pub mod error;
 pub mod flood;
 pub mod platform;
+pub mod reconnect;
+pub mod record;
 pub mod request;
 pub mod scenario;
 
@@ -41,4 +45,5 @@ pub use device::{Device, FrontError, Frontend, Happening, Options, Teardown};
 pub use error::Error;
 pub use flood::{Flood, FloodRound};
 pub use platform::{DomId, EndAccessError, Granted, PageId, Platform, Port};
+pub use reconnect::{Lost, Reconnected, Released};
 pub use request::BatchResult;

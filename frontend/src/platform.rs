@@ -11,6 +11,12 @@
 //! because that is what `gntalloc` offers, and they are given back in one step
 //! ([`Platform::end_access`]), which fails while the grantee still maps the
 //! page (`gnttab_end_foreign_access`); the page then stays allocated.
+//!
+//! When the backend domain dies, Xen releases its mappings of our grants;
+//! the frontend then ends each grant but keeps the page and its contents
+//! ([`Platform::end_grant`]), and grants the same page to the new backend
+//! ([`Platform::regrant`]): the page keeps its [`PageId`], its grant
+//! reference may change.
 
 use core::fmt;
 
@@ -72,6 +78,18 @@ pub trait Platform {
     /// Ends the grant of `page` and frees it; fails, keeping the page, while
     /// the grantee still maps it.
     fn end_access(&mut self, page: PageId) -> Result<(), EndAccessError>;
+
+    /// Ends the grant of `page` but keeps the page and its contents (to
+    /// grant it again to another backend with [`Platform::regrant`]);
+    /// fails, keeping the grant, while the grantee still maps it. A page
+    /// whose grant ended is freed by [`Platform::end_access`].
+    fn end_grant(&mut self, page: PageId) -> Result<(), EndAccessError>;
+
+    /// Grants `page`, whose grant [`Platform::end_grant`] ended, to `to`
+    /// (read-only if asked). The page keeps its id and its contents; the
+    /// returned grant reference may differ from the old one.
+    fn regrant(&mut self, page: PageId, to: DomId, read_only: bool)
+        -> Result<Granted, Self::Error>;
 
     /// Copies bytes out of one of our pages.
     fn read(&self, page: PageId, offset: usize, buf: &mut [u8]);

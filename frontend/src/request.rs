@@ -20,7 +20,7 @@ use gpuif::{Response, Slot, Status, NO_FAILURE, PAGE_SIZE};
 use xenbus::Transport;
 
 use crate::device::{Frontend, Res};
-use crate::platform::{EndAccessError, Granted, Platform, RingPage};
+use crate::platform::{EndAccessError, Granted, PageId, Platform, RingPage};
 use crate::Error;
 
 /// The outcome of a batch that may have taken several requests.
@@ -48,19 +48,25 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
     }
 
     /// Sends one request with `entries` (inline when they fit, else through
-    /// the directory pool) and returns its response.
+    /// the directory pool) and returns its response. What the backend
+    /// reports done goes into the frontend's record (`crate::record`).
     pub fn call(&mut self, op: Op, ctx: u16, entries: &[Entry]) -> Res<P, T, Response> {
-        if entries.len() > INLINE_ENTRIES {
-            return self.call_indirect(op, ctx, entries, |_, _| {});
-        }
-        let id = self.next_id();
-        let slot = if op.has_entries() {
-            RequestBuilder::inline(id, op, ctx, entries).map_err(Error::Build)?
+        let rsp = if entries.len() > INLINE_ENTRIES {
+            self.call_indirect(op, ctx, entries, |_, _| {})?
         } else {
-            RequestBuilder::simple(id, op, ctx)
+            let id = self.next_id();
+            let slot = if op.has_entries() {
+                RequestBuilder::inline(id, op, ctx, entries).map_err(Error::Build)?
+            } else {
+                RequestBuilder::simple(id, op, ctx)
+            };
+            self.submit(&slot)?;
+            self.wait_response(id, op)?
         };
-        self.submit(&slot)?;
-        self.wait_response(id, op)
+        let pages = &self.pages;
+        let page_of = |gref: u32| pages.iter().find(|g| g.gref == gref).map(|g| g.id);
+        self.record.note(op, ctx, entries, &rsp, page_of);
+        Ok(rsp)
     }
 
     /// Sends one request whose entries are in directory pages, whatever
@@ -191,7 +197,14 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
     pub fn end_access(&mut self, page: &Granted) -> Result<(), EndAccessError> {
         self.platform.end_access(page.id)?;
         self.pages.retain(|g| g.id != page.id);
+        self.released.retain(|id| *id != page.id);
         Ok(())
+    }
+
+    /// The current grant of one of our pages (it changes when the page is
+    /// granted again to a new backend).
+    pub fn granted_page(&self, page: PageId) -> Option<Granted> {
+        self.pages.iter().find(|g| g.id == page).copied()
     }
 
     /// Pages granted through [`Frontend::grant_page`] and not ended.
@@ -199,7 +212,8 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
         self.pages.len()
     }
 
-    /// Those pages, in the order they were granted.
+    /// Those pages, in the order they were granted (after a reconnect,
+    /// with the grant references of the new backend).
     pub fn granted(&self) -> &[Granted] {
         &self.pages
     }

@@ -19,7 +19,7 @@ fn state(world: &std::rc::Rc<std::cell::RefCell<World>>, path: &str) -> Option<S
 #[test]
 fn the_handshake_publishes_ring_port_and_version_in_one_transaction_and_connects() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 128, 100);
+    world.borrow_mut().attach(DOM, 0, 128, 100);
     let mut fe = frontend(&world, DOM, 256, Options::default());
     let info = fe.connect().expect("connects");
     assert_eq!(info.ggtt_len, 128);
@@ -38,7 +38,7 @@ fn the_handshake_publishes_ring_port_and_version_in_one_transaction_and_connects
 #[test]
 fn a_conflicting_transaction_is_retried() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 128, 100);
+    world.borrow_mut().attach(DOM, 0, 128, 100);
     world.borrow().xenstored.0.borrow_mut().fail_commits = 3;
     let mut fe = frontend(&world, DOM, 256, Options::default());
     fe.connect().expect("connects after retries");
@@ -48,7 +48,7 @@ fn a_conflicting_transaction_is_retried() {
 #[test]
 fn endless_conflicts_fail_the_connect_and_release_every_grant() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 128, 100);
+    world.borrow_mut().attach(DOM, 0, 128, 100);
     world.borrow().xenstored.0.borrow_mut().fail_commits = 1000;
     let mut fe = frontend(&world, DOM, 256, Options::default());
     match fe.connect() {
@@ -75,7 +75,7 @@ fn a_missing_device_is_no_device_and_touches_nothing() {
 #[test]
 fn batches_beyond_2048_entries_are_split_and_report_whole_batch_indexes() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 3000, 2600);
+    world.borrow_mut().attach(DOM, 0, 3000, 2600);
     let mut fe = frontend(&world, DOM, 4096, Options::default());
     fe.connect().unwrap();
     let pages: Vec<_> = (0..2500).map(|_| fe.grant_page(false).unwrap()).collect();
@@ -101,7 +101,7 @@ fn batches_beyond_2048_entries_are_split_and_report_whole_batch_indexes() {
 #[test]
 fn a_grant_the_backend_maps_cannot_be_ended_until_it_is_unmapped() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 64, 100);
+    world.borrow_mut().attach(DOM, 0, 64, 100);
     let mut fe = frontend(&world, DOM, 256, Options::default());
     fe.connect().unwrap();
     let g = fe.grant_page(false).unwrap();
@@ -116,7 +116,7 @@ fn a_grant_the_backend_maps_cannot_be_ended_until_it_is_unmapped() {
 #[test]
 fn disconnect_waits_for_closed_then_ends_every_grant_and_the_domain_dies_cleanly() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 64, 100);
+    world.borrow_mut().attach(DOM, 0, 64, 100);
     let mut fe = frontend(&world, DOM, 256, Options::default());
     fe.connect().unwrap();
     let entries: Vec<Entry> = (0..40)
@@ -140,7 +140,7 @@ fn disconnect_waits_for_closed_then_ends_every_grant_and_the_domain_dies_cleanly
 #[test]
 fn a_backend_that_never_closes_is_waited_for_boundedly_and_mapped_grants_are_reported() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 64, 100);
+    world.borrow_mut().attach(DOM, 0, 64, 100);
     let opts = Options { close_timeout_ms: 2_000, ..Options::default() };
     let mut fe = frontend(&world, DOM, 256, opts);
     fe.connect().unwrap();

@@ -14,7 +14,7 @@ const DOM: u16 = 5;
 #[test]
 fn good_mode_maps_and_every_entry_reads_back_as_its_own_bytes() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 1024, 1000);
+    world.borrow_mut().attach(DOM, 0, 1024, 1000);
     let mut fe = frontend(&world, DOM, 2048, Options::default());
     let lines = Lines::default();
     let mut console = lines.console();
@@ -32,26 +32,30 @@ fn good_mode_maps_and_every_entry_reads_back_as_its_own_bytes() {
 }
 
 #[test]
-fn after_good_the_guest_stays_until_the_backend_closes_then_ends_every_grant() {
+fn after_good_the_guest_stays_through_a_backend_shutdown_until_the_device_is_detached() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 1024, 1000);
+    world.borrow_mut().attach(DOM, 0, 1024, 1000);
     let mut fe = frontend(&world, DOM, 2048, Options::default());
     let lines = Lines::default();
     let mut console = lines.console();
     let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
     let mapped = scenario::run_good(&mut fe, &mut rep, &GoodConfig::default()).unwrap();
     world.borrow_mut().shutdown_at = Some(12_000);
+    // Nobody brings a backend back; the toolstack detaches the device.
+    world.borrow_mut().later.push((30_000, Box::new(|w| w.detach(DOM))));
     let end = scenario::steady(&mut fe, &mut rep, &mapped, 5_000, |_, ev| {
         panic!("no other watch was set, got {ev:?}")
     });
     assert_eq!(end, scenario::SteadyEnd::BackendClosed, "{:#?}", lines.all());
-    assert!(lines.has("TESTGUEST dom=5 backend closed"), "{:#?}", lines.all());
-    // 300 + 64 pages, 8 directory pages, the ring.
-    assert!(
-        lines.has("TESTGUEST dom=5 cleanup grants_ended=373 still_mapped=0"),
-        "{:#?}",
-        lines.all()
-    );
+    for want in [
+        "TESTGUEST dom=5 backend closed",
+        // 300 + 64 pages kept, 8 directory pages and the ring freed.
+        "TESTGUEST dom=5 backend gone (it closed the device): grants_ended=373 still_mapped=0 pages_kept=364",
+        "TESTGUEST dom=5 detached while the backend was gone",
+        "TESTGUEST dom=5 cleanup grants_ended=364 still_mapped=0",
+    ] {
+        assert!(lines.has(want), "missing {want:?} in {:#?}", lines.all());
+    }
     assert!(!lines.all().iter().any(|l| l.contains("reverify")), "re-verification stayed clean");
     assert!(fe.platform().waits > 0);
     let w = world.borrow();
@@ -61,9 +65,9 @@ fn after_good_the_guest_stays_until_the_backend_closes_then_ends_every_grant() {
 #[test]
 fn hostile_mode_gets_every_refusal_then_is_disconnected_for_the_runaway_ring() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 64, 64, 100);
+    world.borrow_mut().attach(DOM, 64, 64, 100);
     // A well-behaved neighbour, to show it keeps being served.
-    world.borrow().attach(6, 0, 64, 100);
+    world.borrow_mut().attach(6, 0, 64, 100);
     let mut good = frontend(&world, 6, 256, Options::default());
     good.connect().unwrap();
     let page = good.grant_page(false).unwrap();
@@ -119,7 +123,7 @@ fn unattached_without_a_device_says_no_device() {
 #[test]
 fn unattached_with_a_device_nobody_serves_times_out_cleanly() {
     let world = World::new(false); // gpu-dom is not running
-    world.borrow().attach(DOM, 0, 64, 100);
+    world.borrow_mut().attach(DOM, 0, 64, 100);
     let opts = Options { handshake_timeout_ms: 10_000, ..Options::default() };
     let mut fe = frontend(&world, DOM, 64, opts);
     let lines = Lines::default();
@@ -135,7 +139,7 @@ fn unattached_with_a_device_nobody_serves_times_out_cleanly() {
 #[test]
 fn good_mode_without_a_serving_backend_fails_with_the_reason() {
     let world = World::new(false);
-    world.borrow().attach(DOM, 0, 1024, 1000);
+    world.borrow_mut().attach(DOM, 0, 1024, 1000);
     let mut fe = frontend(&world, DOM, 2048, Options::default());
     let lines = Lines::default();
     let mut console = lines.console();
@@ -152,7 +156,7 @@ fn good_mode_without_a_serving_backend_fails_with_the_reason() {
 #[test]
 fn busy_mode_floods_map_and_unmap_until_the_backend_goes_away_mid_flood() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 512, 600);
+    world.borrow_mut().attach(DOM, 0, 512, 600);
     let mut fe = frontend(&world, DOM, 1024, Options::default());
     let lines = Lines::default();
     let mut console = lines.console();
@@ -191,7 +195,7 @@ fn busy_mode_floods_map_and_unmap_until_the_backend_goes_away_mid_flood() {
 #[test]
 fn busy_mode_notifies_on_every_round_and_posts_without_waiting_for_responses() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 4096, 2000);
+    world.borrow_mut().attach(DOM, 0, 4096, 2000);
     let mut fe = frontend(&world, DOM, 4096, Options::default());
     fe.connect().unwrap();
     let lines = Lines::default();
@@ -227,7 +231,7 @@ fn busy_mode_notifies_on_every_round_and_posts_without_waiting_for_responses() {
 #[test]
 fn badfe_mode_is_refused_once_per_bad_value_and_then_connects_with_good_ones() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 64, 100);
+    world.borrow_mut().attach(DOM, 0, 64, 100);
     let mut fe = frontend(&world, DOM, 256, Options::default());
     let lines = Lines::default();
     let mut console = lines.console();
@@ -258,7 +262,7 @@ fn badfe_mode_is_refused_once_per_bad_value_and_then_connects_with_good_ones() {
 #[test]
 fn rtt_is_measured_on_the_callers_clock_with_entries_that_stay_mapped() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 1024, 1000);
+    world.borrow_mut().attach(DOM, 0, 1024, 1000);
     let mut fe = frontend(&world, DOM, 2048, Options::default());
     let lines = Lines::default();
     let mut console = lines.console();
@@ -285,7 +289,7 @@ fn rtt_is_measured_on_the_callers_clock_with_entries_that_stay_mapped() {
 #[test]
 fn unattached_with_a_device_the_backend_refused_says_it_was_not_served() {
     let world = World::new(true);
-    world.borrow().attach(DOM, 0, 64, 100);
+    world.borrow_mut().attach(DOM, 0, 64, 100);
     // A toolstack mistake: the guest may write its own limits; gpu-dom refuses.
     let limit = "/local/domain/1/backend/vgpu/5/0/limits/max-pages";
     let perms = [
@@ -300,4 +304,67 @@ fn unattached_with_a_device_the_backend_refused_says_it_was_not_served() {
     let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
     assert_eq!(scenario::run_unattached(&mut fe, &mut rep), scenario::Unattached::NotServed);
     assert_eq!(lines.all(), ["TESTGUEST dom=5 unattached: backend did not serve"]);
+}
+
+#[test]
+fn batches_mode_rides_out_a_backend_that_dies_mid_batch_and_resumes() {
+    let world = World::new(true);
+    world.borrow_mut().attach(DOM, 0, 512, 600);
+    // gpu-dom dies with request 551 (an unmap batch: AttachInfo, the first
+    // map and its 300 readbacks came first) in the ring, unanswered: the
+    // 300 entries request 550 mapped are what the guest's record holds,
+    // and what comes back.
+    world.borrow_mut().kill_if =
+        Some(Box::new(|w| w.service.as_ref().is_some_and(|s| s.backend.stats().requests >= 550)));
+    let mut fe = frontend(&world, DOM, 1024, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    let w = world.clone();
+    let mut checks = 0;
+    let mut restarting = false;
+    let batches = scenario::run_batches(&mut fe, &mut rep, 300, |fe| {
+        checks += 1;
+        let mut w = w.borrow_mut();
+        if w.service.is_none() && !restarting {
+            // The supervisor brings gpu-dom back 3 s later, as domain 9.
+            restarting = true;
+            let at = w.clock.get() + 3_000;
+            w.later.push((
+                at,
+                Box::new(|w| {
+                    w.start_backend(9);
+                    w.restore(DOM);
+                }),
+            ));
+        }
+        let _ = fe;
+        if checks >= 400 {
+            scenario::Control::Stop
+        } else {
+            scenario::Control::Continue
+        }
+    });
+    let all = lines.all();
+    assert!(batches >= 300, "{batches} {all:#?}");
+    for want in [
+        "TESTGUEST dom=5 batches connected pages=300",
+        "TESTGUEST dom=5 batches verified entries=300 mismatches=0",
+        "TESTGUEST dom=5 batches sent=200",
+        "TESTGUEST dom=5 batches GgttUnmap failed: the backend directory is gone",
+        "TESTGUEST dom=5 backend gone (its directory is gone): grants_ended=309 still_mapped=0 pages_kept=300",
+        "TESTGUEST dom=5 reverified entries=300 mismatches=0",
+        "TESTGUEST dom=5 batches resumed",
+        "TESTGUEST dom=5 batches sent=300",
+    ] {
+        assert!(lines.has(want), "missing {want:?} in {all:#?}");
+    }
+    assert!(
+        all.iter().any(|l| l.starts_with(
+            "TESTGUEST dom=5 reconnected to backend 9 after 3000 ms: regranted=300 contexts=0 ggtt=300"
+        )),
+        "{all:#?}"
+    );
+    assert!(all.iter().any(|l| l.contains("cleanup") && l.contains("still_mapped=0")), "{all:#?}");
+    assert_eq!(world.borrow().model.destroy_domain(DomId(DOM)), Some(DomainState::Dead));
 }

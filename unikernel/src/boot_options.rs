@@ -19,8 +19,12 @@ pub const DEBUG_READBACK: &str = "readback";
 /// `gpu-dom.iommu-test`: the IOMMU test mode of `cargo xtask iommu` (CI only).
 pub const IOMMU_TEST: &str = "gpu-dom.iommu-test";
 /// `gpu-dom.fault=<kind>`: a deliberate fault, to test crash handling
-/// (kinds: [`FAULT_KINDS`]).
+/// (kinds: [`FAULT_KINDS`]): at boot in the dom0 self-test; with
+/// `<kind>-after=<N>` (`gpu-dom.fault=panic-after=2000`), in a domU gpu-dom
+/// once it has answered N requests (see [`Fault`]).
 pub const FAULT: &str = "gpu-dom.fault";
+/// Separates the kind from the request count in [`FAULT`]'s value.
+pub const FAULT_AFTER: &str = "-after=";
 /// The faults [`FAULT`] knows.
 pub const FAULT_KINDS: [&str; 4] = ["panic", "page_fault", "stack_overflow", "invalid_opcode"];
 /// Every `gpu-dom.*` option.
@@ -60,6 +64,31 @@ impl<'a> Cmdline<'a> {
     }
 }
 
+/// A deliberate fault ([`FAULT`]): `<kind>` or `<kind>-after=<N>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fault<'a> {
+    /// One of [`FAULT_KINDS`] (checked by whoever injects it; an unknown
+    /// kind is logged and ignored there).
+    pub kind: &'a str,
+    /// Inject after this many answered requests (domU); `None`: at boot
+    /// (the dom0 self-test).
+    pub after_requests: Option<u64>,
+}
+
+impl<'a> Fault<'a> {
+    /// Reads [`FAULT`]'s value. A count that is not a number leaves the
+    /// whole value as the kind (unknown, so reported, never injected).
+    pub fn parse(value: &'a str) -> Self {
+        match value.split_once(FAULT_AFTER) {
+            Some((kind, n)) => match n.parse::<u64>() {
+                Ok(n) => Fault { kind, after_requests: Some(n) },
+                Err(_) => Fault { kind: value, after_requests: None },
+            },
+            None => Fault { kind: value, after_requests: None },
+        }
+    }
+}
+
 /// gpu-dom's options, parsed once.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BootOptions<'a> {
@@ -67,8 +96,8 @@ pub struct BootOptions<'a> {
     pub debug_readback: bool,
     /// [`IOMMU_TEST`] is on.
     pub iommu_test: bool,
-    /// [`FAULT`]'s kind, if given (checked by whoever injects it).
-    pub fault: Option<&'a str>,
+    /// [`FAULT`], if given.
+    pub fault: Option<Fault<'a>>,
     /// The first `gpu-dom.*` word that is none of [`KNOWN`] (a typo the
     /// boot log should name).
     pub unknown: Option<&'a str>,
@@ -81,7 +110,7 @@ impl<'a> BootOptions<'a> {
         BootOptions {
             debug_readback: c.list_has(DEBUG, DEBUG_READBACK),
             iommu_test: c.flag(IOMMU_TEST),
-            fault: c.value(FAULT),
+            fault: c.value(FAULT).map(Fault::parse),
             unknown: c
                 .words()
                 .map(|(k, _)| k)
@@ -103,10 +132,35 @@ mod tests {
         );
         let o = BootOptions::parse("gpu-dom.iommu-test=1 gpu-dom.fault=panic");
         assert!(o.iommu_test && !o.debug_readback);
-        assert_eq!(o.fault, Some("panic"));
+        assert_eq!(o.fault, Some(Fault { kind: "panic", after_requests: None }));
         assert!(!BootOptions::parse("gpu-dom.iommu-test=0").iommu_test);
         assert!(!BootOptions::parse("gpu-dom.debug=readbacks").debug_readback);
         assert_eq!(BootOptions::parse(""), BootOptions::default());
+    }
+
+    #[test]
+    fn a_fault_after_n_requests_is_its_kind_and_count_and_a_bad_count_is_not_a_fault() {
+        let f = |cmdline| BootOptions::parse(cmdline).fault;
+        assert_eq!(
+            f("gpu-dom.debug=readback gpu-dom.fault=panic-after=2000"),
+            Some(Fault { kind: "panic", after_requests: Some(2000) })
+        );
+        assert_eq!(
+            f("gpu-dom.fault=page_fault-after=0"),
+            Some(Fault { kind: "page_fault", after_requests: Some(0) })
+        );
+        // The first `=` splits the word; the rest is the value, read by one rule.
+        assert_eq!(
+            f("gpu-dom.fault=panic-after=lots"),
+            Some(Fault { kind: "panic-after=lots", after_requests: None })
+        );
+        assert!(!FAULT_KINDS.contains(&"panic-after=lots"), "so it is reported, never injected");
+        assert_eq!(f("gpu-dom.fault=panic-after=-1").map(|x| x.after_requests), Some(None));
+        assert_eq!(
+            f("gpu-dom.fault=panic gpu-dom.fault=panic-after=5").unwrap().after_requests,
+            Some(5)
+        );
+        assert_eq!(f("console=hvc0"), None);
     }
 
     #[test]

@@ -326,9 +326,9 @@ fn foreign_page(k: &mut Kernel) -> Check {
 pub fn run(mut k: Kernel) -> ! {
     let mut r = Report { passed: 0, failed: 0 };
     log::info!("started as PVH dom0 (cmdline {:?}): running the self-test", k.cmdline());
-    if let Some(kind) = k.options().fault {
-        log::info!("injecting fault {kind:?}");
-        crate::arch::x86_64::fault::inject(kind);
+    if let Some(f) = k.options().fault.filter(|f| f.after_requests.is_none()) {
+        log::info!("injecting fault {:?}", f.kind);
+        crate::arch::x86_64::fault::inject(f.kind);
     }
     r.record("hypercall_page", hypercall_page(&k));
     r.record("console", console());

@@ -456,8 +456,9 @@ fn boot_until_verdict(
         } else {
             markers::firmware_triple_fault(&qemu_run.serial).map(|d| {
                 format!(
-                    "{d} triple-faulted in its firmware (hvmloader/SeaBIOS), before the \
-                     image printed its first line"
+                    "{d} triple-faulted before any image of this project printed its \
+                     first line in it (in its firmware, hvmloader/SeaBIOS, or in a Linux \
+                     guest's kernel)"
                 )
             })
         };

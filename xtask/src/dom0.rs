@@ -328,7 +328,7 @@ pub fn assemble(
         }
     }
     let (libs, host_libs) = libraries(&mut fs, trees, &programs)?;
-    let plan = modules(&mut fs, trees, release)?;
+    let plan = modules(&mut fs, trees, release, XEN_MODULES)?;
 
     let dom0 = Dom0 {
         kernel_release: release.to_string(),
@@ -389,7 +389,7 @@ fn toolstack(fs: &mut Initramfs, trees: &BTreeMap<String, Tree>) -> Result<Vec<P
 
 /// The shared libraries `programs` need, from the package trees first (libs
 /// before tools), the host last; returns how many, and those from the host.
-fn libraries(
+pub fn libraries(
     fs: &mut Initramfs,
     trees: &BTreeMap<String, Tree>,
     programs: &[PathBuf],
@@ -425,19 +425,20 @@ fn libraries(
     Ok((set.libs.len(), host_libs))
 }
 
-/// The Xen kernel modules of kernel `release` and what they depend on, in
-/// load order.
-fn modules(
+/// The `wanted` kernel modules of kernel `release` and what they depend on,
+/// in load order.
+pub fn modules(
     fs: &mut Initramfs,
     trees: &BTreeMap<String, Tree>,
     release: &str,
+    wanted: &[&str],
 ) -> Result<kmod::Plan> {
     let kt = tree(trees, KERNEL_META)?;
     let mdir = kt.dir.join("lib/modules").join(release);
     let order = fs::read_to_string(mdir.join("modules.order"))
         .map_err(|e| Error::io("reading", mdir.join("modules.order"), e))?;
     let builtin = fs::read_to_string(mdir.join("modules.builtin")).unwrap_or_default();
-    let plan = kmod::plan(XEN_MODULES, &ModuleIndex::parse(&order, &builtin), |rel| {
+    let plan = kmod::plan(wanted, &ModuleIndex::parse(&order, &builtin), |rel| {
         kmod::depends_of_file(&mdir.join(rel))
     })?;
     for m in &plan.load {

@@ -145,7 +145,7 @@ pub(crate) fn file(dest: &str, source: Source, mode: u32) -> ScenarioFile {
 }
 
 /// The template with this domain's name, the image's place and its mode.
-pub(crate) fn guest_config(
+pub fn guest_config(
     template: &str,
     name: &str,
     cmdline: &str,

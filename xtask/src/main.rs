@@ -13,17 +13,20 @@ mod dom0;
 mod e2e;
 mod elf;
 mod error;
+mod guest_initramfs;
 mod host;
 mod image;
 mod initramfs;
 mod iommu;
 mod kmod;
 mod libs;
+mod linux_guest;
 mod markers;
 mod net;
 mod paths;
 mod progress;
 mod qemu;
+mod restart;
 mod scenario;
 #[cfg(test)]
 mod testdir;
@@ -45,8 +48,10 @@ USAGE:
     cargo xtask build
     cargo xtask boot [--stage 1|2] [--image PATH] [--timeout SECS]
     cargo xtask e2e [--timeout SECS]
+    cargo xtask linux-guest [--timeout SECS]
     cargo xtask iommu [--timeout SECS]
     cargo xtask net [--timeout SECS]
+    cargo xtask restart [--timeout SECS]
     cargo xtask fuzz [--seconds N] [--runs N] [--target NAME]
     cargo xtask bench [--criterion]
     cargo xtask help
@@ -60,7 +65,8 @@ demo
 test
     Everything CI runs: cargo fmt --check, cargo clippy (warnings are errors),
     cargo test --workspace (unit, integration and property tests on the
-    platform model), `fuzz --seconds 20`, `bench`, `boot`, `e2e`, `net` and `iommu`.
+    platform model), `fuzz --seconds 20`, `bench`, `boot`, `e2e`,
+    `linux-guest`, `restart`, `net` and `iommu`.
 
 e2e
     gpu-dom serving real guests under Xen 4.17 in QEMU: Linux PV dom0 runs
@@ -69,6 +75,26 @@ e2e
     that every GGTT/PPGTT entry resolves to the guest's own bytes; a hostile
     guest, unattached guests, `xl destroy` mid-batch and `xl shutdown gpu-dom`
     with guests attached. Logs: target/boot/e2e/ (serial.log, init, ...).
+
+restart
+    gpu-dom dies and comes back under Xen 4.17 in QEMU: two guests (one
+    idle and verified, one in the middle of map/unmap batches) stay up while
+    gpu-dom is `xl destroy`ed and, once more, crashes by itself
+    (gpu-dom.fault=panic-after=N); `vgpu supervise` re-creates it and moves
+    the devices; the guests reconnect, replay their mappings and read every
+    entry back. Prints death-to-noticing, xl-create-to-ready (first and
+    second create) and death-to-re-served; checks that every grant ends and
+    no domain is left a zombie. Logs: target/boot/restart/.
+linux-guest
+    An ordinary Linux VM as a vgpu guest under Xen 4.17 in QEMU: next to
+    gpu-dom (debug readback on) and a unikernel test guest (mode=good), a
+    Linux PVH domU (Debian's kernel, xl-configs/linux-guest.cfg, an
+    initramfs with busybox, vgpu-front and the xen-evtchn and xen-gntalloc
+    modules) is created paused, `vgpu attach`ed and unpaused; vgpu-front
+    maps, verifies and disconnects from inside it, then it powers off and
+    must leave `xl list`. Prints its boot time (xl create to its first
+    console line, to its /init) and its attach-to-verified time.
+    Logs: target/boot/linux-guest/ (serial.log, init, guest-init, ...).
 
 iommu
     Proof under real Xen that a device passed through to gpu-dom reaches by
@@ -149,6 +175,8 @@ enum Cmd {
     Build,
     Boot(Options),
     E2e { timeout: Option<Duration> },
+    Restart { timeout: Option<Duration> },
+    LinuxGuest { timeout: Option<Duration> },
     Iommu { timeout: Option<Duration> },
     Net { timeout: Option<Duration> },
     Fuzz(checks::FuzzRun),
@@ -174,6 +202,22 @@ fn parse(args: &[String]) -> Result<Cmd> {
                 .map(|s| Cmd::E2e { timeout: Some(Duration::from_secs(s)) })
                 .map_err(|_| usage(format!("--timeout takes seconds, got `{v}`"))),
             _ => Err(usage("`e2e` takes only `--timeout SECS`".into())),
+        },
+        "restart" => match rest {
+            [] => Ok(Cmd::Restart { timeout: None }),
+            [flag, v] if flag == "--timeout" => v
+                .parse()
+                .map(|s| Cmd::Restart { timeout: Some(Duration::from_secs(s)) })
+                .map_err(|_| usage(format!("--timeout takes seconds, got `{v}`"))),
+            _ => Err(usage("`restart` takes only `--timeout SECS`".into())),
+        },
+        "linux-guest" => match rest {
+            [] => Ok(Cmd::LinuxGuest { timeout: None }),
+            [flag, v] if flag == "--timeout" => v
+                .parse()
+                .map(|s| Cmd::LinuxGuest { timeout: Some(Duration::from_secs(s)) })
+                .map_err(|_| usage(format!("--timeout takes seconds, got `{v}`"))),
+            _ => Err(usage("`linux-guest` takes only `--timeout SECS`".into())),
         },
         "iommu" => match rest {
             [] => Ok(Cmd::Iommu { timeout: None }),
@@ -286,6 +330,8 @@ fn test(paths: &Paths) -> Result<()> {
     checks::bench(paths, false)?;
     boot::run(paths, &all_stages())?;
     e2e::run(paths, None)?;
+    linux_guest::run(paths, None)?;
+    restart::run(paths, None)?;
     net::run(paths, None)?;
     iommu::run(paths, None)?;
     println!("[test] all passed in {:.0} s", t0.elapsed().as_secs_f64());
@@ -307,6 +353,8 @@ fn main() -> ExitCode {
             .and_then(|()| iommu::run(&paths, None)),
         Cmd::Test => test(&paths),
         Cmd::E2e { timeout } => e2e::run(&paths, timeout),
+        Cmd::Restart { timeout } => restart::run(&paths, timeout),
+        Cmd::LinuxGuest { timeout } => linux_guest::run(&paths, timeout),
         Cmd::Iommu { timeout } => iommu::run(&paths, timeout),
         Cmd::Net { timeout } => net::run(&paths, timeout),
         Cmd::Fuzz(run) => checks::fuzz_run(&paths, &run).map(|_| ()),

@@ -8,7 +8,10 @@
 //! Limitation: Linux ends a `gntalloc` grant by itself when the page is
 //! deallocated and unmapped, deferring it while the grantee still maps the
 //! page; user space cannot see that, so [`Platform::end_access`] never
-//! reports `StillMapped` here.
+//! reports `StillMapped` here. For the same reason a `gntalloc` page cannot
+//! be granted to another domain: [`Platform::end_grant`] keeps a copy of
+//! the page's bytes and gives the page back, and [`Platform::regrant`]
+//! allocates a new page for the new backend with those bytes.
 
 mod sys;
 
@@ -54,9 +57,27 @@ fn sys(what: &'static str) -> impl FnOnce(io::Error) -> SysError {
     move |error| SysError { what, error }
 }
 
-struct Page {
-    index: u64,
-    map: sys::MappedPage,
+enum Page {
+    /// Allocated and granted by `gntalloc`, mapped here.
+    Live { index: u64, map: sys::MappedPage },
+    /// Grant ended: the bytes, kept for [`Platform::regrant`].
+    Kept(Box<[u8; 4096]>),
+}
+
+impl Page {
+    fn read(&self, offset: usize, buf: &mut [u8]) {
+        match self {
+            Page::Live { map, .. } => map.read(offset, buf),
+            Page::Kept(bytes) => buf.copy_from_slice(&bytes[offset..offset + buf.len()]),
+        }
+    }
+
+    fn write(&mut self, offset: usize, data: &[u8]) {
+        match self {
+            Page::Live { map, .. } => map.write(offset, data),
+            Page::Kept(bytes) => bytes[offset..offset + data.len()].copy_from_slice(data),
+        }
+    }
 }
 
 /// Pages, grants and event channels through the Xen devices.
@@ -90,6 +111,29 @@ impl LinuxPlatform {
         self.pages.get(&id.0).expect("the frontend names only pages it was given")
     }
 
+    /// A new `gntalloc` page granted to `to`, mapped.
+    fn alloc(&mut self, to: u16, read_only: bool) -> Result<(Page, u32), SysError> {
+        let (index, gref) =
+            sys::gntalloc_alloc(&self.gntalloc, to, !read_only).map_err(sys("gntalloc alloc"))?;
+        match sys::MappedPage::map(&self.gntalloc, index) {
+            Ok(map) => Ok((Page::Live { index, map }, gref)),
+            Err(e) => {
+                let _ = sys::gntalloc_dealloc(&self.gntalloc, index);
+                Err(sys("mmap gntalloc page")(e))
+            }
+        }
+    }
+
+    /// Gives a page back to `gntalloc` (the kernel ends the grant).
+    fn dealloc(&mut self, page: Page) {
+        if let Page::Live { index, map } = page {
+            drop(map); // munmap first: the kernel frees the grant when both are done
+            if let Err(e) = sys::gntalloc_dealloc(&self.gntalloc, index) {
+                log::warn!("gntalloc dealloc of offset {index:#x}: {e}");
+            }
+        }
+    }
+
     /// Takes fired ports from the evtchn device and unmasks them.
     fn drain_events(&mut self) -> io::Result<()> {
         let mut buf = [0u8; 64];
@@ -109,44 +153,76 @@ impl Platform for LinuxPlatform {
     type Error = SysError;
 
     fn grant_page(&mut self, to: u16, read_only: bool) -> Result<Granted, SysError> {
-        let (index, gref) =
-            sys::gntalloc_alloc(&self.gntalloc, to, !read_only).map_err(sys("gntalloc alloc"))?;
-        let map = match sys::MappedPage::map(&self.gntalloc, index) {
-            Ok(m) => m,
-            Err(e) => {
-                let _ = sys::gntalloc_dealloc(&self.gntalloc, index);
-                return Err(sys("mmap gntalloc page")(e));
-            }
-        };
+        let (page, gref) = self.alloc(to, read_only)?;
         self.next += 1;
-        self.pages.insert(self.next, Page { index, map });
+        self.pages.insert(self.next, page);
         Ok(Granted { id: PageId(self.next), gref, read_only })
     }
 
     fn end_access(&mut self, page: PageId) -> Result<(), EndAccessError> {
         let p = self.pages.remove(&page.0).ok_or(EndAccessError::UnknownPage(page))?;
-        let index = p.index;
-        drop(p); // munmap first: the kernel frees the grant when both are done
-        if let Err(e) = sys::gntalloc_dealloc(&self.gntalloc, index) {
-            log::warn!("gntalloc dealloc of offset {index:#x}: {e}");
+        self.dealloc(p);
+        Ok(())
+    }
+
+    fn end_grant(&mut self, page: PageId) -> Result<(), EndAccessError> {
+        let p = self.pages.get_mut(&page.0).ok_or(EndAccessError::UnknownPage(page))?;
+        if let Page::Live { .. } = p {
+            let mut bytes = Box::new([0u8; 4096]);
+            p.read(0, &mut bytes[..]);
+            let live = std::mem::replace(p, Page::Kept(bytes));
+            self.dealloc(live);
         }
         Ok(())
     }
 
+    fn regrant(&mut self, page: PageId, to: u16, read_only: bool) -> Result<Granted, SysError> {
+        let bytes = match self.pages.get(&page.0) {
+            Some(Page::Kept(b)) => b.clone(),
+            Some(p @ Page::Live { .. }) => {
+                let mut b = Box::new([0u8; 4096]);
+                p.read(0, &mut b[..]);
+                b
+            }
+            None => {
+                return Err(SysError {
+                    what: "grant again",
+                    error: io::Error::new(io::ErrorKind::NotFound, "not one of our pages"),
+                })
+            }
+        };
+        let (mut new, gref) = self.alloc(to, read_only)?;
+        new.write(0, &bytes[..]);
+        if let Some(old) = self.pages.insert(page.0, new) {
+            self.dealloc(old);
+        }
+        Ok(Granted { id: page, gref, read_only })
+    }
+
     fn read(&self, page: PageId, offset: usize, buf: &mut [u8]) {
-        self.page(page).map.read(offset, buf);
+        self.page(page).read(offset, buf);
     }
 
     fn write(&mut self, page: PageId, offset: usize, data: &[u8]) {
-        self.pages.get_mut(&page.0).expect("our page").map.write(offset, data);
+        self.pages.get_mut(&page.0).expect("our page").write(offset, data);
     }
 
     fn read_u32(&self, page: PageId, offset: usize) -> u32 {
-        self.page(page).map.read_u32(offset)
+        match self.page(page) {
+            Page::Live { map, .. } => map.read_u32(offset),
+            p => {
+                let mut b = [0u8; 4];
+                p.read(offset, &mut b);
+                u32::from_le_bytes(b)
+            }
+        }
     }
 
     fn write_u32(&mut self, page: PageId, offset: usize, value: u32) {
-        self.pages.get_mut(&page.0).expect("our page").map.write_u32(offset, value);
+        match self.pages.get_mut(&page.0).expect("our page") {
+            Page::Live { map, .. } => map.write_u32(offset, value),
+            p => p.write(offset, &value.to_le_bytes()),
+        }
     }
 
     fn fence(&self) {

@@ -7,23 +7,28 @@
 //!
 //! | mode | lines |
 //! |---|---|
-//! | good | `ggtt mapped=<n> verified=<n> mismatches=0`, `ppgtt mapped=512 verified=512 mismatches=0`, `good PASS` or `good FAIL <reason>`; later `reverify mismatches=<k>` (only on change), `backend closed`, `cleanup grants_ended=<n> still_mapped=<m>` |
+//! | good | `ggtt mapped=<n> verified=<n> mismatches=0`, `ppgtt mapped=512 verified=512 mismatches=0`, `good PASS` or `good FAIL <reason>`; later `reverify mismatches=<k>` (only on change), `backend closed` then the lines of [`ride_out`] (`backend gone ...`, `reconnected ...`, `reverified ...`), `cleanup grants_ended=<n> still_mapped=<m>` |
 //! | hostile | `hostile <case> -> <STATUS> PASS\|FAIL` for `foreign-gref`, `revoked-gref`, `readonly-as-writable`, `out-of-slice`, `garbage-directory`, `unknown-context`; `hostile runaway -> disconnected PASS` (or `-> still connected FAIL`); `hostile PASS` or `hostile FAIL <cases>` |
 //! | busy | `busy connected pages=<n>`, `busy batches=<n>` every 100 responses (a flood: see [`run_busy`]), `busy stopped batches=<n> (<why>)` |
 //! | badfe | `badfe <value> -> refused: <error>` per value of [`Bad::ALL`] (or `-> not refused FAIL`), `badfe good values -> connected`, `badfe PASS` or `badfe FAIL <what>` |
+//! | batches | `batches connected pages=<n>`, `batches verified entries=<n> mismatches=<m>` after the first batch, `batches sent=<n>` every 100 batches, after a lost backend `batches <op> failed: <error>` then the lines of [`ride_out`] and `batches resumed`, `batches stopped sent=<n> (<why>)` |
 //! | unattached | `unattached: no device`, or `unattached: backend did not serve`, or `unattached: FAIL <what happened>` |
 
 mod badfe;
+mod batches;
 mod busy;
 mod fairness;
 mod good;
 mod hostile;
+mod survive;
 
 pub use badfe::{run_badfe, Bad, NEVER_GRANTED_GREF};
+pub use batches::run_batches;
 pub use busy::{run_busy, BUSY_MAX_ENTRIES};
 pub use fairness::{measure_rtt, Rtt, RTT_ENTRIES};
 pub use good::{reverify, run_good, GoodConfig, Mapped};
 pub use hostile::{run_hostile, FOREIGN_GREF};
+pub use survive::{ride_out, verify_record, Outcome, Verified};
 
 use alloc::format;
 use alloc::string::String;
@@ -156,7 +161,8 @@ pub enum Control {
 /// Why [`steady`] returned.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SteadyEnd {
-    /// The backend closed; the frontend cleaned up.
+    /// The backend closed and the toolstack removed the device while the
+    /// guest waited for a new backend; the frontend cleaned up.
     BackendClosed,
     /// The caller asked to stop; the frontend disconnected.
     Stopped,
@@ -166,8 +172,10 @@ pub enum SteadyEnd {
 
 /// Stays connected: re-verifies a sample of `mapped` every `interval_ms`
 /// (printing only when the mismatch count changes), hands other watch events
-/// to `on_event`, and cleans up when the backend closes or `on_event` says
-/// stop.
+/// to `on_event`, and cleans up when `on_event` says stop. When the backend
+/// closes or goes away, it prints `backend closed` and rides it out
+/// ([`ride_out`]): a new backend gets every mapping again, and the guest
+/// stays; it returns when the toolstack detaches the device meanwhile.
 pub fn steady<P: Platform, T: Transport>(
     fe: &mut Frontend<P, T>,
     rep: &mut Reporter<'_>,
@@ -179,33 +187,49 @@ pub fn steady<P: Platform, T: Transport>(
     let mut round = 0u32;
     let mut next = fe.platform().now_ms().saturating_add(interval_ms);
     let end = loop {
-        match fe.idle(next) {
+        let lost = match fe.idle(next) {
             Ok(Happening::Event(ev)) => {
                 if on_event(fe, ev.as_ref()) == Control::Stop {
                     break SteadyEnd::Stopped;
                 }
+                false
             }
-            Ok(Happening::BackendClosed(_)) => {
-                rep.say(format_args!("backend closed"));
-                break SteadyEnd::BackendClosed;
-            }
+            Ok(Happening::BackendClosed(_)) => true,
             Ok(Happening::Timeout) => {
-                match reverify(fe, mapped, round) {
+                round = round.wrapping_add(1);
+                next = fe.platform().now_ms().saturating_add(interval_ms);
+                match reverify(fe, mapped, round.wrapping_sub(1)) {
                     Ok(m) if m != last_mismatches => {
                         rep.say(format_args!("reverify mismatches={m}"));
                         last_mismatches = m;
+                        false
                     }
-                    Ok(_) => {}
-                    Err(e) if e.is_backend_closed() => {
-                        rep.say(format_args!("backend closed"));
-                        break SteadyEnd::BackendClosed;
-                    }
+                    Ok(_) => false,
+                    Err(e) if e.is_backend_closed() => true,
                     Err(e) => break SteadyEnd::Failed(format!("reverify: {e}")),
                 }
-                round = round.wrapping_add(1);
-                next = fe.platform().now_ms().saturating_add(interval_ms);
             }
             Err(e) => break SteadyEnd::Failed(format!("{e}")),
+        };
+        if !lost {
+            continue;
+        }
+        rep.say(format_args!("backend closed"));
+        let check = |fe: &mut Frontend<P, T>| {
+            while let Some(ev) = fe.take_event() {
+                if on_event(fe, &ev) == Control::Stop {
+                    return Control::Stop;
+                }
+            }
+            Control::Continue
+        };
+        match ride_out(fe, rep, check) {
+            Outcome::Reconnected { .. } => {
+                next = fe.platform().now_ms().saturating_add(interval_ms);
+            }
+            Outcome::Detached => return SteadyEnd::BackendClosed,
+            Outcome::Stopped => break SteadyEnd::Stopped,
+            Outcome::Failed(why) => break SteadyEnd::Failed(why),
         }
     };
     cleanup(fe, rep);

@@ -20,7 +20,7 @@ use xenbus::{Access as XsAccess, Client, Perm};
 
 use super::xenstored::{Xenstored, XsConn};
 
-/// gpu-dom's domain id.
+/// gpu-dom's domain id (the first one: a restarted gpu-dom gets another).
 pub const BACKEND: u16 = 1;
 /// Watch events and port services [`World::step`] allows before it calls
 /// the backend stuck.
@@ -77,6 +77,7 @@ impl SharedPage for MappedRing {
 pub struct ModelConnector {
     model: Model,
     ev: Rc<RefCell<Evtchns>>,
+    backend: u16,
 }
 
 impl Connector for ModelConnector {
@@ -108,7 +109,7 @@ impl Connector for ModelConnector {
         let mut ev = self.ev.borrow_mut();
         let n = ev.chans.len() as u32;
         let c = ev.by_fe(dom.0, remote_port).ok_or(-22)?;
-        if c.remote != BACKEND || c.be_port.is_some() {
+        if c.remote != self.backend || c.be_port.is_some() {
             return Err(-22);
         }
         c.be_port = Some(100 + n + remote_port);
@@ -131,6 +132,9 @@ impl Connector for ModelConnector {
 /// The backend service on the model.
 pub type ModelService = Service<ModelMapper, ModelGpu, ModelCpu, ModelConnector>;
 
+/// A condition on the world, checked each time the backend would run.
+pub type Trigger = Box<dyn Fn(&World) -> bool>;
+
 /// Everything but the frontends.
 pub struct World {
     pub model: Model,
@@ -142,7 +146,18 @@ pub struct World {
     pub changes: Vec<Change>,
     /// When the clock reaches this, gpu-dom shuts down (all devices Closed).
     pub shutdown_at: Option<u64>,
+    /// gpu-dom's domain id now.
+    pub backend: u16,
+    /// When this holds, gpu-dom dies (`xl destroy`), before serving anything.
+    pub kill_if: Option<Trigger>,
+    /// Limits each guest was attached with (what `vgpu restore` keeps).
+    pub limits: BTreeMap<u16, [u32; 3]>,
+    /// What happens when the clock reaches a time (the toolstack's doing).
+    pub later: Vec<(u64, Action)>,
 }
+
+/// Something done to the world at a given time.
+pub type Action = Box<dyn FnOnce(&mut World)>;
 
 impl World {
     /// A world with gpu-dom running (`serve`) or not.
@@ -153,36 +168,100 @@ impl World {
             ..PlatformConfig::default()
         };
         let model = Model::new(pcfg).expect("model config");
-        let cfg = Config {
-            max_guests: 8,
-            grant_slots: 8000,
-            table_pages: pcfg.table_pool_pages as usize,
-            contexts: 32,
-            max_batch: gpuif::MAX_ENTRIES,
-        };
-        let engine = Engine::new(cfg, model.mapper(), model.gpu());
-        let mut backend = Backend::new(engine, ModelCpu(model.clone()));
-        backend.enable_debug_readback(true);
         let xenstored = Xenstored::default();
         let ev = Rc::new(RefCell::new(Evtchns::default()));
-        let connector = ModelConnector { model: model.clone(), ev: ev.clone() };
-        let mut backend_xs = Client::new(xenstored.connect(BACKEND));
-        let mut changes = Vec::new();
-        let service = serve.then(|| {
-            let mut s = Service::new(backend, connector);
-            s.start(&mut backend_xs, &mut |c| changes.push(c)).expect("service starts");
-            s
-        });
-        Rc::new(RefCell::new(World {
+        let backend_xs = Client::new(xenstored.connect(BACKEND));
+        let world = Rc::new(RefCell::new(World {
             model,
             xenstored,
-            service,
+            service: None,
             backend_xs,
             ev,
             clock: Rc::new(Cell::new(0)),
-            changes,
+            changes: Vec::new(),
             shutdown_at: None,
-        }))
+            backend: BACKEND,
+            kill_if: None,
+            limits: BTreeMap::new(),
+            later: Vec::new(),
+        }));
+        if serve {
+            world.borrow_mut().serve();
+        }
+        world
+    }
+
+    fn engine_config(&self) -> Config {
+        Config {
+            max_guests: 8,
+            grant_slots: 8000,
+            table_pages: self.model.config().table_pool_pages as usize,
+            contexts: 32,
+            max_batch: gpuif::MAX_ENTRIES,
+        }
+    }
+
+    /// gpu-dom (domain `self.backend`) starts serving: a fresh engine.
+    fn serve(&mut self) {
+        let engine = Engine::new(self.engine_config(), self.model.mapper(), self.model.gpu());
+        let mut backend = Backend::new(engine, ModelCpu(self.model.clone()));
+        backend.enable_debug_readback(true);
+        let connector = ModelConnector {
+            model: self.model.clone(),
+            ev: self.ev.clone(),
+            backend: self.backend,
+        };
+        let mut s = Service::new(backend, connector);
+        let changes = &mut self.changes;
+        s.start(&mut self.backend_xs, &mut |c| changes.push(c)).expect("service starts");
+        self.service = Some(s);
+    }
+
+    /// gpu-dom dies: nothing of it runs any more, Xen releases its grant
+    /// mappings (unless `preserved`: a crashed domain kept for debugging),
+    /// its event channels close, and the toolstack removes its home (which
+    /// fires the guests' watches) and `@releaseDomain` fires.
+    pub fn kill_backend(&mut self, preserved: bool) {
+        self.service = None;
+        self.model.kill_backend(preserved);
+        let old = self.backend;
+        for c in self.ev.borrow_mut().chans.iter_mut().filter(|c| c.remote == old) {
+            c.be_port = None;
+        }
+        if !preserved {
+            self.xenstored.rm(&format!("/local/domain/{old}"));
+            self.xenstored.fire_special("@releaseDomain");
+        }
+    }
+
+    /// `xl destroy` of a gpu-dom that `kill_backend(true)` kept.
+    pub fn reap_backend(&mut self) {
+        self.model.reap_backend();
+        self.xenstored.rm(&format!("/local/domain/{}", self.backend));
+        self.xenstored.fire_special("@releaseDomain");
+    }
+
+    /// A new gpu-dom, domain `dom`, starts and serves (what is under its
+    /// `backend/vgpu` when it starts, and what the toolstack adds).
+    pub fn start_backend(&mut self, dom: u16) {
+        self.model.start_backend(DomId(dom)).expect("a fresh domain id");
+        self.backend = dom;
+        self.backend_xs = Client::new(self.xenstored.connect(dom));
+        self.serve();
+    }
+
+    /// What `vgpu detach --force` does for guest `fe`'s device 0.
+    pub fn detach(&self, fe: u16) {
+        self.xenstored.rm(&format!("/local/domain/{fe}/device/vgpu/0"));
+        self.xenstored.rm(&format!("/local/domain/{}/backend/vgpu/{fe}/0", self.backend));
+    }
+
+    /// What `vgpu restore` does for guest `fe`: the device directory of the
+    /// current backend, with the limits the guest was attached with, and
+    /// the frontend's `backend`/`backend-id` pointing at it (one write each).
+    pub fn restore(&self, fe: u16) {
+        let [base, len, pages] = self.limits[&fe];
+        self.write_device(fe, base, len, pages, false);
     }
 
     /// Runs the backend until it has nothing to do; returns whether it did
@@ -191,6 +270,17 @@ impl World {
         if self.shutdown_at.is_some_and(|t| self.clock.get() >= t) {
             self.shutdown_at = None;
             self.shutdown_backend();
+        }
+        if self.kill_if.as_ref().is_some_and(|f| f(self)) {
+            self.kill_if = None;
+            self.kill_backend(false);
+        }
+        let now = self.clock.get();
+        let (due, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.later).into_iter().partition(|(t, _)| *t <= now);
+        self.later = rest;
+        for (_, act) in due {
+            act(self);
         }
         let Some(service) = self.service.as_mut() else { return false };
         let mut progressed = false;
@@ -235,28 +325,31 @@ impl World {
     }
 
     /// What `vgpu attach` writes for guest `fe`, device 0.
-    pub fn attach(&self, fe: u16, ggtt_base: u32, ggtt_len: u32, max_pages: u32) {
-        let be = format!("/local/domain/{BACKEND}/backend/vgpu/{fe}/0");
+    pub fn attach(&mut self, fe: u16, ggtt_base: u32, ggtt_len: u32, max_pages: u32) {
+        self.limits.insert(fe, [ggtt_base, ggtt_len, max_pages]);
+        self.write_device(fe, ggtt_base, ggtt_len, max_pages, true);
+    }
+
+    fn write_device(&self, fe: u16, ggtt_base: u32, ggtt_len: u32, max_pages: u32, new: bool) {
+        let b = self.backend;
+        let be = format!("/local/domain/{b}/backend/vgpu/{fe}/0");
         let fd = format!("/local/domain/{fe}/device/vgpu/0");
         let xs = &self.xenstored;
-        let be_perms = [
-            Perm { dom: BACKEND, access: XsAccess::None },
-            Perm { dom: fe, access: XsAccess::Read },
-        ];
-        let fe_perms = [
-            Perm { dom: fe, access: XsAccess::None },
-            Perm { dom: BACKEND, access: XsAccess::Read },
-        ];
+        let be_perms =
+            [Perm { dom: b, access: XsAccess::None }, Perm { dom: fe, access: XsAccess::Read }];
+        let fe_perms =
+            [Perm { dom: fe, access: XsAccess::None }, Perm { dom: b, access: XsAccess::Read }];
         let dom0 = [
             Perm { dom: 0, access: XsAccess::None },
-            Perm { dom: BACKEND, access: XsAccess::Read },
+            Perm { dom: b, access: XsAccess::Read },
             Perm { dom: fe, access: XsAccess::Read },
         ];
-        xs.write(&format!("/local/domain/{fe}/domid"), &fe.to_string(), &fe_perms);
-        xs.write(&fd, "", &fe_perms);
-        xs.write(&format!("{fd}/backend"), &be, &fe_perms);
-        xs.write(&format!("{fd}/backend-id"), &BACKEND.to_string(), &fe_perms);
-        xs.write(&format!("{fd}/state"), "1", &fe_perms);
+        if new {
+            xs.write(&format!("/local/domain/{fe}/domid"), &fe.to_string(), &fe_perms);
+            xs.write(&fd, "", &fe_perms);
+        }
+        // The backend's directory first, then the pointers to it (`vgpu
+        // restore` writes all of it in one transaction).
         xs.write(&format!("{be}/limits"), "", &dom0);
         for (k, v) in [
             ("ggtt-base", ggtt_base),
@@ -272,6 +365,11 @@ impl World {
         xs.write(&format!("{be}/frontend-id"), &fe.to_string(), &be_perms);
         xs.write(&format!("{be}/online"), "1", &be_perms);
         xs.write(&format!("{be}/state"), "1", &be_perms);
+        xs.write(&format!("{fd}/backend"), &be, &fe_perms);
+        xs.write(&format!("{fd}/backend-id"), &b.to_string(), &fe_perms);
+        if new {
+            xs.write(&format!("{fd}/state"), "1", &fe_perms);
+        }
     }
 }
 
@@ -280,7 +378,8 @@ impl World {
 pub struct TestPlatform {
     pub world: Rc<RefCell<World>>,
     pub guest: Guest,
-    pages: BTreeMap<usize, (Gfn, GrantRef)>,
+    /// Our pages: the frame, and the grant while there is one.
+    pages: BTreeMap<usize, (Gfn, Option<GrantRef>)>,
     next_page: usize,
     next_port: u32,
     xs_output: Rc<dyn Fn() -> bool>,
@@ -297,17 +396,33 @@ impl Platform for TestPlatform {
         let gfn = self.guest.alloc_pages(1).map_err(|e| format!("{e:?}"))?[0];
         let gref = self.guest.grant(gfn, DomId(to), read_only).map_err(|e| format!("{e:?}"))?;
         self.next_page += 1;
-        self.pages.insert(self.next_page, (gfn, gref));
+        self.pages.insert(self.next_page, (gfn, Some(gref)));
         Ok(Granted { id: PageId(self.next_page), gref: gref.0, read_only })
     }
 
     fn end_access(&mut self, page: PageId) -> Result<(), EndAccessError> {
-        let (_, gref) = *self.pages.get(&page.0).ok_or(EndAccessError::UnknownPage(page))?;
-        if !self.guest.end_access(gref) {
-            return Err(EndAccessError::StillMapped { gref: gref.0 });
-        }
+        self.end_grant(page)?;
         self.pages.remove(&page.0);
         Ok(())
+    }
+
+    fn end_grant(&mut self, page: PageId) -> Result<(), EndAccessError> {
+        let entry = self.pages.get_mut(&page.0).ok_or(EndAccessError::UnknownPage(page))?;
+        if let Some(gref) = entry.1 {
+            if !self.guest.end_access(gref) {
+                return Err(EndAccessError::StillMapped { gref: gref.0 });
+            }
+            entry.1 = None;
+        }
+        Ok(())
+    }
+
+    fn regrant(&mut self, page: PageId, to: u16, read_only: bool) -> Result<Granted, String> {
+        self.end_grant(page).map_err(|e| e.to_string())?;
+        let entry = self.pages.get_mut(&page.0).ok_or("not our page")?;
+        let gref = self.guest.grant(entry.0, DomId(to), read_only).map_err(|e| format!("{e:?}"))?;
+        entry.1 = Some(gref);
+        Ok(Granted { id: page, gref: gref.0, read_only })
     }
 
     fn read(&self, page: PageId, offset: usize, buf: &mut [u8]) {
@@ -374,8 +489,10 @@ impl Platform for TestPlatform {
             any
         };
         if !progressed && !fired && !(self.xs_output)() {
-            // Nothing will happen by itself: time passes.
-            w.clock.set(w.clock.get().max(deadline_ms));
+            // Nothing will happen by itself: time passes, up to the deadline
+            // or the next thing scheduled, whichever comes first.
+            let next = w.later.iter().map(|(t, _)| *t).min().unwrap_or(u64::MAX);
+            w.clock.set(w.clock.get().max(deadline_ms.min(next)));
         }
         Ok(())
     }

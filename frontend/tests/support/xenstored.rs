@@ -104,6 +104,11 @@ impl Xenstored {
         self.0.borrow_mut().remove(path);
     }
 
+    /// Fires the watches on a special path (`@releaseDomain`).
+    pub fn fire_special(&self, name: &str) {
+        self.0.borrow_mut().fire(name, false);
+    }
+
     /// A probe telling whether `conn` has output waiting (for the
     /// platform's `wait`, which does not own the connection).
     pub fn connect_probe(&self, conn: &XsConn) -> Rc<dyn Fn() -> bool> {

@@ -28,6 +28,10 @@ const REVERIFY_MS: u64 = 5_000;
 const UNATTACHED_WAIT_MS: u64 = 10_000;
 /// Idle wake-up period (only to re-check for lost watch events).
 const IDLE_MS: u64 = 60_000;
+/// Longest wait for one response. The test runs share 2 emulated CPUs with
+/// other QEMU runs: gpu-dom taking another guest up (or coming back after a
+/// restart) has kept a response waiting for more than the default 10 s.
+const RESPONSE_TIMEOUT_MS: u64 = 30_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -35,6 +39,7 @@ enum Mode {
     Hostile,
     Unattached,
     Busy,
+    Batches,
     BadFe,
 }
 
@@ -45,6 +50,7 @@ impl Mode {
             "hostile" => Mode::Hostile,
             "unattached" => Mode::Unattached,
             "busy" => Mode::Busy,
+            "batches" => Mode::Batches,
             "badfe" => Mode::BadFe,
             _ => return None,
         })
@@ -159,11 +165,11 @@ pub fn run(mut k: Kernel) -> ! {
     let mut rep = Reporter::new("TESTGUEST", dom, &mut console);
     let Some(mode) = Mode::parse(mode_name) else {
         rep.say(format_args!(
-            "{mode_name} FAIL unknown mode (good, hostile, unattached, busy, badfe)"
+            "{mode_name} FAIL unknown mode (good, hostile, unattached, busy, batches, badfe)"
         ));
         crash::shutdown(SHUTDOWN_POWEROFF)
     };
-    let mut opts = Options::default();
+    let mut opts = Options { response_timeout_ms: RESPONSE_TIMEOUT_MS, ..Options::default() };
     if mode == Mode::Unattached {
         opts.handshake_timeout_ms = UNATTACHED_WAIT_MS;
     }
@@ -186,16 +192,21 @@ pub fn run(mut k: Kernel) -> ! {
         Mode::BadFe => {
             scenario::run_badfe(&mut fe, &mut rep, crate::sync::badfe_settle);
         }
-        Mode::Busy => {
+        Mode::Busy | Mode::Batches => {
             let mut asked = None;
-            scenario::run_busy(&mut fe, &mut rep, pages, |fe| {
+            let check = |fe: &mut Fe| {
                 asked = pending_shutdown(fe);
                 if asked.is_some() {
                     Control::Stop
                 } else {
                     Control::Continue
                 }
-            });
+            };
+            if mode == Mode::Busy {
+                scenario::run_busy(&mut fe, &mut rep, pages, check);
+            } else {
+                scenario::run_batches(&mut fe, &mut rep, pages, check);
+            }
             if let Some(s) = asked {
                 finish(&mut fe, &mut rep, s);
             }

@@ -32,6 +32,8 @@ pub enum GuestError {
     NoGrantTable,
     /// More ports than the executor can sleep on.
     TooManyPorts,
+    /// Not one of our pages.
+    UnknownPage(usize),
 }
 
 impl fmt::Display for GuestError {
@@ -42,6 +44,7 @@ impl fmt::Display for GuestError {
             GuestError::NoMemory => write!(f, "out of memory (give the guest more)"),
             GuestError::NoGrantTable => write!(f, "no grant table"),
             GuestError::TooManyPorts => write!(f, "too many event channels"),
+            GuestError::UnknownPage(id) => write!(f, "page {id} is not ours"),
         }
     }
 }
@@ -54,7 +57,8 @@ impl From<XenError> for GuestError {
 
 struct Page {
     page: OwnPage,
-    gref: u32,
+    /// `None` once the grant ended and the page was kept (`end_grant`).
+    gref: Option<u32>,
 }
 
 /// The unikernel's platform.
@@ -91,21 +95,44 @@ impl Platform for GuestPlatform {
         let page = OwnPage::alloc().ok_or(GuestError::NoMemory)?;
         let gref = gt.grant(to, page.gfn(), read_only).map_err(GuestError::Grant)?;
         self.next += 1;
-        self.pages.insert(self.next, Page { page, gref });
+        self.pages.insert(self.next, Page { page, gref: Some(gref) });
         Ok(Granted { id: PageId(self.next), gref, read_only })
     }
 
     fn end_access(&mut self, id: PageId) -> Result<(), EndAccessError> {
-        let gref = self.page(id).ok_or(EndAccessError::UnknownPage(id))?.gref;
+        self.end_grant(id)?;
+        self.pages.remove(&id.0); // freed: the grant has ended
+        Ok(())
+    }
+
+    fn end_grant(&mut self, id: PageId) -> Result<(), EndAccessError> {
+        let Some(gref) = self.page(id).ok_or(EndAccessError::UnknownPage(id))?.gref else {
+            return Ok(()); // ended before
+        };
         let gt = self.k.grant_table.as_ref().ok_or(EndAccessError::UnknownPage(id))?;
         match gt.end_grant(gref) {
             Ok(()) => {
-                self.pages.remove(&id.0); // freed: the grant has ended
+                if let Some(p) = self.pages.get_mut(&id.0) {
+                    p.gref = None;
+                }
                 Ok(())
             }
             Err(GrantError::InUse(_)) => Err(EndAccessError::StillMapped { gref }),
             Err(_) => Err(EndAccessError::UnknownPage(id)),
         }
+    }
+
+    fn regrant(&mut self, id: PageId, to: u16, read_only: bool) -> Result<Granted, GuestError> {
+        let gt = self.k.grant_table.as_ref().ok_or(GuestError::NoGrantTable)?;
+        let p = self.pages.get_mut(&id.0).ok_or(GuestError::UnknownPage(id.0))?;
+        if let Some(old) = p.gref {
+            // Still granted (to the old backend): end it first.
+            gt.end_grant(old).map_err(GuestError::Grant)?;
+            p.gref = None;
+        }
+        let gref = gt.grant(to, p.page.gfn(), read_only).map_err(GuestError::Grant)?;
+        p.gref = Some(gref);
+        Ok(Granted { id, gref, read_only })
     }
 
     fn read(&self, id: PageId, offset: usize, buf: &mut [u8]) {

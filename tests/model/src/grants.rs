@@ -361,6 +361,26 @@ impl World {
         Some(state)
     }
 
+    pub(crate) fn set_state_of(&mut self, dom: DomId, state: DomainState) {
+        self.set_state(dom, state);
+    }
+
+    /// Xen's `gnttab_release_mappings` for the dead backend: every grant it
+    /// has mapped is unpinned and its window emptied; the backend is dead.
+    pub(crate) fn release_backend_mappings(&mut self) -> u32 {
+        let maps: Vec<_> = core::mem::take(&mut self.physmap.maptrack).into_values().collect();
+        for m in &maps {
+            self.xen_unpin(m.dom, m.gref, m.access == gtt::types::Access::ReadOnly);
+        }
+        for s in self.physmap.slots.iter_mut() {
+            *s = None;
+        }
+        let old = self.cfg.backend;
+        self.set_state(old, DomainState::Dead);
+        self.trace.event(Event::DomainReleased { dom: old });
+        maps.len() as u32
+    }
+
     fn set_state(&mut self, dom: DomId, state: DomainState) {
         if let Some(d) = self.mem.domains.get_mut(&dom) {
             d.state = state;

@@ -273,6 +273,42 @@ impl Platform {
         self.world_mut().destroy_domain(dom)
     }
 
+    /// The backend domain dies (a crash with `on_crash = "destroy"`, or `xl
+    /// destroy`): Xen releases every grant it mapped
+    /// (`gnttab_release_mappings`), and the GPU it drove is gone with it.
+    /// With `keep_mappings` (a crashed domain kept by `on_crash =
+    /// "preserve"`) the mappings stay until [`Platform::reap_backend`].
+    /// Returns the grants released.
+    pub fn kill_backend(&self, keep_mappings: bool) -> u32 {
+        let mut w = self.world_mut();
+        let old = w.cfg.backend;
+        w.set_state_of(old, DomainState::Dying);
+        if keep_mappings {
+            return 0;
+        }
+        w.release_backend_mappings()
+    }
+
+    /// The toolstack finally destroys a backend kept by
+    /// [`Platform::kill_backend`]`(true)`: its mappings go.
+    pub fn reap_backend(&self) -> u32 {
+        self.world_mut().release_backend_mappings()
+    }
+
+    /// A new backend domain `dom` starts (`xl create` again): fresh RAM, an
+    /// empty window, a GPU whose GGTT and tables all point at scratch.
+    pub fn start_backend(&self, dom: DomId) -> Result<(), MemError> {
+        let mut w = self.world_mut();
+        let pages = w.cfg.backend_ram_pages;
+        w.mem.create_domain(dom)?;
+        w.mem.populate(dom, pages)?;
+        w.cfg.backend = dom;
+        let (base, slots) = (w.cfg.window_base_gfn, w.cfg.window_pages);
+        w.physmap = Physmap::new(u64::from(pages), base, slots);
+        w.init_gpu();
+        Ok(())
+    }
+
     /// Where `dom` is in its life.
     pub fn domain_state(&self, dom: DomId) -> Option<DomainState> {
         self.world().mem.state(dom)

@@ -95,8 +95,16 @@ impl Model {
 
     fn fire(&mut self, change: Option<Change>) {
         let Some(change) = change else { return };
+        // The toolstack removing a dead domain's home: xenstored has
+        // released the domain too, and says so on `@releaseDomain`.
+        let released = change.recursive && is_domain_home(&change.path);
         for conn in &mut self.conns {
             for (wpath, token) in &conn.watches {
+                if released && wpath == "@releaseDomain" {
+                    let payload = [wpath.as_bytes(), b"\0", token.as_bytes(), b"\0"].concat();
+                    conn.out.extend(message(MsgType::WatchEvent, 0, 0, &payload));
+                    continue;
+                }
                 let abs = absolute(conn.domid, wpath);
                 let fired = if is_under(&change.path, &abs) {
                     Some(change.path.clone())
@@ -113,6 +121,12 @@ impl Model {
             }
         }
     }
+}
+
+/// `/local/domain/<number>`.
+fn is_domain_home(path: &str) -> bool {
+    path.strip_prefix("/local/domain/")
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()))
 }
 
 fn absolute(domid: DomId, path: &str) -> String {

@@ -10,6 +10,7 @@ use crate::domains::{self, Domain, Gone};
 use crate::error::Error;
 use crate::layout::{self, Device, Limits, DEFAULT_GGTT_TOTAL};
 use crate::pools;
+use crate::record::Record;
 use crate::slice::{self, Refused, Slice};
 use crate::store::{Bounded, Store, Waited};
 
@@ -197,6 +198,15 @@ pub fn attach<T: Bounded>(xs: &mut Store<T>, args: &AttachArgs) -> Result<Attach
             xs.write(tx, &path, name)?;
             xs.set_perms(tx, &path, &device.backend_perms())?;
         }
+        // The toolstack's own copy, for `vgpu restore` after gpu-dom died.
+        let record = Record {
+            guest: guest.id,
+            devid: args.devid,
+            backend_name: backend.label(),
+            backend_id: backend.id,
+            limits,
+        };
+        record.write(xs, tx)?;
         let note = (!published).then(|| {
             format!(
                 "{} has not published {}; assumed a GGTT of {total} entries",

@@ -9,6 +9,8 @@ use std::time::Duration;
 use crate::attach::{AttachArgs, MAX_CONTEXTS};
 use crate::detach::DetachArgs;
 use crate::error::Error;
+use crate::restore::RestoreArgs;
+use crate::supervise::SuperviseArgs;
 
 /// A command to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +24,10 @@ pub enum Command {
         /// The backend, by name or domid.
         backend: String,
     },
+    /// `vgpu restore`.
+    Restore(RestoreArgs),
+    /// `vgpu supervise`.
+    Supervise(SuperviseArgs),
 }
 
 /// A parsed command line.
@@ -50,6 +56,8 @@ Commands:
   attach <guest>   create the guest's vgpu device, with its GGTT slice and limits
   detach <guest>   remove it (gpu-dom revokes every GPU mapping of the guest first)
   list             show a backend's devices, their states, slices and statistics
+  restore          move the devices of a gpu-dom that died to the new gpu-dom
+  supervise <dom>  keep gpu-dom alive: re-create it when it dies and restore its devices
 
 Options:
   -v, --verbose    say more about what is done
@@ -114,6 +122,45 @@ longer exist are reported as stale.
 
 Options:
   --backend DOM          the backend domain (default gpu-dom)
+";
+
+/// Help of `vgpu restore`.
+pub const RESTORE_HELP: &str = "\
+Usage: vgpu restore [options]
+
+Moves every device whose backend died to the backend named by --backend (a
+re-created gpu-dom), in one xenstore transaction: for each device, the new
+backend directory with the guest's limits, GGTT slice and device id (from
+the dom0-only record /vgpu/<guest>/<devid> that `vgpu attach` wrote), and
+the guest's backend and backend-id rewritten to name it. The guests'
+frontends then reconnect and replay their mappings. Records of guests that
+no longer exist are dropped.
+
+Options:
+  --backend DOM          the new backend (default gpu-dom)
+  --wait [SECS]          then wait until every moved device is Connected (default 10 s)
+  -v, --verbose          say more
+";
+
+/// Help of `vgpu supervise`.
+pub const SUPERVISE_HELP: &str = "\
+Usage: vgpu supervise <name> --config PATH [options]
+
+Runs until stopped (systemd: vgpu-supervise@<name>.service). Watches
+@releaseDomain; whenever no domain is named <name>, runs `xl create PATH`,
+runs `vgpu restore --backend <name>` at once (gpu-dom serves the devices it
+finds when it starts), waits until the domain wrote data/<name>-ready = 1,
+and waits until every moved guest is Connected again, one line per step. If the domain dies (or `xl create` fails) --boot-deaths times
+in a row, each within --boot-window of its creation, it stops and says why
+(exit status 1), waiting 1, 2, 4 ... s (at most 30 s) between such attempts.
+To stop gpu-dom for good, stop the supervisor first.
+
+Options:
+  --config PATH          the domain's xl config (required)
+  --boot-deaths N        deaths at boot in a row before giving up (default 3)
+  --boot-window SECS     what counts as dying at boot (default 60)
+  --ready-timeout SECS   longest wait for data/<name>-ready (default 60)
+  --xl PATH              the xl program (default xl)
 ";
 
 fn usage(text: String) -> Error {
@@ -193,6 +240,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, Error> {
     let mut attach = AttachArgs::new("");
     let mut detach = DetachArgs::new("");
     let mut list_backend = "gpu-dom".to_string();
+    let mut restore = RestoreArgs { backend: "gpu-dom".to_string(), wait: None };
+    let mut supervise = SuperviseArgs::new("", std::path::Path::new(""));
+    let mut config_given = false;
     while let Some(word) = words.words.next() {
         let (name, inline) = match word.split_once('=') {
             Some((n, v)) if n.starts_with("--") => (n, Some(v)),
@@ -244,6 +294,27 @@ pub fn parse(args: &[String]) -> Result<Parsed, Error> {
                         detach.timeout = seconds(n, words.value(n, inline)?)?
                     }
                     ("detach", "--force") => detach.force = true,
+                    ("restore", "--backend") => {
+                        restore.backend = words.value(n, inline)?.to_string()
+                    }
+                    ("restore", "--wait") => {
+                        restore.wait =
+                            Some(words.optional_seconds(n, inline, Duration::from_secs(10))?)
+                    }
+                    ("supervise", "--config") => {
+                        supervise.config = words.value(n, inline)?.into();
+                        config_given = true;
+                    }
+                    ("supervise", "--boot-deaths") => {
+                        supervise.boot_deaths = positive(n, words.value(n, inline)?)?
+                    }
+                    ("supervise", "--boot-window") => {
+                        supervise.boot_window = seconds(n, words.value(n, inline)?)?
+                    }
+                    ("supervise", "--ready-timeout") => {
+                        supervise.ready_timeout = seconds(n, words.value(n, inline)?)?
+                    }
+                    ("supervise", "--xl") => supervise.xl = words.value(n, inline)?.to_string(),
                     _ => {
                         return Err(usage(format!(
                             "vgpu {cmd} has no option {n}; `vgpu {cmd} --help` lists them"
@@ -252,14 +323,14 @@ pub fn parse(args: &[String]) -> Result<Parsed, Error> {
                 }
             }
             w if command.is_none() => match w {
-                "attach" | "detach" | "list" => command = Some(w),
+                "attach" | "detach" | "list" | "restore" | "supervise" => command = Some(w),
                 _ => {
                     return Err(usage(format!(
-                        "unknown command '{w}'; the commands are attach, detach, list"
+                        "unknown command '{w}'; the commands are attach, detach, list, restore, supervise"
                     )))
                 }
             },
-            w if guest.is_none() && command != Some("list") => guest = Some(w),
+            w if guest.is_none() && !matches!(command, Some("list" | "restore")) => guest = Some(w),
             w => return Err(usage(format!("unexpected argument '{w}'"))),
         }
     }
@@ -268,14 +339,32 @@ pub fn parse(args: &[String]) -> Result<Parsed, Error> {
             Some("attach") => ATTACH_HELP,
             Some("detach") => DETACH_HELP,
             Some("list") => LIST_HELP,
+            Some("restore") => RESTORE_HELP,
+            Some("supervise") => SUPERVISE_HELP,
             _ => HELP,
         }));
     }
     let command = match command {
         None => {
-            return Err(usage("no command given; the commands are attach, detach, list".into()))
+            return Err(usage(
+                "no command given; the commands are attach, detach, list, restore, supervise"
+                    .into(),
+            ))
         }
         Some("list") => Command::List { backend: list_backend },
+        Some("restore") => Command::Restore(restore),
+        Some("supervise") => {
+            let Some(g) = guest else {
+                return Err(usage("vgpu supervise needs the domain's name (gpu-dom)".into()));
+            };
+            if !config_given {
+                return Err(usage(format!(
+                    "vgpu supervise {g} needs --config PATH (the xl config that creates {g})"
+                )));
+            }
+            supervise.name = g.to_string();
+            Command::Supervise(supervise)
+        }
         Some(cmd) => {
             let Some(g) = guest else {
                 return Err(usage(format!("vgpu {cmd} needs a <guest> (a domain name or domid)")));

@@ -27,6 +27,7 @@ use crate::attach::state_name;
 use crate::domains::{self, Domain, Gone};
 use crate::error::Error;
 use crate::layout::{self, Device};
+use crate::record;
 use crate::store::{Bounded, Store, Waited};
 
 /// What `vgpu detach` was asked.
@@ -144,7 +145,7 @@ fn remove<T: Bounded>(
         xs.rm(tx, &dev.backend_dir())?;
         xs.rm_if_empty(tx, &format!("{}/{}", layout::backend_root(dev.backend), dev.frontend))?;
     }
-    Ok(())
+    record::remove(xs, tx, dev.frontend, dev.devid)
 }
 
 /// Detaches the device described by `args`.
@@ -160,7 +161,8 @@ pub fn detach<T: Bounded>(xs: &mut Store<T>, args: &DetachArgs) -> Result<Detach
     let Some(backend) = backend else {
         // No backend directory anywhere: clean up a frontend directory left behind.
         let dev = Device { backend: 0, frontend: guest.id, devid: args.devid };
-        if !xs.exists(TxId::NONE, &dev.frontend_dir())? {
+        let recorded = xs.exists(TxId::NONE, &record::dir(guest.id, args.devid))?;
+        if !xs.exists(TxId::NONE, &dev.frontend_dir())? && !recorded {
             return Err(Error::NoDevice {
                 guest: guest.to_string(),
                 devid: args.devid,

@@ -152,6 +152,17 @@ pub enum Error {
         /// What we waited for.
         what: String,
     },
+    /// `vgpu supervise` stopped re-creating a domain that keeps dying at boot.
+    GaveUp {
+        /// The domain's name.
+        name: String,
+        /// Deaths (or failed creations) in a row.
+        deaths: u32,
+        /// Each within this long of its creation.
+        window: Duration,
+        /// The last one, said.
+        last: String,
+    },
 }
 
 impl Error {
@@ -263,6 +274,11 @@ impl fmt::Display for Error {
             Error::Vanished { what } => {
                 write!(f, "{what}: the device directory was removed meanwhile (by gpu-dom or another toolstack command)")
             }
+            Error::GaveUp { name, deaths, window, last } => write!(
+                f,
+                "{name} died {deaths} times in a row within {} of being created (last: {last}); not re-creating it again: read why in its console log (/var/log/xen/console/guest-{name}.log) and `xl dmesg`, fix it, then restart the supervisor (`systemctl restart vgpu-supervise@{name}`)",
+                secs(*window)
+            ),
         }
     }
 }

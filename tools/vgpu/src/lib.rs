@@ -14,6 +14,8 @@
 //! | [`layout`] | the paths, values and permissions of a device |
 //! | [`slice`](mod@slice) | GGTT slice placement |
 //! | [`attach`], [`detach`], [`list`] | the commands |
+//! | [`record`] | the dom0-only copy of each device's limits (`/vgpu/<guest>/<devid>`) |
+//! | [`restore`], [`supervise`] | moving devices to a re-created gpu-dom; keeping gpu-dom alive |
 //! | [`error`] | what goes wrong, and what to do next |
 //!
 //! Everything runs against any [`store::Bounded`] transport, so the tests
@@ -29,8 +31,11 @@ pub mod error;
 pub mod layout;
 pub mod list;
 pub mod pools;
+pub mod record;
+pub mod restore;
 pub mod slice;
 pub mod store;
+pub mod supervise;
 
 use std::io::Write;
 
@@ -75,6 +80,39 @@ pub fn run<T: Bounded>(
         Command::List { backend } => {
             let listing = list::list(xs, backend)?;
             let _ = write!(out, "{}", listing.render());
+        }
+        Command::Restore(args) => {
+            let done = restore::restore(xs, args)?;
+            let _ = writeln!(out, "{}", done.summary());
+            if let Some(timeout) = args.wait {
+                for m in &done.moved {
+                    let attached = attach::Attached {
+                        guest: m.guest.clone(),
+                        backend: done.backend.clone(),
+                        device: layout::Device {
+                            backend: done.backend.id,
+                            frontend: m.guest.id,
+                            devid: m.devid,
+                        },
+                        limits: m.record.limits,
+                        attempts: 1,
+                        notes: Vec::new(),
+                        warnings: Vec::new(),
+                    };
+                    let took = attach::wait_connected(xs, &attached, timeout)?;
+                    let _ = writeln!(
+                        out,
+                        "vgpu {} of {} connected again in {}",
+                        m.devid,
+                        m.guest,
+                        store::took(took)
+                    );
+                }
+            }
+        }
+        Command::Supervise(args) => {
+            let mut xl = supervise::XlCreate { xl: args.xl.clone() };
+            supervise::supervise(xs, args, &mut xl, out)?;
         }
     }
     Ok(())

@@ -1,0 +1,116 @@
+//! Mode `batches`: map and unmap large batches forever (for destroying the
+//! guest, or the backend, in the middle of a batch). A backend that goes
+//! away is ridden out ([`super::ride_out`]); the batches then go on.
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use gpuif::wire::{Entry, Op};
+use gpuif::Status;
+use xenbus::Transport;
+
+use super::{pattern, Control, Outcome, Reporter};
+use crate::{Frontend, Platform};
+
+/// Batches between two heartbeat lines.
+const HEARTBEAT: u64 = 100;
+
+/// Mode `batches` after the frontend connected: alternately maps `pages` GGTT
+/// entries and unmaps them, one batch each, printing `batches sent=<n>`
+/// every 100 batches. Between batches `check` sees the frontend (to look at
+/// watch events); it returns when `check` says stop, or a batch fails (e.g.
+/// the backend closed), and cleans up. Returns the batches sent.
+pub fn run_batches<P: Platform, T: Transport>(
+    fe: &mut Frontend<P, T>,
+    rep: &mut Reporter<'_>,
+    pages: u32,
+    mut check: impl FnMut(&mut Frontend<P, T>) -> Control,
+) -> u64 {
+    let mut batches = 0u64;
+    let why = batches_loop(fe, rep, pages, &mut batches, &mut check);
+    rep.say(format_args!("batches stopped sent={batches} ({why})"));
+    super::cleanup(fe, rep);
+    batches
+}
+
+fn batches_loop<P: Platform, T: Transport>(
+    fe: &mut Frontend<P, T>,
+    rep: &mut Reporter<'_>,
+    pages: u32,
+    batches: &mut u64,
+    check: &mut impl FnMut(&mut Frontend<P, T>) -> Control,
+) -> String {
+    if !fe.is_connected() {
+        if let Err(e) = fe.connect() {
+            return format!("connect: {e}");
+        }
+    }
+    let n = pages.min(fe.info().ggtt_len).max(1);
+    let mut page = [0u8; gpuif::PAGE_SIZE];
+    for seq in 0..n {
+        match fe.grant_page(false) {
+            Ok(g) => {
+                pattern(rep.dom(), seq, &mut page);
+                fe.write_page(&g, 0, &page);
+            }
+            Err(e) => return format!("grant: {e}"),
+        }
+    }
+    // Our pages' current grants (they change when a new backend takes over).
+    let entries = |fe: &Frontend<P, T>| -> Vec<Entry> {
+        let g = fe.granted();
+        (0..n as usize)
+            .filter_map(|i| {
+                g.get(i).map(|g| Entry { addr: i as u64, gref: g.gref, read_only: false })
+            })
+            .collect()
+    };
+    let mut map = entries(fe);
+    let unmap: Vec<Entry> =
+        map.iter().map(|e| Entry { addr: e.addr, gref: 0, read_only: false }).collect();
+    rep.say(format_args!("batches connected pages={n}"));
+    loop {
+        for op in [Op::GgttMap, Op::GgttUnmap] {
+            let batch = if op == Op::GgttMap { &map } else { &unmap };
+            match fe.batch(op, 0, batch) {
+                Ok(r) if r.status == Status::OK => {}
+                Ok(r) => return format!("{op:?}: {}", r.status.name()),
+                Err(e) if e.is_backend_closed() => {
+                    rep.say(format_args!("batches {op:?} failed: {e}"));
+                    match super::ride_out(fe, rep, &mut *check) {
+                        Outcome::Reconnected { .. } => {
+                            map = entries(fe);
+                            rep.say(format_args!("batches resumed"));
+                            break; // start over with a map batch
+                        }
+                        Outcome::Detached => return String::from("detached"),
+                        Outcome::Stopped => return String::from("asked to stop"),
+                        Outcome::Failed(why) => return why,
+                    }
+                }
+                Err(e) => return format!("{op:?}: {e}"),
+            }
+            *batches += 1;
+            if *batches == 1 {
+                // What the first batch mapped, read back through the backend.
+                match super::verify_record(fe) {
+                    Ok(v) => rep.say(format_args!(
+                        "batches verified entries={} mismatches={}",
+                        v.ok + v.bad,
+                        v.bad
+                    )),
+                    // Lost meanwhile: the next batch fails and rides it out.
+                    Err(e) if e.is_backend_closed() => {}
+                    Err(e) => return format!("verify: {e}"),
+                }
+            }
+            if *batches % HEARTBEAT == 0 {
+                rep.say(format_args!("batches sent={batches}"));
+            }
+            if check(fe) == Control::Stop {
+                return String::from("asked to stop");
+            }
+        }
+    }
+}
