@@ -2,30 +2,35 @@
 //! readiness, and serve until the toolstack asks for a shutdown.
 //!
 //! # The main loop and its bounds
-//! One round does, in order: serve the devices, handle xenstore, sleep.
+//! One round does, in order: serve the devices, run the management
+//! endpoint, handle xenstore, sleep.
 //! Every event source is a budgeted producer: nothing in a round runs
 //! "until empty" on anything a guest can fill.
 //! - **Devices**: every device whose port fired, or that had requests left
 //!   in the last round, is served once per round, for at most
 //!   [`backend::service::BUDGET`] units of work per turn (4096: a request
-//!   costs 1 plus the entries it applied, and the request that crosses the
+//!   costs 1 plus the entries it named or applied, and the request that crosses the
 //!   budget is finished, so a turn is at most 4096 + 2048 units),
 //!   round-robin from a start that moves by one device each round.
 //!   Notifying a port more often gives a guest nothing: a port that fired
 //!   any number of times is one turn.
+//! - **Management endpoint** (when gpu-dom has a vif): at most
+//!   [`crate::mgmt::RX_BUDGET`] frames from the vif and one step of each
+//!   connection (see `mgmt`).
 //! - **xenstore**: at most [`XS_EVENTS_PER_ROUND`] watch events per round;
 //!   the service's events among them are coalesced into one rescan (events
 //!   the client dropped count as one more), so a round holds at most one
 //!   rescan. Events left over wait for the next round.
 //! - **Sleeping**: the loop sleeps only after a round in which no device
-//!   had requests left and xenstore had nothing; otherwise it looks for
-//!   fired ports without sleeping and goes on.
+//!   had requests left, the endpoint had nothing left and xenstore had
+//!   nothing; otherwise it looks for fired ports without sleeping and goes
+//!   on.
 //!
 //! So a request that a guest posted and notified is answered within two
 //! rounds (its port is taken in the round after the notification, or its
 //! turn comes in the next one), and a round costs at most, per other
-//! device, one turn of at most 4096 + 2048 units, plus
-//! [`XS_EVENTS_PER_ROUND`] watch events and one rescan: neither a guest
+//! device, one turn of at most 4096 + 2048 units, plus the endpoint's
+//! budget, [`XS_EVENTS_PER_ROUND`] watch events and one rescan: neither a guest
 //! flooding its ring and event channel nor one storming xenstore can
 //! delay the others beyond that. (A rescan's cost grows with the number
 //! of devices, not with any guest's input: see the README's

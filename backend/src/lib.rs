@@ -128,7 +128,7 @@ impl<M: GrantMapper, W: GpuTables, D: CpuAccess> Backend<M, W, D> {
     }
 
     /// Answers requests from `conn`'s ring until `budget` units of work are
-    /// spent (a request costs 1 plus the entries it applied, so a turn is
+    /// spent (a request costs 1 plus the entries it named or applied, so a turn is
     /// bounded by the work done, not by how many requests carried it: one
     /// 2048-entry request weighs as much as 2049 one-entry ones), then
     /// publishes the responses. At least one request is answered per call.
@@ -153,7 +153,11 @@ impl<M: GrantMapper, W: GpuTables, D: CpuAccess> Backend<M, W, D> {
                     conn.counters.record(rsp.op, rsp.status);
                     conn.ring.put_response(page, &rsp.emit());
                     served.requests += 1;
-                    spent = spent.saturating_add(1 + rsp.done);
+                    // Entries named count even when refused: a request of
+                    // 2048 bad grants costs gpu-dom a directory copy and
+                    // 2048 map attempts.
+                    let named = gpuif::Request::parse(&slot).map_or(0, |r| u32::from(r.nr));
+                    spent = spent.saturating_add(1 + rsp.done.max(named));
                 }
                 Ok(None) => match conn.ring.final_check_for_requests(page) {
                     Ok(true) => continue,

@@ -40,7 +40,8 @@ pub const TOKEN_RELEASE: &str = "vgpu-release";
 /// Watch token for the frontends' directories.
 pub const TOKEN_FRONTEND: &str = "vgpu-frontend";
 /// Work served per device turn before yielding to other devices, in
-/// `Backend::serve` units (a request costs 1 plus the entries it applied):
+/// `Backend::serve` units (a request costs 1 plus the entries it named or
+/// applied):
 /// two of the longest requests, or a ring's worth of small ones many times
 /// over. What one guest's turn can cost the others is bounded by this, not
 /// by the number of requests it queues.

@@ -288,3 +288,23 @@ fn a_turn_is_bounded_by_the_entries_served_not_by_the_requests_queued() {
         assert_eq!((rsp.status, rsp.done), (Status::OK, 512));
     }
 }
+
+#[test]
+fn refused_entries_cost_a_turn_as_much_as_applied_ones() {
+    // Four 512-entry requests naming grants nobody made: every entry is
+    // refused, yet each costs 513 units, so a 1024-unit turn serves two.
+    let mut rig = Rig::new();
+    let h = rig.add_guest(DomId(2), 64, Some(limits(0, 1024, 64)));
+    let entries: Vec<Entry> = (0..512)
+        .map(|i| Entry { addr: i as u64, gref: 3000 + i as u32, read_only: false })
+        .collect();
+    let (slot, _) = rig.fe(h).request(Op::GgttMap, 0, &entries);
+    for _ in 0..4 {
+        rig.fe(h).push(&slot);
+    }
+    let (conn, page) = rig.frontends[h].backend_side();
+    let turn = rig.backend.serve(conn, page, 1024).unwrap();
+    assert_eq!((turn.requests, turn.more), (2, true));
+    let rsp = rig.fe(h).take_response().expect("answered");
+    assert_eq!(rsp.done, 0, "{rsp:?}");
+}

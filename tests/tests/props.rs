@@ -349,6 +349,9 @@ impl Harness {
                 self.expect.requests += 1;
                 let rsp = self.rig.call(fe, &slot);
                 prop_assert!(rsp.is_some());
+                // What it mapped is not tracked, so what the guest's
+                // entries hold is no longer known: forget it.
+                self.forget(*g);
             }
         }
         Ok(())

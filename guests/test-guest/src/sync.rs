@@ -28,7 +28,7 @@ const GO_POLL_MS: u64 = 500;
 /// Watch token of `data/fairness`.
 pub const TOKEN_FAIRNESS: &str = "fairness";
 /// Round trips per measurement, and the time they may take at most.
-const RTT_ROUNDS: u32 = 50;
+const RTT_ROUNDS: u32 = 30;
 const RTT_LIMIT_US: u64 = 30_000_000;
 
 /// Mode `badfe`'s `settle`: says which value was refused, waits for dom0.

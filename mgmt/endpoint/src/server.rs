@@ -304,8 +304,12 @@ impl Server {
                 self.stats.timeouts += 1;
                 self.end(i)
             }
-            Phase::Writing => self.write(i),
+            Phase::Writing => {
+                self.discard_input(i);
+                self.write(i)
+            }
             Phase::Closing => {
+                self.discard_input(i);
                 // Our FIN is out: done once the peer closed too (or gave up).
                 let done = matches!(state, tcp::State::TimeWait | tcp::State::Closed);
                 if done || age >= self.limits.connection_ms {
@@ -314,6 +318,15 @@ impl Server {
             }
             Phase::Listening => {}
         }
+    }
+
+    /// Drops what the client still sends after its head (the rest of a
+    /// garbage request): a client blocked on a full window would otherwise
+    /// hold its connection until the deadline. At most one receive buffer
+    /// per round.
+    fn discard_input(&mut self, i: usize) {
+        let s = self.sockets.get_mut::<tcp::Socket>(self.conns[i].handle);
+        let _ = s.recv(|data| (data.len(), ()));
     }
 
     fn read(&mut self, i: usize, serving: bool, fill: &mut dyn FnMut(&mut Snapshot)) {

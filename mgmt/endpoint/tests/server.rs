@@ -277,6 +277,25 @@ fn clients_beyond_the_connection_limit_are_refused_not_queued() {
 }
 
 #[test]
+fn a_garbage_client_that_keeps_sending_is_answered_and_its_slot_freed() {
+    let mut n = Net::new(Limits::default());
+    let h = n.connect(80);
+    n.run(5);
+    let garbage: Vec<u8> = (0..6000u32).map(|i| (i * 7 + 3) as u8).collect();
+    n.send(h, &garbage[..4000]);
+    n.run(50);
+    let s = n.sockets.get_mut::<tcp::Socket>(h);
+    let _ = s.send_slice(&garbage[4000..]);
+    n.run(50);
+    let got = String::from_utf8_lossy(&n.received(h)).into_owned();
+    assert!(got.starts_with("HTTP/1.1 400 Bad Request"), "{got}");
+    assert_eq!(n.sockets.get::<tcp::Socket>(h).send_queue(), 0, "everything it sent was taken");
+    n.sockets.get_mut::<tcp::Socket>(h).close();
+    n.run(50);
+    assert_eq!(n.server.active(), 0, "the slot listens again long before any deadline");
+}
+
+#[test]
 fn nothing_listens_on_other_ports() {
     let mut n = Net::new(Limits::default());
     let h = n.connect(22);
