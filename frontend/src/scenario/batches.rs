@@ -27,11 +27,9 @@ pub fn run_batches<P: Platform, T: Transport>(
     pages: u32,
     mut check: impl FnMut(&mut Frontend<P, T>) -> Control,
 ) -> u64 {
-    let mut batches = 0u64;
-    let why = batches_loop(fe, rep, pages, &mut batches, &mut check);
-    rep.say(format_args!("batches stopped sent={batches} ({why})"));
-    super::cleanup(fe, rep);
-    batches
+    super::run_looping(fe, rep, "batches stopped sent", |fe, rep, n| {
+        batches_loop(fe, rep, pages, n, &mut check)
+    })
 }
 
 fn batches_loop<P: Platform, T: Transport>(
@@ -41,11 +39,6 @@ fn batches_loop<P: Platform, T: Transport>(
     batches: &mut u64,
     check: &mut impl FnMut(&mut Frontend<P, T>) -> Control,
 ) -> String {
-    if !fe.is_connected() {
-        if let Err(e) = fe.connect() {
-            return format!("connect: {e}");
-        }
-    }
     let n = pages.min(fe.info().ggtt_len).max(1);
     let mut page = [0u8; gpuif::PAGE_SIZE];
     for seq in 0..n {

@@ -37,11 +37,9 @@ pub fn run_busy<P: Platform, T: Transport>(
     pages: u32,
     mut check: impl FnMut(&mut Frontend<P, T>) -> Control,
 ) -> u64 {
-    let mut batches = 0u64;
-    let why = busy(fe, rep, pages, &mut batches, &mut check);
-    rep.say(format_args!("busy stopped batches={batches} ({why})"));
-    super::cleanup(fe, rep);
-    batches
+    super::run_looping(fe, rep, "busy stopped batches", |fe, rep, n| {
+        busy(fe, rep, pages, n, &mut check)
+    })
 }
 
 fn busy<P: Platform, T: Transport>(
@@ -51,11 +49,6 @@ fn busy<P: Platform, T: Transport>(
     batches: &mut u64,
     check: &mut impl FnMut(&mut Frontend<P, T>) -> Control,
 ) -> String {
-    if !fe.is_connected() {
-        if let Err(e) = fe.connect() {
-            return format!("connect: {e}");
-        }
-    }
     let n = pages.min(fe.info().ggtt_len).min(BUSY_MAX_ENTRIES).min(fe.max_entries() as u32);
     let n = n.max(1);
     let mut map = Vec::with_capacity(n as usize);

@@ -239,6 +239,27 @@ pub fn steady<P: Platform, T: Transport>(
     end
 }
 
+/// The shell of a mode that loops until something stops it (`busy`,
+/// `batches`): connects if needed, runs `body` (which counts what it sent in
+/// its third argument and returns why it stopped), says `<stopped>=<n>
+/// (<why>)`, cleans up, and returns the count.
+fn run_looping<P: Platform, T: Transport>(
+    fe: &mut Frontend<P, T>,
+    rep: &mut Reporter<'_>,
+    stopped: &str,
+    body: impl FnOnce(&mut Frontend<P, T>, &mut Reporter<'_>, &mut u64) -> String,
+) -> u64 {
+    let mut sent = 0u64;
+    let connected = if fe.is_connected() { Ok(()) } else { fe.connect().map(drop) };
+    let why = match connected {
+        Ok(()) => body(fe, rep, &mut sent),
+        Err(e) => format!("connect: {e}"),
+    };
+    rep.say(format_args!("{stopped}={sent} ({why})"));
+    cleanup(fe, rep);
+    sent
+}
+
 /// Disconnects (or cleans up after the backend closed) and prints what
 /// happened to the grants.
 pub fn cleanup<P: Platform, T: Transport>(fe: &mut Frontend<P, T>, rep: &mut Reporter<'_>) {
