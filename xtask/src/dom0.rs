@@ -291,7 +291,8 @@ fn is_dynamic_elf(path: &Path) -> Result<bool> {
     Ok(interp.is_some())
 }
 
-/// What went into an initramfs.
+/// What went into an initramfs (dom0's, or a Linux guest's:
+/// `guest_initramfs`).
 #[derive(Debug)]
 pub struct Assembled {
     pub size: u64,

@@ -106,20 +106,6 @@ off
     }
 }
 
-/// What went into the guest's initramfs.
-#[derive(Debug)]
-pub struct Assembled {
-    pub size: u64,
-    pub init: String,
-    pub libs: usize,
-    /// Libraries taken from the host because no package tree had them.
-    pub host_libs: Vec<String>,
-    /// Modules loaded, in order.
-    pub modules: Vec<String>,
-    /// Wanted modules that are built into the kernel.
-    pub builtin_modules: Vec<String>,
-}
-
 /// Writes the guest's initramfs for kernel `release` (from `trees`) to `out`.
 pub fn assemble(
     trees: &BTreeMap<String, Tree>,
@@ -127,7 +113,7 @@ pub fn assemble(
     vgpu_front: &Path,
     init: impl FnOnce(Vec<String>) -> GuestInit,
     out: &Path,
-) -> Result<Assembled> {
+) -> Result<dom0::Assembled> {
     let mut fs = Initramfs::default();
     for d in ["proc", "sys", "dev", "tmp", "root"] {
         fs.dir(d);
@@ -140,7 +126,7 @@ pub fn assemble(
     let init = init(plan.load.iter().map(|m| m.path.clone()).collect()).script();
     fs.file("init", Source::Bytes(init.clone().into_bytes()), 0o755);
     let size = fs.write(out)?;
-    Ok(Assembled {
+    Ok(dom0::Assembled {
         size,
         init,
         libs,
