@@ -14,14 +14,13 @@
 //! - Closing the backend's end makes the frontend's port unbound again, as
 //!   `EVTCHNOP_close` leaves the other end of an interdomain channel.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use backend::Connector;
-use gtt::platform::{testing_cap, GrantMapRequest, GrantMapper, GrantMapping};
-use gtt::{Access, DomId, GrantRef};
+use gtt::DomId;
 use platform_model::Platform;
 
-use crate::pages::BusRingPage;
+use crate::pages::{BusRingPage, ModelRings};
 
 /// `EINVAL`, what `EVTCHNOP_bind_interdomain` returns for a port that is not
 /// unbound for the caller.
@@ -78,7 +77,7 @@ impl EventChannels {
 /// The backend's rings and event channels on the model, with Xen's rules.
 pub struct StrictConnector {
     pub platform: Platform,
-    rings: HashMap<u64, GrantMapping>,
+    rings: ModelRings,
     pub channels: EventChannels,
     /// Local ports notified, in order.
     pub notified: Vec<u32>,
@@ -86,7 +85,12 @@ pub struct StrictConnector {
 
 impl StrictConnector {
     pub fn new(platform: Platform, channels: EventChannels) -> StrictConnector {
-        StrictConnector { platform, rings: HashMap::new(), channels, notified: Vec::new() }
+        StrictConnector {
+            rings: ModelRings::new(platform.clone()),
+            platform,
+            channels,
+            notified: Vec::new(),
+        }
     }
 }
 
@@ -94,28 +98,11 @@ impl Connector for StrictConnector {
     type Ring = BusRingPage;
 
     fn map_ring(&mut self, dom: DomId, gref: u32) -> Result<BusRingPage, i16> {
-        let mut out = [Err(gtt::GrantMapError::WindowFull)];
-        let req = GrantMapRequest { dom, gref: GrantRef(gref), access: Access::ReadWrite };
-        self.platform.mapper().map(&testing_cap(), &[req], &mut out);
-        match out[0] {
-            Ok(m) => {
-                self.rings.insert(m.bus.0, m);
-                Ok(BusRingPage {
-                    platform: self.platform.clone(),
-                    bus: m.bus,
-                    slot_reads: Default::default(),
-                })
-            }
-            Err(gtt::GrantMapError::Xen(s)) => Err(s),
-            // GNTST_no_device_space: the window is full.
-            Err(_) => Err(-7),
-        }
+        self.rings.map(dom, gref)
     }
 
     fn unmap_ring(&mut self, _dom: DomId, ring: BusRingPage) {
-        if let Some(m) = self.rings.remove(&ring.bus.0) {
-            self.platform.mapper().unmap(&testing_cap(), &[m]);
-        }
+        self.rings.unmap(ring);
     }
 
     fn bind(&mut self, dom: DomId, remote_port: u32) -> Result<u32, i32> {

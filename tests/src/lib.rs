@@ -26,7 +26,7 @@ mod pages;
 pub mod service_world;
 
 pub use frontend::{pattern, Frontend, PageInfo};
-pub use pages::{BusRingPage, GuestRingPage, ModelCpu};
+pub use pages::{BusRingPage, GuestRingPage, ModelCpu, ModelRings};
 
 use backend::Backend;
 use gtt::{Config, DomId, Engine, Limits};

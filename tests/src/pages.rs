@@ -88,3 +88,50 @@ impl CpuAccess for ModelCpu {
         self.0.bus_read(bus, out).is_ok()
     }
 }
+
+/// Frontends' rings mapped for the backend on the model (the test
+/// connectors' shared half): through the model's grant mapper, as the
+/// unikernel maps them into its CPU pages.
+pub struct ModelRings {
+    platform: Platform,
+    live: std::collections::HashMap<u64, gtt::GrantMapping>,
+}
+
+impl ModelRings {
+    pub fn new(platform: Platform) -> Self {
+        ModelRings { platform, live: Default::default() }
+    }
+
+    /// Maps `dom`'s grant `gref` writable; `Err` is the `GNTST_*` status
+    /// (`GNTST_no_device_space`, -7, when the window is full).
+    pub fn map(&mut self, dom: DomId, gref: u32) -> Result<BusRingPage, i16> {
+        use gtt::platform::{testing_cap, GrantMapRequest, GrantMapper};
+        let mut out = [Err(gtt::GrantMapError::WindowFull)];
+        let req = GrantMapRequest { dom, gref: GrantRef(gref), access: gtt::Access::ReadWrite };
+        self.platform.mapper().map(&testing_cap(), &[req], &mut out);
+        match out[0] {
+            Ok(m) => {
+                self.live.insert(m.bus.0, m);
+                Ok(BusRingPage {
+                    platform: self.platform.clone(),
+                    bus: m.bus,
+                    slot_reads: Default::default(),
+                })
+            }
+            Err(gtt::GrantMapError::Xen(s)) => Err(s),
+            Err(gtt::GrantMapError::WindowFull) => Err(-7),
+        }
+    }
+
+    /// Unmaps a ring from [`ModelRings::map`]; false if it was not one.
+    pub fn unmap(&mut self, ring: BusRingPage) -> bool {
+        use gtt::platform::{testing_cap, GrantMapper};
+        match self.live.remove(&ring.bus.0) {
+            Some(m) => {
+                self.platform.mapper().unmap(&testing_cap(), &[m]);
+                true
+            }
+            None => false,
+        }
+    }
+}

@@ -5,16 +5,13 @@
 //! strict IOMMU, model GPU). Used by `tests/service.rs`,
 //! `tests/availability.rs` and the fuzz targets.
 
-use std::collections::HashMap;
-
-use crate::{BusRingPage, GuestRingPage, ModelCpu, BACKEND};
+use crate::{BusRingPage, GuestRingPage, ModelCpu, ModelRings, BACKEND};
 use backend::device::Connector;
 use backend::{Backend, Change, Service};
 
 use gpuif::ring::FrontRing;
 use gpuif::Response;
-use gtt::platform::{testing_cap, GrantMapRequest, GrantMapper, GrantMapping};
-use gtt::{Access, Config, DomId, Engine};
+use gtt::{Config, DomId, Engine};
 use platform_model::{Guest, ModelGpu, ModelMapper, Platform, PlatformConfig};
 use xenbus::Client;
 use xenstored_model::{Conn, Xenstored};
@@ -24,7 +21,7 @@ pub const GUEST: DomId = DomId(5);
 /// Ring mapping and event channels on the model.
 pub struct ModelConnector {
     pub platform: Platform,
-    pub rings: HashMap<u64, GrantMapping>,
+    pub rings: ModelRings,
     pub next_port: u32,
     /// Every local port notified, in order.
     pub notified: Vec<u32>,
@@ -33,26 +30,13 @@ pub struct ModelConnector {
 impl Connector for ModelConnector {
     type Ring = BusRingPage;
     fn map_ring(&mut self, dom: DomId, gref: u32) -> Result<BusRingPage, i16> {
-        let mut out = [Err(gtt::GrantMapError::WindowFull)];
-        let req = GrantMapRequest { dom, gref: gtt::GrantRef(gref), access: Access::ReadWrite };
-        self.platform.mapper().map(&testing_cap(), &[req], &mut out);
-        match out[0] {
-            Ok(m) => {
-                self.rings.insert(m.bus.0, m);
-                Ok(BusRingPage {
-                    platform: self.platform.clone(),
-                    bus: m.bus,
-                    slot_reads: Default::default(),
-                })
-            }
-            Err(gtt::GrantMapError::Xen(s)) => Err(s),
-            Err(_) => Err(-1),
-        }
+        self.rings.map(dom, gref)
     }
+
     fn unmap_ring(&mut self, _: DomId, ring: BusRingPage) {
-        let m = self.rings.remove(&ring.bus.0).expect("a ring we mapped");
-        self.platform.mapper().unmap(&testing_cap(), &[m]);
+        assert!(self.rings.unmap(ring), "a ring we mapped");
     }
+
     fn bind(&mut self, _: DomId, remote: u32) -> Result<u32, i32> {
         // Port 0 is never an unbound port, and 2-level event channels end
         // at 4095 (`xen/include/public/event_channel.h`): Xen says EINVAL.
@@ -108,7 +92,7 @@ impl World {
         let backend = Backend::new(engine, ModelCpu(platform.clone()));
         let connector = ModelConnector {
             platform: platform.clone(),
-            rings: HashMap::new(),
+            rings: ModelRings::new(platform.clone()),
             next_port: 100,
             notified: Vec::new(),
         };
