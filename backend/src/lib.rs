@@ -156,7 +156,7 @@ impl<M: GrantMapper, W: GpuTables, D: CpuAccess> Backend<M, W, D> {
                     // Entries named count even when refused: a request of
                     // 2048 bad grants costs gpu-dom a directory copy and
                     // 2048 map attempts.
-                    let named = gpuif::Request::parse(&slot).map_or(0, |r| u32::from(r.nr));
+                    let named = u32::from(gpuif::Request::raw_nr(&slot));
                     spent = spent.saturating_add(1 + rsp.done.max(named));
                 }
                 Ok(None) => match conn.ring.final_check_for_requests(page) {

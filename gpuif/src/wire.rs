@@ -267,6 +267,12 @@ impl<'a> Request<'a> {
     pub fn raw_op(slot: &Slot) -> u8 {
         slot[field::OP]
     }
+
+    /// The entry count a slot that may not parse claims (unchecked: for
+    /// charging the work a request asked for, not for reading entries).
+    pub fn raw_nr(slot: &Slot) -> u16 {
+        u16_at(slot, field::NR)
+    }
 }
 
 /// Directory pages needed for `nr` entries.
@@ -583,6 +589,16 @@ mod tests {
         let mut s = RequestBuilder::simple(1, Op::Barrier, 0);
         s[12] = 1; // ctx on an op without one
         assert_eq!(Request::parse(&s), Err(DecodeError::ReservedNotZero));
+    }
+
+    #[test]
+    fn raw_nr_reads_the_claimed_entry_count_even_of_a_slot_that_does_not_parse() {
+        let s = RequestBuilder::indirect(5, Op::GgttMap, 0, 512, &[11, 12]).unwrap();
+        assert_eq!(Request::raw_nr(&s), 512);
+        let mut garbage = [0u8; SLOT_SIZE];
+        garbage[10..12].copy_from_slice(&0xffffu16.to_le_bytes());
+        assert!(Request::parse(&garbage).is_err());
+        assert_eq!(Request::raw_nr(&garbage), 0xffff);
     }
 
     #[test]
