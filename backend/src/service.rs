@@ -471,8 +471,8 @@ where
         ];
         let dir = path_of(format_args!("{}/{}/{}", keys::STATS_ROOT, dev.fe.0, dev.devid));
         for (k, name) in keys::STATS_KEYS.iter().enumerate() {
-            let p = path_of(format_args!("{dir}/{name}"));
-            write_if_changed(xs, &p, now[k], &mut self.devices[i].published[k]);
+            let p = || path_of(format_args!("{dir}/{name}"));
+            write_if_changed(xs, p, now[k], &mut self.devices[i].published[k]);
         }
     }
 
@@ -482,22 +482,28 @@ where
         for (k, (pool, u)) in self.backend.engine().pools().into_iter().enumerate() {
             let now = [u.capacity, u.reserved, u.used];
             for (j, key) in keys::POOL_KEYS.iter().enumerate() {
-                let p = path_of(format_args!("{}/{}/{key}", keys::POOL_ROOT, pool.name()));
-                write_if_changed(xs, &p, now[j], &mut self.pools_published[k][j]);
+                let p = || path_of(format_args!("{}/{}/{key}", keys::POOL_ROOT, pool.name()));
+                write_if_changed(xs, p, now[j], &mut self.pools_published[k][j]);
             }
         }
     }
 }
 
-/// Writes `now` to `p` unless it is what was last written there (`last`,
-/// updated when the write succeeds).
-fn write_if_changed<T: Transport>(xs: &mut Client<T>, p: &str, now: u64, last: &mut u64) {
+/// Writes `now` to the path `p` makes unless it is what was last written
+/// there (`last`, updated when the write succeeds); the path is formatted
+/// only when there is something to write.
+fn write_if_changed<T: Transport>(
+    xs: &mut Client<T>,
+    p: impl FnOnce() -> Path,
+    now: u64,
+    last: &mut u64,
+) {
     if now == *last {
         return;
     }
     let mut v: heapless::String<24> = heapless::String::new();
     let _ = write!(v, "{now}");
-    if xs.write(TxId::NONE, p, v.as_bytes()).is_ok() {
+    if xs.write(TxId::NONE, &p(), v.as_bytes()).is_ok() {
         *last = now;
     }
 }
