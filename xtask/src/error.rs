@@ -1,7 +1,7 @@
 //! The xtask's typed errors. Each says what went wrong and with which value;
 //! [`Error::hint`] says what to do next and [`Error::log`] where to look.
 
-use crate::elf::ElfError;
+use crate::formats::elf::ElfError;
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,8 +11,6 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug)]
 pub enum Error {
-    /// The command line was not understood.
-    Usage(String),
     /// A file-system operation failed.
     Io { action: String, path: PathBuf, source: io::Error },
     /// A program could not be started at all.
@@ -81,7 +79,6 @@ impl Error {
     /// What to do next.
     pub fn hint(&self) -> String {
         match self {
-            Error::Usage(_) => "run `cargo xtask help`".into(),
             Error::Io { .. } => "check that the path exists, its permissions, and free space under target/".into(),
             Error::Spawn { program, .. } => format!("install `{program}` or put it on PATH"),
             Error::CommandFailed { log: Some(_), .. } => "read the log (its end is shown above), fix the cause and rerun".into(),
@@ -123,7 +120,6 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::Usage(m) => write!(f, "{m}"),
             Error::Io { action, path, source } => {
                 write!(f, "{action} {}: {source}", path.display())
             }

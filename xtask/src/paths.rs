@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::dom0::Cache;
+use crate::debian::dom0::Cache;
 
 #[derive(Clone, Debug)]
 pub struct Paths {

@@ -18,7 +18,7 @@
 use super::control::{parse_deb_file_name, parse_show, Package};
 use super::policy::{parse_policy, Choice};
 use crate::error::{Error, Result};
-use crate::host;
+use crate::harness::host;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -304,7 +304,7 @@ fn download_missing(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apt::control::deb_file_name;
+    use crate::debian::apt::control::deb_file_name;
     use crate::testdir::TestDir;
 
     /// What `apt-cache` sees: policy blocks by name, show stanzas by `name=version`.

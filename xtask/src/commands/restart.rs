@@ -25,14 +25,16 @@
 
 use std::time::Duration;
 
-use crate::boot::{self, Dom0Run, DOMAIN};
-use crate::e2e::{self, GUEST_IMAGE_IN_DOM0, GUEST_XL_CONFIG, VGPU_IN_DOM0};
+use crate::commands::boot::{self, DOMAIN};
 use crate::error::{Error, Result};
-use crate::initramfs::Source;
+use crate::formats::initramfs::Source;
+use crate::formats::xlcfg;
+use crate::harness::dom0_run::{self, Dom0Run};
+use crate::harness::guests::{self, GUEST_IMAGE_IN_DOM0, GUEST_XL_CONFIG, VGPU_IN_DOM0};
+use crate::harness::scenario::{self, file, part, Scenario, ScenarioFile};
+use crate::harness::system;
 use crate::paths::Paths;
 use crate::progress::Progress;
-use crate::scenario::{self, Part, Scenario, ScenarioFile};
-use crate::xlcfg;
 
 /// The armed gpu-dom crashes after this many answered requests: past the
 /// replay and both guests' read-backs (about 1300 requests with `busy`'s
@@ -47,11 +49,11 @@ const CFG_ARMED: &str = "/etc/xen/gpu-dom-armed.cfg";
 
 pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let mut p = Progress::new("restart", 12);
-    let sys = boot::prepare(paths, &mut p, None, true)?;
-    let (guest, vgpu) = e2e::build_guest_and_vgpu(paths, &mut p)?;
+    let sys = system::prepare(paths, &mut p, None, true)?;
+    let (guest, vgpu) = guests::build_guest_and_vgpu(paths, &mut p)?;
     let base = boot::dom0_xl_config(paths)?;
     // Guests verify entries through gpu-dom's debug readback.
-    let cmdline = e2e::gpu_dom_cmdline();
+    let cmdline = guests::gpu_dom_cmdline();
     let normal = xlcfg::with_string(&base, "cmdline", &cmdline);
     let armed = xlcfg::with_string(&base, "cmdline", &armed_cmdline(&cmdline));
     let template_path = paths.root.join(GUEST_XL_CONFIG);
@@ -66,7 +68,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         file(VGPU_IN_DOM0, Source::Host(vgpu), 0o755),
     ];
     for (name, cmdline) in GUESTS {
-        let cfg = e2e::guest_config(&template, name, cmdline)
+        let cfg = guests::guest_config(&template, name, cmdline)
             .map_err(|reason| Error::XlConfig { path: template_path.clone(), reason })?;
         files.push(file(&scenario::xl_cfg_path(name), Source::Bytes(cfg.into_bytes()), 0o644));
     }
@@ -80,7 +82,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         timeout,
         devices: Vec::new(),
     };
-    let r = boot::run_dom0(paths, &mut p, (&sys.xen, &sys.trees), &run);
+    let r = dom0_run::run_dom0(paths, &mut p, &sys, &run);
     let serial = paths.stage("restart").join("serial.log");
     if let Ok(log) = std::fs::read_to_string(&serial) {
         let figures: Vec<&str> = log.lines().filter(|l| l.contains("E2E: figure")).collect();
@@ -101,30 +103,10 @@ fn armed_cmdline(cmdline: &str) -> String {
     format!("{cmdline} {FAULT}=panic{FAULT_AFTER}{CRASH_AFTER}")
 }
 
-fn file(dest: &str, source: Source, mode: u32) -> ScenarioFile {
-    ScenarioFile { dest: dest.into(), source, mode }
-}
-
-fn part(title: &str, script: String, markers: &[&str]) -> Part {
-    Part { title: title.into(), script, markers: markers.iter().map(|m| m.to_string()).collect() }
-}
-
 /// Helpers of the restart script (busybox ash), on top of the prelude.
 const HELPERS: &str = r#"GD=$GPU_DOM_DOMID
-be_dir() { echo "/local/domain/$GD/backend/vgpu/$1/0"; }
 count_console() { n=$(grep -c -F -- "$2" "$CONSOLE_DIR/guest-$1.log" 2>/dev/null); echo "${n:-0}"; }
-guest_create() {
-    xl create -p "/etc/xen/$1.cfg" > "/tmp/xl-create-$1.log" 2>&1 || { sed 's/^/[xl create] /' "/tmp/xl-create-$1.log"; fail "xl create -p $1 failed (output above)"; }
-    gc_id=$(xl domid "$1") || fail "$1 vanished right after xl create"
-    eval "$2=$gc_id"
-}
-vgpu_run() {
-    vgpu "$@" > /tmp/vgpu.log 2>&1; vr_rc=$?
-    sed 's/^/E2E: [vgpu] /' /tmp/vgpu.log
-    return $vr_rc
-}
 show_supervisor() { sed 's/^/E2E: [supervise] /' /tmp/supervise.log; : > /tmp/supervise.log.shown; }
-domid_gone() { ! xl list | awk 'NR > 1 { print $2 }' | grep -qx "$1"; }
 # until_all MARKER N SECS T0: wait until each guest's console has N lines
 # with MARKER; AT_steady and AT_busy = ms from T0 to when each was first
 # seen (both watched at once, every 0.2 s: a grep per guest and nothing

@@ -7,13 +7,13 @@
 //! (glibc's `pthread_cancel` dlopens it); Debian's kernel builds the Xen device
 //! drivers dom0 needs as modules and ships no `modules.dep`.
 
-use crate::apt::{self, Deb, Package, Resolver};
+use crate::debian::apt::{self, Deb, Package, Resolver};
+use crate::debian::kmod::{self, ModuleIndex};
+use crate::debian::libs::{self, SearchDir};
 use crate::error::{Error, Result};
-use crate::host;
-use crate::initramfs::{Initramfs, Source};
-use crate::kmod::{self, ModuleIndex};
-use crate::libs::{self, SearchDir};
-use crate::scenario::{Dom0, Scenario};
+use crate::formats::initramfs::{Initramfs, Source};
+use crate::harness::host;
+use crate::harness::scenario::{Dom0, Scenario};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -286,7 +286,7 @@ pub fn kernel(trees: &BTreeMap<String, Tree>) -> Result<(PathBuf, String)> {
 /// Whether `path` is an ELF file that needs a dynamic loader.
 fn is_dynamic_elf(path: &Path) -> Result<bool> {
     let bytes = host::read(path)?;
-    let Ok(elf) = crate::elf::Elf::parse(&bytes) else { return Ok(false) };
+    let Ok(elf) = crate::formats::elf::Elf::parse(&bytes) else { return Ok(false) };
     let interp = elf.interpreter().map_err(|source| Error::Elf { path: path.into(), source })?;
     Ok(interp.is_some())
 }
@@ -451,7 +451,7 @@ pub fn modules(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::testing::{dynamic_elf, module_elf};
+    use crate::formats::elf::testing::{dynamic_elf, module_elf};
     use crate::testdir::TestDir;
 
     #[test]

@@ -7,8 +7,8 @@
 //! host), the closure is transitive, and every soname resolves or the whole
 //! resolution fails naming the soname and who needed it.
 
-use crate::elf::Elf;
 use crate::error::{Error, Result};
+use crate::formats::elf::Elf;
 use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::path::{Component, Path, PathBuf};
@@ -158,7 +158,7 @@ pub fn closure(programs: &[PathBuf], dlopened: &[&str], search: &[SearchDir]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::testing::dynamic_elf;
+    use crate::formats::elf::testing::dynamic_elf;
     use crate::testdir::TestDir;
     use std::os::unix::fs::symlink;
 

@@ -9,8 +9,8 @@
 //! multiboot modules on commas.
 
 use crate::error::{Error, Result};
-use crate::host;
-use crate::markers::{Next, Watcher};
+use crate::harness::host;
+use crate::harness::markers::{Next, Watcher};
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};

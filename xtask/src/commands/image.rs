@@ -2,9 +2,9 @@
 //! for the Xen PVH entry note, plus a 32-bit ELF copy for HVM domUs (libxl's
 //! direct kernel boot of an HVM guest loads 32-bit ELF kernels only).
 
-use crate::elf::{Class, Elf, EM_386, EM_X86_64};
 use crate::error::{Error, Result};
-use crate::host;
+use crate::formats::elf::{Class, Elf, EM_386, EM_X86_64};
+use crate::harness::host;
 use crate::paths::Paths;
 use crate::progress::Progress;
 use std::path::{Path, PathBuf};

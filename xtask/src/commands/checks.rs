@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::host::{self, Tool};
+use crate::harness::host::{self, Tool};
 use crate::paths::Paths;
 use crate::progress::Progress;
 

@@ -8,8 +8,8 @@
 //! comes after all the modules it depends on; a dependency cycle or a module
 //! that is neither built in nor shipped is an error naming it.
 
-use crate::elf::Elf;
 use crate::error::{Error, Result};
+use crate::formats::elf::Elf;
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -224,7 +224,7 @@ kernel/drivers/xen/xen-gntdev.ko
         let t = crate::testdir::TestDir::new("kmod");
         t.file(
             "xenfs.ko",
-            &crate::elf::testing::module_elf(&["depends=xen-privcmd", "name=xenfs"]),
+            &crate::formats::elf::testing::module_elf(&["depends=xen-privcmd", "name=xenfs"]),
         );
         assert_eq!(depends_of_file(&t.path("xenfs.ko")).unwrap(), ["xen-privcmd"]);
     }

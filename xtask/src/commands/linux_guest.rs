@@ -3,7 +3,7 @@
 //!
 //! The e2e machine (Xen 4.17, Debian's Linux as PV dom0, gpu-dom with
 //! `gpu-dom.debug=readback`) plus a **Linux PVH domU**: Debian's kernel (the
-//! one dom0 runs) with a small initramfs ([`crate::guest_initramfs`]:
+//! one dom0 runs) with a small initramfs ([`crate::debian::guest_initramfs`]:
 //! busybox, `vgpu-front` and its libraries, `xen-evtchn` and
 //! `xen-gntalloc`), from `xl-configs/linux-guest.cfg`. dom0's `/init`:
 //!
@@ -27,17 +27,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::boot::{self, Dom0Run, DOMAIN};
-use crate::dom0::{self, Tree};
-use crate::e2e;
+use crate::commands::boot::{self, DOMAIN};
+use crate::commands::image;
+use crate::debian::dom0::{self, Tree};
+use crate::debian::guest_initramfs::{self, GuestInit};
 use crate::error::{Error, Result};
-use crate::guest_initramfs::{self, GuestInit};
-use crate::image;
-use crate::initramfs::Source;
+use crate::formats::initramfs::Source;
+use crate::formats::xlcfg;
+use crate::harness::dom0_run::{self, Dom0Run};
+use crate::harness::guests;
+use crate::harness::scenario::{self, file, part, Scenario, ScenarioFile};
+use crate::harness::system;
 use crate::paths::Paths;
 use crate::progress::Progress;
-use crate::scenario::{self, Part, Scenario, ScenarioFile};
-use crate::xlcfg;
 
 /// The Linux guest's xl config in the repository.
 pub const XL_CONFIG: &str = "xl-configs/linux-guest.cfg";
@@ -64,8 +66,8 @@ pub const FIGURE: &str = "E2E: figure ";
 pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let t0 = Instant::now();
     let mut p = Progress::new("linux-guest", 14);
-    let sys = boot::prepare(paths, &mut p, None, true)?;
-    let (guest, vgpu) = e2e::build_guest_and_vgpu(paths, &mut p)?;
+    let sys = system::prepare(paths, &mut p, None, true)?;
+    let (guest, vgpu) = guests::build_guest_and_vgpu(paths, &mut p)?;
     let front = p.step("cargo build --release -p frontend --features std (vgpu-front)", |_| {
         image::cargo_build_with(
             paths,
@@ -83,13 +85,13 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         guest_initramfs_step(paths, p, &sys.trees, (&release, &front), &initrd)
     })?;
     let (gpu_cfg, uk_cfg, linux_cfg) = configs(paths)?;
-    crate::host::write(&dir.join(format!("{NAME}.cfg")), &linux_cfg)?;
+    crate::harness::host::write(&dir.join(format!("{NAME}.cfg")), &linux_cfg)?;
     let files = vec![
         file(boot::IMAGE_IN_DOM0, Source::Host(sys.image.elf.clone()), 0o644),
         file(&scenario::xl_cfg_path(DOMAIN), Source::Bytes(gpu_cfg.into_bytes()), 0o644),
-        file(e2e::GUEST_IMAGE_IN_DOM0, Source::Host(guest), 0o644),
+        file(guests::GUEST_IMAGE_IN_DOM0, Source::Host(guest), 0o644),
         file(&scenario::xl_cfg_path(UNIKERNEL_GUEST), Source::Bytes(uk_cfg.into_bytes()), 0o644),
-        file(e2e::VGPU_IN_DOM0, Source::Host(vgpu), 0o755),
+        file(guests::VGPU_IN_DOM0, Source::Host(vgpu), 0o755),
         file(KERNEL_IN_DOM0, Source::Host(vmlinuz), 0o644),
         file(RAMDISK_IN_DOM0, Source::Host(initrd), 0o644),
         file(&scenario::xl_cfg_path(NAME), Source::Bytes(linux_cfg.into_bytes()), 0o644),
@@ -104,7 +106,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         timeout,
         devices: Vec::new(),
     };
-    let r = boot::run_dom0(paths, &mut p, (&sys.xen, &sys.trees), &run);
+    let r = dom0_run::run_dom0(paths, &mut p, &sys, &run);
     let serial = std::fs::read_to_string(dir.join("serial.log")).unwrap_or_default();
     let figures = figures(&serial);
     if !figures.is_empty() {
@@ -135,7 +137,7 @@ fn guest_initramfs_step(
         run_timeout_s: 300,
     };
     let a = guest_initramfs::assemble(trees, release, front, init, initrd)?;
-    crate::host::write(&initrd.with_file_name("guest-init"), &a.init)?;
+    crate::harness::host::write(&initrd.with_file_name("guest-init"), &a.init)?;
     let builtin = if a.builtin_modules.is_empty() {
         String::new()
     } else {
@@ -158,7 +160,7 @@ fn guest_initramfs_step(
 /// the Linux guest, from the repository's.
 fn configs(paths: &Paths) -> Result<(String, String, String)> {
     let gpu_cfg =
-        xlcfg::with_string(&boot::dom0_xl_config(paths)?, "cmdline", &e2e::gpu_dom_cmdline());
+        xlcfg::with_string(&boot::dom0_xl_config(paths)?, "cmdline", &guests::gpu_dom_cmdline());
     let read = |rel: &str| -> Result<(PathBuf, String)> {
         let path = paths.root.join(rel);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io("reading", &path, e))?;
@@ -167,16 +169,12 @@ fn configs(paths: &Paths) -> Result<(String, String, String)> {
     let (linux_path, linux_template) = read(XL_CONFIG)?;
     let linux_cfg = linux_config(&linux_template)
         .map_err(|reason| Error::XlConfig { path: linux_path, reason })?;
-    let (uk_path, uk_template) = read(e2e::GUEST_XL_CONFIG)?;
-    let uk_cfg = xlcfg::with_kernel(&uk_template, e2e::GUEST_IMAGE_IN_DOM0)
+    let (uk_path, uk_template) = read(guests::GUEST_XL_CONFIG)?;
+    let uk_cfg = xlcfg::with_kernel(&uk_template, guests::GUEST_IMAGE_IN_DOM0)
         .map_err(|reason| Error::XlConfig { path: uk_path, reason })?;
     let uk_cfg = xlcfg::with_string(&uk_cfg, "name", UNIKERNEL_GUEST);
     let uk_cfg = xlcfg::with_string(&uk_cfg, "cmdline", UNIKERNEL_CMDLINE);
     Ok((gpu_cfg, uk_cfg, linux_cfg))
-}
-
-fn file(dest: &str, source: Source, mode: u32) -> ScenarioFile {
-    ScenarioFile { dest: dest.into(), source, mode }
 }
 
 /// The repository's Linux guest config for the test dom0: its kernel,
@@ -199,28 +197,11 @@ pub fn figures(serial: &str) -> Vec<&str> {
     serial.lines().filter_map(|l| l.split_once(FIGURE).map(|(_, f)| f.trim_end())).collect()
 }
 
-fn part(title: &str, script: String, markers: &[&str]) -> Part {
-    Part { title: title.into(), script, markers: markers.iter().map(|m| m.to_string()).collect() }
-}
-
 /// Shell helpers of this scenario, on top of the scenario prelude.
 const HELPERS: &str = r#"GD=$GPU_DOM_DOMID
-be_dir() { echo "/local/domain/$GD/backend/vgpu/$1/0"; }
-be_state() { xenstore-read "$(be_dir "$1")/state" 2>/dev/null; }
-vgpu_run() {
-    vgpu "$@" > /tmp/vgpu.log 2>&1; vr_rc=$?
-    sed 's/^/E2E: [vgpu] /' /tmp/vgpu.log
-    return $vr_rc
-}
 since() { echo $(( $(now_ms) - $1 )); }
 figure() { echo "E2E: figure $*"; }
 console_started() { [ -s "$CONSOLE_DIR/guest-$1.log" ]; }
-# create_paused NAME VAR: xl create -p, store the domid in VAR.
-create_paused() {
-    xl create -p "/etc/xen/$1.cfg" > "/tmp/xl-create-$1.log" 2>&1 || { sed 's/^/[xl create] /' "/tmp/xl-create-$1.log"; fail "xl create -p $1 failed (output above)"; }
-    cp_id=$(xl domid "$1") || fail "$1 vanished right after xl create"
-    eval "$2=$cp_id"
-}
 "#;
 
 /// The scenario (see the module documentation).
@@ -233,9 +214,9 @@ pub fn linux_guest_scenario(files: Vec<ScenarioFile>) -> Scenario {
     parts.push(part(
         "the Linux guest and a unikernel guest: created paused, attached, unpaused",
         format!(
-            r#"{HELPERS}create_paused {UNIKERNEL_GUEST} G1
+            r#"{HELPERS}guest_create {UNIKERNEL_GUEST} G1
 c_t0=$(now_ms)
-create_paused {NAME} GL
+guest_create {NAME} GL
 figure "{NAME} boot: xl create -p (libxl loads the bzImage and initramfs) $(since $c_t0) ms"
 e2e "{NAME} (PVH, Debian's kernel) created paused, domid $GL"
 a_t0=$(now_ms)
@@ -336,7 +317,7 @@ mod tests {
         let s = linux_guest_scenario(Vec::new());
         let script: String = s.parts.iter().map(|p| p.script.as_str()).collect();
         let attach_linux = script.find("vgpu_run attach linux-guest").unwrap();
-        assert!(script.find("create_paused linux-guest GL").unwrap() < attach_linux);
+        assert!(script.find("guest_create linux-guest GL").unwrap() < attach_linux);
         assert!(attach_linux < script.find("xl unpause linux-guest").unwrap());
         let attach_uk = script.find("vgpu_run attach guest1").unwrap();
         assert!(attach_uk < script.find("xl unpause guest1").unwrap());

@@ -5,8 +5,8 @@
 //! written parents first; adding a path twice keeps the last one, so a later
 //! layer (a scenario) can replace a file of an earlier one.
 
-use crate::cpio::CpioWriter;
 use crate::error::{Error, Result};
+use crate::formats::cpio::CpioWriter;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufWriter;
@@ -80,7 +80,7 @@ impl Initramfs {
     /// Writes the archive; returns its size in bytes.
     pub fn write(&self, out: &Path) -> Result<u64> {
         if let Some(dir) = out.parent() {
-            crate::host::mkdirs(dir)?;
+            crate::harness::host::mkdirs(dir)?;
         }
         let f = File::create(out).map_err(|e| Error::io("creating", out, e))?;
         let mut w = CpioWriter::new(BufWriter::new(f));
@@ -106,7 +106,7 @@ impl Initramfs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpio::testing::read;
+    use crate::formats::cpio::testing::read;
 
     #[test]
     fn parents_are_added_and_written_before_children() {

@@ -22,7 +22,7 @@ pub use control::{concrete_kernel, is_kernel_image, library_closure, Package};
 pub use fetch::{fetch, Deb, Resolver};
 
 use crate::error::{Error, Result};
-use crate::host;
+use crate::harness::host;
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};

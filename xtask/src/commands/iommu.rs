@@ -32,15 +32,17 @@
 
 use std::time::{Duration, Instant};
 
-use crate::boot::{self, Dom0Run};
-use crate::dom0;
-use crate::e2e;
+use crate::commands::boot;
+use crate::debian::dom0;
 use crate::error::{Error, Result};
-use crate::initramfs::Source;
+use crate::formats::initramfs::Source;
+use crate::formats::xlcfg;
+use crate::harness::dom0_run::{self, Dom0Run};
+use crate::harness::guests;
+use crate::harness::scenario::{self, file, part, Scenario, ScenarioFile};
+use crate::harness::system;
 use crate::paths::Paths;
 use crate::progress::Progress;
-use crate::scenario::{self, Part, Scenario, ScenarioFile};
-use crate::xlcfg;
 
 /// The HVM config in the repository.
 pub const HVM_XL_CONFIG: &str = "xl-configs/gpu-dom-hvm.cfg";
@@ -48,7 +50,7 @@ pub const HVM_XL_CONFIG: &str = "xl-configs/gpu-dom-hvm.cfg";
 pub const IMAGE32_IN_DOM0: &str = "/usr/lib/gpu-dom/gpu-dom.elf32";
 /// gpu-dom's command line: the test mode, and readback for the good guest.
 pub fn gpu_dom_cmdline() -> String {
-    format!("{} {}", unikernel::boot_options::IOMMU_TEST, crate::e2e::gpu_dom_cmdline())
+    format!("{} {}", unikernel::boot_options::IOMMU_TEST, guests::gpu_dom_cmdline())
 }
 /// The guest: mode good, few pages (every edu transfer takes ~100 ms), and
 /// the check of what the device wrote.
@@ -81,16 +83,16 @@ pub const REQUIRED_CHECKS: &[&str] = &[
 pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let t0 = Instant::now();
     let mut p = Progress::new("iommu", 13);
-    let sys = boot::prepare_with(paths, &mut p, None, true, dom0::HVM_PACKAGES)?;
-    let (guest, vgpu) = e2e::build_guest_and_vgpu(paths, &mut p)?;
+    let sys = system::prepare_with(paths, &mut p, None, true, dom0::HVM_PACKAGES)?;
+    let (guest, vgpu) = guests::build_guest_and_vgpu(paths, &mut p)?;
     let hvm_path = paths.root.join(HVM_XL_CONFIG);
     let hvm = std::fs::read_to_string(&hvm_path).map_err(|e| Error::io("reading", &hvm_path, e))?;
     let gpu_cfg = gpu_dom_config(&hvm)
         .map_err(|reason| Error::XlConfig { path: hvm_path.clone(), reason })?;
-    let guest_path = paths.root.join(crate::e2e::GUEST_XL_CONFIG);
+    let guest_path = paths.root.join(guests::GUEST_XL_CONFIG);
     let template =
         std::fs::read_to_string(&guest_path).map_err(|e| Error::io("reading", &guest_path, e))?;
-    let guest_cfg = xlcfg::with_kernel(&template, crate::e2e::GUEST_IMAGE_IN_DOM0)
+    let guest_cfg = xlcfg::with_kernel(&template, guests::GUEST_IMAGE_IN_DOM0)
         .map_err(|reason| Error::XlConfig { path: guest_path.clone(), reason })?;
     let guest_cfg = xlcfg::with_string(
         &xlcfg::with_string(&guest_cfg, "name", GUEST),
@@ -104,9 +106,9 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let mut files = vec![
         file(IMAGE32_IN_DOM0, Source::Host(sys.image.elf32.clone()), 0o644),
         file(&scenario::xl_cfg_path(boot::DOMAIN), Source::Bytes(gpu_cfg.into_bytes()), 0o644),
-        file(crate::e2e::GUEST_IMAGE_IN_DOM0, Source::Host(guest), 0o644),
+        file(guests::GUEST_IMAGE_IN_DOM0, Source::Host(guest), 0o644),
         file(&scenario::xl_cfg_path(GUEST), Source::Bytes(guest_cfg.into_bytes()), 0o644),
-        file(crate::e2e::VGPU_IN_DOM0, Source::Host(vgpu), 0o755),
+        file(guests::VGPU_IN_DOM0, Source::Host(vgpu), 0o755),
     ];
     // The device model and its firmware, from the Debian packages.
     let from = |pkg: &str, rel: &str, mode: u32| -> Result<ScenarioFile> {
@@ -134,7 +136,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         timeout,
         devices: vec![EDU_DEVICE.to_string()],
     };
-    let r = boot::run_dom0(paths, &mut p, (&sys.xen, &sys.trees), &run);
+    let r = dom0_run::run_dom0(paths, &mut p, &sys, &run);
     let serial_path = paths.stage("iommu").join("serial.log");
     let serial = std::fs::read_to_string(&serial_path).unwrap_or_default();
     let report = judge(&serial);
@@ -160,10 +162,6 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     }
 }
 
-fn file(dest: &str, source: Source, mode: u32) -> ScenarioFile {
-    ScenarioFile { dest: dest.into(), source, mode }
-}
-
 /// The repository's HVM config for the test dom0: the 32-bit image, the
 /// test mode on the command line (the script appends `pci`).
 pub fn gpu_dom_config(hvm: &str) -> std::result::Result<String, String> {
@@ -180,20 +178,8 @@ pub fn gpu_dom_config(hvm: &str) -> std::result::Result<String, String> {
     Ok(xlcfg::with_string(&cfg, "cmdline", &gpu_dom_cmdline()))
 }
 
-fn part(title: &str, script: String, markers: &[&str]) -> Part {
-    Part { title: title.into(), script, markers: markers.iter().map(|m| m.to_string()).collect() }
-}
-
 /// Shell helpers of this scenario.
-const HELPERS: &str = r#"be_dir() { echo "/local/domain/$GD/backend/vgpu/$1/0"; }
-vgpu_run() {
-    vgpu "$@" > /tmp/vgpu.log 2>&1; vr_rc=$?
-    sed 's/^/E2E: [vgpu] /' /tmp/vgpu.log
-    return $vr_rc
-}
-xs_has() { xenstore-read "$1" > /dev/null 2>&1; }
-xs_starts() { case "$(xenstore-read "$1" 2>/dev/null)" in "$2"*) return 0 ;; esac; return 1; }
-dm_log() { for f in /var/log/xen/qemu-dm-*.log /var/log/xen/xl-*.log; do [ -e "$f" ] && sed "s|^|[${f##*/}] |" "$f"; done; }
+const HELPERS: &str = r#"dm_log() { for f in /var/log/xen/qemu-dm-*.log /var/log/xen/xl-*.log; do [ -e "$f" ] && sed "s|^|[${f##*/}] |" "$f"; done; }
 # answered PHASE: gpu-dom's answer is there; fail at once if gpu-dom died.
 answered() {
     dom_gone gpu-dom && { grep -a -h "Triple fault\|EXCEPTION\|PANIC" /var/log/xen/*.log 2>/dev/null; fail "gpu-dom died during iommu-test $1 (Xen's log on the serial console says how)"; }
@@ -250,7 +236,7 @@ wait_for 120 xs_is "$(be_dir $G1)/state" 4 || fail "{GUEST}: gpu-dom did not con
 wait_console {GUEST} "good PASS" 300
 console_has {GUEST} "good FAIL" && fail "{GUEST} reported a failure"
 e2e "{GUEST} (domid $G1): attached and verified in $(( $(now_ms) - g_t0 )) ms"
-wait_for 60 xs_has /local/domain/$G1/data/dma-check-gfn || fail "{GUEST} did not publish data/dma-check-gfn"
+wait_for 60 xs_exists /local/domain/$G1/data/dma-check-gfn || fail "{GUEST} did not publish data/dma-check-gfn"
 "#
         ),
         &["good PASS", "attached and verified in"],

@@ -24,14 +24,16 @@
 
 use std::time::Duration;
 
-use crate::boot::{self, Dom0Run, DOMAIN};
-use crate::e2e::{self, file, HELPERS};
+use crate::commands::boot::{self, DOMAIN};
 use crate::error::{Error, Result};
-use crate::initramfs::Source;
+use crate::formats::initramfs::Source;
+use crate::formats::xlcfg;
+use crate::harness::dom0_run::{self, Dom0Run};
+use crate::harness::guests;
+use crate::harness::scenario::{self, file, part, Scenario, ScenarioFile};
+use crate::harness::system;
 use crate::paths::Paths;
 use crate::progress::Progress;
-use crate::scenario::{self, Part, Scenario, ScenarioFile};
-use crate::xlcfg;
 
 /// gpu-dom's management address (TEST-NET-1) and dom0's end of the vif.
 pub const GPU_DOM_IP: &str = "192.0.2.2";
@@ -76,21 +78,21 @@ pub const GUESTS: &[(&str, &str)] = &[("guest1", "mode=good pages=64"), ("busy",
 
 pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let mut p = Progress::new("net", 12);
-    let sys = boot::prepare(paths, &mut p, None, true)?;
-    let (guest, vgpu) = e2e::build_guest_and_vgpu(paths, &mut p)?;
+    let sys = system::prepare(paths, &mut p, None, true)?;
+    let (guest, vgpu) = guests::build_guest_and_vgpu(paths, &mut p)?;
     let gpu_cfg = gpu_dom_config(&boot::dom0_xl_config(paths)?);
-    let template_path = paths.root.join(e2e::GUEST_XL_CONFIG);
+    let template_path = paths.root.join(guests::GUEST_XL_CONFIG);
     let template = std::fs::read_to_string(&template_path)
         .map_err(|e| Error::io("reading", &template_path, e))?;
     let mut files = vec![
         file(boot::IMAGE_IN_DOM0, Source::Host(sys.image.elf.clone()), 0o644),
         file(&scenario::xl_cfg_path(DOMAIN), Source::Bytes(gpu_cfg.into_bytes()), 0o644),
-        file(e2e::GUEST_IMAGE_IN_DOM0, Source::Host(guest), 0o644),
-        file(e2e::VGPU_IN_DOM0, Source::Host(vgpu), 0o755),
+        file(guests::GUEST_IMAGE_IN_DOM0, Source::Host(guest), 0o644),
+        file(guests::VGPU_IN_DOM0, Source::Host(vgpu), 0o755),
         file(HOTPLUG_PATH, Source::Bytes(hotplug_script().into_bytes()), 0o755),
     ];
     for (name, cmdline) in GUESTS {
-        let cfg = e2e::guest_config(&template, name, cmdline)
+        let cfg = guests::guest_config(&template, name, cmdline)
             .map_err(|reason| Error::XlConfig { path: template_path.clone(), reason })?;
         files.push(file(&scenario::xl_cfg_path(name), Source::Bytes(cfg.into_bytes()), 0o644));
     }
@@ -104,7 +106,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         timeout,
         devices: Vec::new(),
     };
-    let r = boot::run_dom0(paths, &mut p, (&sys.xen, &sys.trees), &run);
+    let r = dom0_run::run_dom0(paths, &mut p, &sys, &run);
     println!("[net] wall time per step:\n{}", p.summary());
     r
 }
@@ -113,7 +115,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
 /// (debug readback: the good guest verifies its entries through it).
 pub fn gpu_dom_config(base: &str) -> String {
     let cfg = xlcfg::with_string(base, "name", DOMAIN);
-    let mut cfg = xlcfg::with_string(&cfg, "cmdline", &e2e::gpu_dom_cmdline());
+    let mut cfg = xlcfg::with_string(&cfg, "cmdline", &guests::gpu_dom_cmdline());
     cfg.push_str(&format!("vif = [ {VIF} ]\n"));
     cfg
 }
@@ -139,10 +141,6 @@ slow_held() { [ "$(netstat -tn 2>/dev/null | grep '192.0.2.2:80 ' | grep -c ESTA
 same() { [ -n "$2" ] && [ "$2" = "$3" ] || fail "$1: /metrics says '$2', expected '$3'"; }
 "#;
 
-fn part(title: &str, script: String, markers: &[&str]) -> Part {
-    Part { title: title.into(), script, markers: markers.iter().map(|m| m.to_string()).collect() }
-}
-
 /// The net scenario (see the module documentation).
 pub fn net_scenario(files: Vec<ScenarioFile>) -> Scenario {
     let parts = vec![
@@ -158,7 +156,8 @@ pub fn net_scenario(files: Vec<ScenarioFile>) -> Scenario {
         part(
             "dom0 reaches gpu-dom: ping, /healthz, 404",
             format!(
-                r#"{HELPERS}URL=http://{GPU_DOM_IP}{NET_HELPERS}e2e "gpu-dom's endpoint up $(( $(now_ms) - t0 )) ms after xl create"
+                r#"GD=$GPU_DOM_DOMID
+URL=http://{GPU_DOM_IP}{NET_HELPERS}e2e "gpu-dom's endpoint up $(( $(now_ms) - t0 )) ms after xl create"
 sed 's/^/E2E: [hotplug] /' /var/log/xen/vif-hotplug.log
 ip addr show dev vif$GD.0 | sed 's/^/E2E: [ip] /'
 ping -c 3 -W 5 192.0.2.2 > /tmp/ping.txt 2>&1 || {{ cat /tmp/ping.txt; fail "ping 192.0.2.2 failed"; }}

@@ -9,7 +9,7 @@
 
 use super::fetch::AptRunner;
 use crate::error::{Error, Result};
-use crate::host;
+use crate::harness::host;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -39,26 +39,19 @@
 
 use std::time::Duration;
 
-use crate::boot::{self, Dom0Run, DOMAIN};
+use crate::commands::boot::{self, DOMAIN};
+use crate::commands::image;
 use crate::error::{Error, Result};
-use crate::image;
-use crate::initramfs::Source;
+use crate::formats::initramfs::Source;
+use crate::formats::xlcfg;
+use crate::harness::dom0_run::{self, Dom0Run};
+use crate::harness::guests::{
+    self, GUEST_IMAGE_IN_DOM0, GUEST_XL_CONFIG, VGPU_FRONT_IN_DOM0, VGPU_IN_DOM0,
+};
+use crate::harness::scenario::{self, file, part, Scenario, ScenarioFile};
+use crate::harness::system;
 use crate::paths::Paths;
 use crate::progress::Progress;
-use crate::scenario::{self, Part, Scenario, ScenarioFile};
-use crate::xlcfg;
-
-/// Where the test guest image and `vgpu` land in the dom0 initramfs.
-pub const GUEST_IMAGE_IN_DOM0: &str = "/usr/lib/gpu-dom/test-guest";
-pub const VGPU_IN_DOM0: &str = "/usr/bin/vgpu";
-pub const VGPU_FRONT_IN_DOM0: &str = "/usr/bin/vgpu-front";
-/// The example config every test domain's config is derived from.
-pub const GUEST_XL_CONFIG: &str = "xl-configs/test-guest.cfg";
-/// gpu-dom's command line in the e2e run: lets guests verify entries.
-pub fn gpu_dom_cmdline() -> String {
-    use unikernel::boot_options::{DEBUG, DEBUG_READBACK};
-    format!("{DEBUG}={DEBUG_READBACK}")
-}
 
 /// The test domains: (name, command line).
 pub const GUESTS: &[(&str, &str)] = &[
@@ -76,8 +69,8 @@ pub const BADFE_SETTLE_S: u32 = 3;
 
 pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let mut p = Progress::new("e2e", 13);
-    let sys = boot::prepare(paths, &mut p, None, true)?;
-    let (guest, vgpu) = build_guest_and_vgpu(paths, &mut p)?;
+    let sys = system::prepare(paths, &mut p, None, true)?;
+    let (guest, vgpu) = guests::build_guest_and_vgpu(paths, &mut p)?;
     let front = p.step("cargo build --release -p frontend --features std (vgpu-front)", |_| {
         image::cargo_build_with(
             paths,
@@ -88,7 +81,8 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
             Some(&paths.boot_logs().join("build-vgpu-front.log")),
         )
     })?;
-    let gpu_cfg = xlcfg::with_string(&boot::dom0_xl_config(paths)?, "cmdline", &gpu_dom_cmdline());
+    let gpu_cfg =
+        xlcfg::with_string(&boot::dom0_xl_config(paths)?, "cmdline", &guests::gpu_dom_cmdline());
     let template_path = paths.root.join(GUEST_XL_CONFIG);
     let template = std::fs::read_to_string(&template_path)
         .map_err(|e| Error::io("reading", &template_path, e))?;
@@ -100,7 +94,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         file(VGPU_FRONT_IN_DOM0, Source::Host(front), 0o755),
     ];
     for (name, cmdline) in GUESTS {
-        let cfg = guest_config(&template, name, cmdline)
+        let cfg = guests::guest_config(&template, name, cmdline)
             .map_err(|reason| Error::XlConfig { path: template_path.clone(), reason })?;
         files.push(file(&scenario::xl_cfg_path(name), Source::Bytes(cfg.into_bytes()), 0o644));
     }
@@ -114,96 +108,16 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
         timeout,
         devices: Vec::new(),
     };
-    let r = boot::run_dom0(paths, &mut p, (&sys.xen, &sys.trees), &run);
+    let r = dom0_run::run_dom0(paths, &mut p, &sys, &run);
     println!("[e2e] wall time per step:\n{}", p.summary());
     r
 }
 
-/// Builds the test guest image (checked to be a PVH ELF) and the `vgpu`
-/// command, as steps of `p`: what every guest-serving scenario needs.
-pub fn build_guest_and_vgpu(
-    paths: &Paths,
-    p: &mut Progress,
-) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
-    let guest =
-        p.step("cargo build --release --target x86_64-unknown-none -p test-guest", |_| {
-            let log = paths.boot_logs().join("build-test-guest.log");
-            let elf =
-                image::cargo_build_package(paths, "test-guest", Some(image::TARGET), Some(&log))?;
-            image::check_pvh(&elf)?;
-            Ok(elf)
-        })?;
-    let vgpu = p.step("cargo build --release -p vgpu (the dom0 command)", |_| {
-        let log = paths.boot_logs().join("build-vgpu.log");
-        image::cargo_build_package(paths, "vgpu", None, Some(&log))
-    })?;
-    Ok((guest, vgpu))
-}
-
-pub(crate) fn file(dest: &str, source: Source, mode: u32) -> ScenarioFile {
-    ScenarioFile { dest: dest.into(), source, mode }
-}
-
-/// The template with this domain's name, the image's place and its mode.
-pub fn guest_config(
-    template: &str,
-    name: &str,
-    cmdline: &str,
-) -> std::result::Result<String, String> {
-    let cfg = xlcfg::with_kernel(template, GUEST_IMAGE_IN_DOM0)?;
-    let cfg = xlcfg::with_string(&cfg, "name", name);
-    Ok(xlcfg::with_string(&cfg, "cmdline", cmdline))
-}
-
 /// Helpers of the e2e script (busybox ash), on top of the scenario prelude.
-pub(crate) const HELPERS: &str = r#"GD=$GPU_DOM_DOMID
-be_dir() { echo "/local/domain/$GD/backend/vgpu/$1/0"; }
-be_state() { xenstore-read "$(be_dir "$1")/state" 2>/dev/null; }
-# guest_create NAME VAR: xl create -p, store the domid in VAR.
-guest_create() {
-    xl create -p "/etc/xen/$1.cfg" > "/tmp/xl-create-$1.log" 2>&1 || { sed 's/^/[xl create] /' "/tmp/xl-create-$1.log"; fail "xl create -p $1 failed (output above)"; }
-    gc_id=$(xl domid "$1") || fail "$1 vanished right after xl create"
-    eval "$2=$gc_id"
-}
-# vgpu_run ARGS...: the toolstack command, its output shown.
-vgpu_run() {
-    vgpu "$@" > /tmp/vgpu.log 2>&1; vr_rc=$?
-    sed 's/^/E2E: [vgpu] /' /tmp/vgpu.log
-    return $vr_rc
-}
-domid_gone() { ! xl list | awk 'NR > 1 { print $2 }' | grep -qx "$1"; }
-# attach_and_unpause NAME: vgpu attach, unpause (for guests that do not stay connected).
-attach_and_unpause() {
-    vgpu_run attach "$1" --backend gpu-dom || fail "vgpu attach $1 failed (output above)"
-    xl unpause "$1"
-}
-# wait_1s SECS COMMAND...: wait_for, polling once a second (each poll forks
-# in a PV dom0 under TCG, which slows xenstored for everyone).
-wait_1s() {
-    w1_end=$(( $(now_ms) + $1 * 1000 )); shift
-    until "$@"; do
-        [ "$(now_ms)" -ge "$w1_end" ] && return 1
-        sleep 1
-    done
-}
-# xs_starts PATH PREFIX: the node's value starts with PREFIX.
-xs_starts() { case "$(xenstore-read "$1" 2>/dev/null)" in "$2"*) return 0 ;; esac; return 1; }
-xs_exists() { xenstore-read "$1" >/dev/null 2>&1; }
+const HELPERS: &str = r#"GD=$GPU_DOM_DOMID
 # refusals DOMID: gpu-dom's refusal lines for that guest's device 0 so far.
 refusals() { grep -c -F "gpu-dom: vgpu dom$1/0 refused: " "$CONSOLE_DIR/guest-gpu-dom.log"; }
-# attach_and_start NAME ID: vgpu attach, unpause, wait for Connected (timed).
-attach_and_start() {
-    as_t0=$(now_ms)
-    vgpu_run attach "$1" --backend gpu-dom || fail "vgpu attach $1 failed (output above)"
-    xl unpause "$1"
-    wait_for 60 xs_is "$(be_dir "$2")/state" 4 || fail "$1 (domid $2): gpu-dom state is '$(be_state "$2")', not Connected (4), 60 s after vgpu attach"
-    e2e "$1 (domid $2): vgpu attach to Connected in $(( $(now_ms) - as_t0 )) ms"
-}
 "#;
-
-fn part(title: &str, script: String, markers: &[&str]) -> Part {
-    Part { title: title.into(), script, markers: markers.iter().map(|m| m.to_string()).collect() }
-}
 
 /// The e2e scenario (see the module documentation).
 pub fn e2e_scenario(files: Vec<ScenarioFile>) -> Scenario {
@@ -405,7 +319,7 @@ mod tests {
     #[test]
     fn every_guest_config_gets_its_name_image_and_mode() {
         let template = "name = \"test-guest\"\ntype = \"pvh\"\nkernel = \"target/x\"\ncmdline = \"mode=good\"\n";
-        let cfg = guest_config(template, "busy", "mode=busy").unwrap();
+        let cfg = guests::guest_config(template, "busy", "mode=busy").unwrap();
         assert_eq!(xlcfg::get_string(&cfg, "name").as_deref(), Some("busy"));
         assert_eq!(xlcfg::get_string(&cfg, "kernel").as_deref(), Some(GUEST_IMAGE_IN_DOM0));
         assert_eq!(xlcfg::get_string(&cfg, "cmdline").as_deref(), Some("mode=busy"));
@@ -426,6 +340,6 @@ mod tests {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let text = std::fs::read_to_string(root.join(GUEST_XL_CONFIG)).unwrap();
         assert_eq!(xlcfg::get_string(&text, "type").as_deref(), Some("pvh"));
-        assert!(guest_config(&text, "g", "mode=good").is_ok());
+        assert!(guests::guest_config(&text, "g", "mode=good").is_ok());
     }
 }

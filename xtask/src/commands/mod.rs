@@ -1,0 +1,12 @@
+//! The xtask's commands, one file each: `build` (`image`), `boot`, `e2e`,
+//! `linux-guest`, `restart`, `net`, `iommu`, and the host-side checks
+//! (`fuzz`, `bench`, `test`).
+
+pub mod boot;
+pub mod checks;
+pub mod e2e;
+pub mod image;
+pub mod iommu;
+pub mod linux_guest;
+pub mod net;
+pub mod restart;
