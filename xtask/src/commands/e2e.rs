@@ -48,7 +48,7 @@ use crate::harness::dom0_run::{self, Dom0Run};
 use crate::harness::guests::{
     self, GUEST_IMAGE_IN_DOM0, GUEST_XL_CONFIG, VGPU_FRONT_IN_DOM0, VGPU_IN_DOM0,
 };
-use crate::harness::scenario::{self, file, part, Scenario, ScenarioFile};
+use crate::harness::scenario::{self, file, part, Part, Scenario, ScenarioFile};
 use crate::harness::system;
 use crate::paths::Paths;
 use crate::progress::Progress;
@@ -121,19 +121,39 @@ refusals() { grep -c -F "gpu-dom: vgpu dom$1/0 refused: " "$CONSOLE_DIR/guest-gp
 
 /// The e2e scenario (see the module documentation).
 pub fn e2e_scenario(files: Vec<ScenarioFile>) -> Scenario {
-    let mut parts = vec![scenario::domain_up(
-        DOMAIN,
-        30,
-        &["gpu-dom: xenstore name=gpu-dom domid={domid}", "gpu-dom: backend ready"],
-    )];
-    parts.push(part(
+    let parts = vec![
+        scenario::domain_up(
+            DOMAIN,
+            30,
+            &["gpu-dom: xenstore name=gpu-dom domid={domid}", "gpu-dom: backend ready"],
+        ),
+        backend_ready(),
+        good_guests(),
+        hostile_guest(),
+        fairness_then_destroy_mid_flood(),
+        bad_frontend_values(),
+        unattached_guests(),
+        admission_control(),
+        linux_frontend_in_dom0(),
+        shutdown_with_guests_attached(),
+    ];
+    Scenario { name: "e2e".into(), files, parts, timeout: Duration::from_secs(1200) }
+}
+
+/// gpu-dom's backend is ready (timed from `xl create`).
+fn backend_ready() -> Part {
+    part(
         "gpu-dom backend ready",
         format!(
             "{HELPERS}e2e \"gpu-dom backend ready $(( $(now_ms) - t0 )) ms after xl create\"\n"
         ),
         &["E2E: gpu-dom backend ready"],
-    ));
-    parts.push(part(
+    )
+}
+
+/// Two good guests: attach, map, verify (step 2 of the module doc).
+fn good_guests() -> Part {
+    part(
         "two good guests: attach, map, verify",
         r#"guest_create guest1 G1
 guest_create guest2 G2
@@ -148,8 +168,12 @@ vgpu_run list
 "#
         .into(),
         &["vgpu attach to Connected in", "good PASS", "E2E: good guests: every entry resolved"],
-    ));
-    parts.push(part(
+    )
+}
+
+/// A hostile guest gets errors, then is disconnected; the good guests stay intact (step 3).
+fn hostile_guest() -> Part {
+    part(
         "hostile guest: errors, then disconnected; the good guests intact",
         r#"guest_create hostile GH
 # It connects, runs its cases and is disconnected within moments: judged by
@@ -167,10 +191,14 @@ xl destroy hostile
 "#
         .into(),
         &["hostile PASS", "closed (ring protocol violation)", "E2E: hostile guest refused"],
-    ));
-    parts.push(part(
-        "fair service against a flooding guest, then xl destroy of it mid-flood",
-        r#"fair_node=/local/domain/$G1/data/fairness
+    )
+}
+
+/// Fair service against a flooding guest, then `xl destroy` of it mid-flood (steps 4 and 5).
+fn fairness_then_destroy_mid_flood() -> Part {
+    part(
+    "fair service against a flooding guest, then xl destroy of it mid-flood",
+    r#"fair_node=/local/domain/$G1/data/fairness
 xenstore-write $fair_node idle
 wait_1s 90 xs_exists $fair_node-idle || fail "guest1 did not measure its round trip (idle) within 90 s"
 guest_create busy GB
@@ -204,10 +232,14 @@ wait_console gpu-dom "vgpu dom$GB/0 closed" 10
 vgpu_run list
 vgpu_run detach $GB --backend gpu-dom --force || fail "vgpu detach of the dead guest failed"
 "#
-        .into(),
-        &["E2E: fairness rtt idle=", "E2E: fairness rtt means", "destroyed mid-batch: gone from xl list in", "E2E: [vgpu]"],
-    ));
-    parts.push(part(
+    .into(),
+    &["E2E: fairness rtt idle=", "E2E: fairness rtt means", "destroyed mid-batch: gone from xl list in", "E2E: [vgpu]"],
+    )
+}
+
+/// A frontend presenting bad values in xenstore is refused once each (step 6).
+fn bad_frontend_values() -> Part {
+    part(
         "a frontend presenting bad values in xenstore: refused once each",
         format!(
             r#"guest_create badfe GBF
@@ -239,11 +271,20 @@ xl destroy badfe
 "#,
             settle = BADFE_SETTLE_S,
         ),
-        &["E2E: badfe version=2: refused 1 time(s)", "badfe good values -> connected", "badfe PASS", "E2E: badfe: each of"],
-    ));
-    parts.push(part(
-        "guests the toolstack did not attach (or attached with guest-writable limits)",
-        r#"guest_create lonely GL
+        &[
+            "E2E: badfe version=2: refused 1 time(s)",
+            "badfe good values -> connected",
+            "badfe PASS",
+            "E2E: badfe: each of",
+        ],
+    )
+}
+
+/// Guests the toolstack did not attach, or attached with guest-writable limits (step 7).
+fn unattached_guests() -> Part {
+    part(
+    "guests the toolstack did not attach (or attached with guest-writable limits)",
+    r#"guest_create lonely GL
 xl unpause lonely
 wait_console lonely "unattached: no device" 60
 guest_create lonely2 GW
@@ -258,12 +299,16 @@ e2e "unattached guests: nothing served"
 xl destroy lonely
 xl destroy lonely2
 "#
-        .into(),
-        &["unattached: no device", "refused: limits/max-pages is writable by the guest", "E2E: unattached guests: nothing served"],
-    ));
-    parts.push(part(
-        "admission control: limits that do not fit are refused before anything is written",
-        r#"# What vgpu itself counts as free: capacity less the larger of what gpu-dom
+    .into(),
+    &["unattached: no device", "refused: limits/max-pages is writable by the guest", "E2E: unattached guests: nothing served"],
+    )
+}
+
+/// Admission control: limits that do not fit are refused before anything is written (step 8).
+fn admission_control() -> Part {
+    part(
+    "admission control: limits that do not fit are refused before anything is written",
+    r#"# What vgpu itself counts as free: capacity less the larger of what gpu-dom
 # reserved and what the toolstack promised (stale devices included).
 p_free=$(vgpu list --backend gpu-dom | awk '$1 == "pages" { print $5 }')
 [ -n "$p_free" ] || fail "vgpu list shows no pages pool"
@@ -278,12 +323,16 @@ console_has guest1 "FAIL" && fail "guest1 reported a failure"
 console_has guest2 "FAIL" && fail "guest2 reported a failure"
 e2e "admission: vgpu attach asking $p_ask pages with $p_free free refused (exit 1, does not fit, nothing written); good guests still Connected and verified"
 "#
-        .into(),
-        &["does not fit: ", "E2E: admission: vgpu attach asking"],
-    ));
-    parts.push(part(
-        "a Linux frontend in dom0 (vgpu-front over gntalloc and evtchn)",
-        r#"vgpu_run attach Domain-0 --backend gpu-dom || fail "vgpu attach Domain-0 failed (output above)"
+    .into(),
+    &["does not fit: ", "E2E: admission: vgpu attach asking"],
+    )
+}
+
+/// A Linux frontend in dom0: vgpu-front over gntalloc and evtchn (step 9).
+fn linux_frontend_in_dom0() -> Part {
+    part(
+    "a Linux frontend in dom0 (vgpu-front over gntalloc and evtchn)",
+    r#"vgpu_run attach Domain-0 --backend gpu-dom || fail "vgpu attach Domain-0 failed (output above)"
 wait_for 30 xs_is "$(be_dir 0)/state" 2 || fail "dom0's device: gpu-dom state '$(be_state 0)', not InitWait"
 f_t0=$(now_ms)
 timeout 120 vgpu-front attach-test --backend-id $GD --pages 64 > /tmp/vgpu-front.log 2>&1; f_rc=$?
@@ -292,12 +341,16 @@ sed 's/^/E2E: [vgpu-front] /' /tmp/vgpu-front.log
 e2e "Linux frontend in dom0: attached, every entry verified, disconnected in $(( $(now_ms) - f_t0 )) ms"
 vgpu_run detach Domain-0 --backend gpu-dom || fail "vgpu detach Domain-0 failed (output above)"
 "#
-        .into(),
-        &["good PASS", "E2E: Linux frontend in dom0"],
-    ));
-    parts.push(part(
-        "xl shutdown gpu-dom with guests attached",
-        r#"s_t0=$(now_ms)
+    .into(),
+    &["good PASS", "E2E: Linux frontend in dom0"],
+    )
+}
+
+/// `xl shutdown` of gpu-dom with guests attached (step 10).
+fn shutdown_with_guests_attached() -> Part {
+    part(
+    "xl shutdown gpu-dom with guests attached",
+    r#"s_t0=$(now_ms)
 timeout 60 xl shutdown -w gpu-dom > /tmp/xl-shutdown-gpu-dom.log 2>&1 || { sed 's/^/[xl shutdown] /' /tmp/xl-shutdown-gpu-dom.log; fail "xl shutdown -w gpu-dom did not complete within 60 s"; }
 wait_for 10 dom_gone gpu-dom || fail "gpu-dom still listed after xl shutdown -w"
 e2e "gpu-dom shut down with guests attached in $(( $(now_ms) - s_t0 )) ms"
@@ -306,10 +359,9 @@ wait_console guest1 "backend closed" 20
 wait_console guest2 "backend closed" 20
 e2e "guests saw the backend close"
 "#
-        .into(),
-        &["closed (backend shutting down)", "backend closed", "E2E: guests saw the backend close"],
-    ));
-    Scenario { name: "e2e".into(), files, parts, timeout: Duration::from_secs(1200) }
+    .into(),
+    &["closed (backend shutting down)", "backend closed", "E2E: guests saw the backend close"],
+    )
 }
 
 #[cfg(test)]

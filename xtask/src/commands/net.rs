@@ -30,7 +30,7 @@ use crate::formats::initramfs::Source;
 use crate::formats::xlcfg;
 use crate::harness::dom0_run::{self, Dom0Run};
 use crate::harness::guests;
-use crate::harness::scenario::{self, file, part, Scenario, ScenarioFile};
+use crate::harness::scenario::{self, file, part, Part, Scenario, ScenarioFile};
 use crate::harness::system;
 use crate::paths::Paths;
 use crate::progress::Progress;
@@ -153,10 +153,21 @@ pub fn net_scenario(files: Vec<ScenarioFile>) -> Scenario {
                 "gpu-dom: mgmt: listening on 192.0.2.2:80",
             ],
         ),
-        part(
-            "dom0 reaches gpu-dom: ping, /healthz, 404",
-            format!(
-                r#"GD=$GPU_DOM_DOMID
+        dom0_reaches_gpu_dom(),
+        guests_attached_and_mapping(),
+        metrics_agree_with_vgpu_list(),
+        garbage_and_slow_clients(),
+        shutdown_with_guests_attached(),
+    ];
+    Scenario { name: "net".into(), files, parts, timeout: Duration::from_secs(900) }
+}
+
+/// dom0 reaches gpu-dom: ping, /healthz, a 404.
+fn dom0_reaches_gpu_dom() -> Part {
+    part(
+        "dom0 reaches gpu-dom: ping, /healthz, 404",
+        format!(
+            r#"GD=$GPU_DOM_DOMID
 URL=http://{GPU_DOM_IP}{NET_HELPERS}e2e "gpu-dom's endpoint up $(( $(now_ms) - t0 )) ms after xl create"
 sed 's/^/E2E: [hotplug] /' /var/log/xen/vif-hotplug.log
 ip addr show dev vif$GD.0 | sed 's/^/E2E: [ip] /'
@@ -168,12 +179,16 @@ timeout 15 wget -q -O /tmp/404.txt $URL/nope 2> /tmp/404.err && fail "GET /nope 
 grep -q 404 /tmp/404.err || fail "GET /nope: $(cat /tmp/404.err)"
 e2e "dom0 reaches gpu-dom: ping ok, /healthz ok, /nope 404"
 "#
-            ),
-            &["E2E: ping:", "E2E: dom0 reaches gpu-dom"],
         ),
-        part(
-            "guests attached and mapping",
-            r#"guest_create guest1 G1
+        &["E2E: ping:", "E2E: dom0 reaches gpu-dom"],
+    )
+}
+
+/// Two guests attached: one verified, one busy mapping.
+fn guests_attached_and_mapping() -> Part {
+    part(
+        "guests attached and mapping",
+        r#"guest_create guest1 G1
 attach_and_start guest1 $G1
 wait_console guest1 "good PASS" 240
 # The busy guest floods with 1024-entry requests: started after guest1
@@ -183,12 +198,16 @@ attach_and_start busy $GB
 wait_console busy "busy batches=" 120
 e2e "guest1 verified its entries; busy maps"
 "#
-            .into(),
-            &["good PASS", "busy batches=", "E2E: guest1 verified"],
-        ),
-        part(
-            "/metrics agrees with vgpu list and what the guests did",
-            r#"fetch /metrics /tmp/m1.txt || fail "GET /metrics failed"
+        .into(),
+        &["good PASS", "busy batches=", "E2E: guest1 verified"],
+    )
+}
+
+/// /metrics agrees with `vgpu list` and with what the guests did.
+fn metrics_agree_with_vgpu_list() -> Part {
+    part(
+        "/metrics agrees with vgpu list and what the guests did",
+        r#"fetch /metrics /tmp/m1.txt || fail "GET /metrics failed"
 vgpu list > /tmp/list.txt 2>&1 || fail "vgpu list failed"
 sed 's/^/E2E: [vgpu list] /' /tmp/list.txt
 sed 's/^/E2E: [metrics] /' /tmp/m1.txt
@@ -210,12 +229,16 @@ g_t0=$(now_ms)
 wait_for 60 batches_grew /tmp/m2.txt "$b1" || fail "busy's batches did not grow within 60 s of scrapes ($b1, then $grown)"
 e2e "/metrics agrees with vgpu list: guest1 pages $(listed guest1 7), entries $ggtt+$ppgtt; pools; busy batches $b1 -> $grown in $(( $(now_ms) - g_t0 )) ms"
 "#
-            .into(),
-            &["E2E: [metrics] gpu_dom_pool_capacity", "E2E: /metrics agrees with vgpu list"],
-        ),
-        part(
-            "garbage and slow clients beside the guests",
-            r#"b0=$grown
+        .into(),
+        &["E2E: [metrics] gpu_dom_pool_capacity", "E2E: /metrics agrees with vgpu list"],
+    )
+}
+
+/// Garbage and slow clients beside the guests; guest service goes on.
+fn garbage_and_slow_clients() -> Part {
+    part(
+        "garbage and slow clients beside the guests",
+        r#"b0=$grown
 head -c 3000 /dev/urandom > /tmp/garbage.bin
 timeout 10 nc 192.0.2.2 80 < /tmp/garbage.bin > /tmp/garbage.out 2>&1
 head -n 1 /tmp/garbage.out | grep -q "^HTTP/1.1 4" || fail "the garbage client got '$(head -c 80 /tmp/garbage.out)'"
@@ -241,21 +264,23 @@ console_has guest1 "FAIL" && fail "guest1 reported a failure"
 grep -E '^gpu_dom_mgmt_(http_responses_total|connections_dropped_total|rx_packets_total|backend)' /tmp/m3.txt | sed 's/^/E2E: [metrics] /'
 e2e "guest service went on: busy batches $b0 -> $b3, $dropped connections dropped at their deadline, guests Connected"
 "#
-            .into(),
-            &["E2E: garbage client: HTTP/1.1 4", "E2E: four slow clients", "E2E: guest service went on"],
-        ),
-        part(
-            "xl shutdown gpu-dom with guests attached",
-            r#"s_t0=$(now_ms)
+        .into(),
+        &["E2E: garbage client: HTTP/1.1 4", "E2E: four slow clients", "E2E: guest service went on"],
+    )
+}
+
+/// `xl shutdown` of gpu-dom with guests attached.
+fn shutdown_with_guests_attached() -> Part {
+    part(
+        "xl shutdown gpu-dom with guests attached",
+        r#"s_t0=$(now_ms)
 timeout 60 xl shutdown -w gpu-dom > /tmp/xl-shutdown-gpu-dom.log 2>&1 || { sed 's/^/[xl shutdown] /' /tmp/xl-shutdown-gpu-dom.log; fail "xl shutdown -w gpu-dom did not complete within 60 s"; }
 wait_for 10 dom_gone gpu-dom || fail "gpu-dom still listed after xl shutdown -w"
 e2e "gpu-dom shut down in $(( $(now_ms) - s_t0 )) ms"
 "#
-            .into(),
-            &["E2E: gpu-dom shut down in"],
-        ),
-    ];
-    Scenario { name: "net".into(), files, parts, timeout: Duration::from_secs(900) }
+        .into(),
+        &["E2E: gpu-dom shut down in"],
+    )
 }
 
 #[cfg(test)]

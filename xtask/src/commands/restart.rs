@@ -31,7 +31,7 @@ use crate::formats::initramfs::Source;
 use crate::formats::xlcfg;
 use crate::harness::dom0_run::{self, Dom0Run};
 use crate::harness::guests::{self, GUEST_IMAGE_IN_DOM0, GUEST_XL_CONFIG, VGPU_IN_DOM0};
-use crate::harness::scenario::{self, file, part, Scenario, ScenarioFile};
+use crate::harness::scenario::{self, file, part, Part, Scenario, ScenarioFile};
 use crate::harness::system;
 use crate::paths::Paths;
 use crate::progress::Progress;
@@ -185,12 +185,24 @@ restarted() {
 
 /// The restart scenario (see the module documentation).
 pub fn restart_scenario(files: Vec<ScenarioFile>) -> Scenario {
-    let mut parts = vec![scenario::domain_up(
-        DOMAIN,
-        30,
-        &["gpu-dom: xenstore name=gpu-dom domid={domid}", "gpu-dom: backend ready"],
-    )];
-    parts.push(part(
+    let parts = vec![
+        scenario::domain_up(
+            DOMAIN,
+            30,
+            &["gpu-dom: xenstore name=gpu-dom domid={domid}", "gpu-dom: backend ready"],
+        ),
+        supervisor(),
+        two_guests_verified(),
+        destroy_mid_batch(),
+        crash_by_itself(),
+        nothing_leaked(),
+    ];
+    Scenario { name: "restart".into(), files, parts, timeout: Duration::from_secs(1200) }
+}
+
+/// The supervisor starts watching gpu-dom (the first create timed).
+fn supervisor() -> Part {
+    part(
         "the supervisor",
         format!(
             r#"{HELPERS}FIRST_READY=$(( $(now_ms) - t0 ))
@@ -202,8 +214,12 @@ e2e "supervisor watching gpu-dom (pid $SUP)"
 "#
         ),
         &["E2E: figure first create", "E2E: supervisor watching gpu-dom"],
-    ));
-    parts.push(part(
+    )
+}
+
+/// Two guests connected and verified, one of them batching.
+fn two_guests_verified() -> Part {
+    part(
         "two guests connected and verified",
         r#"# One after the other: steady has read its entries back before busy starts.
 guest_create steady GS
@@ -227,8 +243,12 @@ vgpu_run list
             "batches verified entries=64 mismatches=0",
             "E2E: two guests connected and verified",
         ],
-    ));
-    parts.push(part(
+    )
+}
+
+/// `xl destroy` of gpu-dom in the middle of busy's batches: the guests are re-served.
+fn destroy_mid_batch() -> Part {
+    part(
         "xl destroy gpu-dom in the middle of busy's batches",
         format!(
             r#"cp {CFG_ARMED} /etc/xen/gpu-dom.cfg
@@ -260,10 +280,14 @@ vgpu_run list
             "E2E: figure xl destroy: death to every guest re-served",
             "E2E: restart after xl destroy",
         ],
-    ));
-    parts.push(part(
-        "gpu-dom crashes by itself (gpu-dom.fault=panic-after)",
-        r#"OLD=$GD
+    )
+}
+
+/// gpu-dom crashes by itself (`gpu-dom.fault=panic-after`): the guests are re-served.
+fn crash_by_itself() -> Part {
+    part(
+    "gpu-dom crashes by itself (gpu-dom.fault=panic-after)",
+    r#"OLD=$GD
 wait_for 600 console_has gpu-dom "injecting fault panic" || { show_supervisor; fail "the armed gpu-dom (domid $OLD) did not crash within 600 s"; }
 C0=$(now_ms)
 e2e "gpu-dom (domid $OLD) injected its fault: $(grep -F 'injecting fault' $CONSOLE_DIR/guest-gpu-dom.log | tail -1)"
@@ -272,12 +296,16 @@ wait_for 30 domid_gone $OLD || fail "the crashed gpu-dom (domid $OLD) is still i
 e2e "restart after a crash: both guests re-served (gpu-dom is now domid $GD)"
 vgpu_run list
 "#
-        .into(),
-        &["injecting fault panic", "E2E: figure crash: death to every guest re-served", "E2E: restart after a crash"],
-    ));
-    parts.push(part(
-        "nothing leaked",
-        r#"vgpu list > /tmp/list.txt 2>&1 || fail "vgpu list failed"
+    .into(),
+    &["injecting fault panic", "E2E: figure crash: death to every guest re-served", "E2E: restart after a crash"],
+    )
+}
+
+/// Nothing leaked: every grant ended, no zombie, no device, no record.
+fn nothing_leaked() -> Part {
+    part(
+    "nothing leaked",
+    r#"vgpu list > /tmp/list.txt 2>&1 || fail "vgpu list failed"
 sed 's/^/E2E: [vgpu] /' /tmp/list.txt
 [ "$(grep -c 'Connected  Connected' /tmp/list.txt)" = 2 ] || fail "vgpu list does not show both devices Connected"
 grep -q stale /tmp/list.txt && fail "vgpu list reports a stale device"
@@ -302,10 +330,9 @@ grep -q "no vgpu devices attached" /tmp/vgpu.log || fail "vgpu list still shows 
 e2e "nothing leaked: every grant ended, no zombie, no device, no record"
 timeout 60 xl shutdown -w gpu-dom > /dev/null 2>&1 || fail "xl shutdown -w gpu-dom failed"
 "#
-        .into(),
-        &["cleanup grants_ended=", "E2E: nothing leaked"],
-    ));
-    Scenario { name: "restart".into(), files, parts, timeout: Duration::from_secs(1200) }
+    .into(),
+    &["cleanup grants_ended=", "E2E: nothing leaked"],
+    )
 }
 
 #[cfg(test)]
