@@ -40,7 +40,6 @@
 use std::time::Duration;
 
 use crate::commands::boot::{self, DOMAIN};
-use crate::commands::image;
 use crate::error::{Error, Result};
 use crate::formats::initramfs::Source;
 use crate::formats::xlcfg;
@@ -71,16 +70,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let mut p = Progress::new("e2e", 13);
     let sys = system::prepare(paths, &mut p, None, true)?;
     let (guest, vgpu) = guests::build_guest_and_vgpu(paths, &mut p)?;
-    let front = p.step("cargo build --release -p frontend --features std (vgpu-front)", |_| {
-        image::cargo_build_with(
-            paths,
-            "frontend",
-            "vgpu-front",
-            &["--features", "std", "--bin", "vgpu-front"],
-            None,
-            Some(&paths.boot_logs().join("build-vgpu-front.log")),
-        )
-    })?;
+    let front = guests::build_vgpu_front(paths, &mut p)?;
     let gpu_cfg =
         xlcfg::with_string(&boot::dom0_xl_config(paths)?, "cmdline", &guests::gpu_dom_cmdline());
     let template_path = paths.root.join(GUEST_XL_CONFIG);

@@ -28,7 +28,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::commands::boot::{self, DOMAIN};
-use crate::commands::image;
 use crate::debian::dom0::{self, Tree};
 use crate::debian::guest_initramfs::{self, GuestInit};
 use crate::error::{Error, Result};
@@ -68,16 +67,7 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let mut p = Progress::new("linux-guest", 14);
     let sys = system::prepare(paths, &mut p, None, true)?;
     let (guest, vgpu) = guests::build_guest_and_vgpu(paths, &mut p)?;
-    let front = p.step("cargo build --release -p frontend --features std (vgpu-front)", |_| {
-        image::cargo_build_with(
-            paths,
-            "frontend",
-            "vgpu-front",
-            &["--features", "std", "--bin", "vgpu-front"],
-            None,
-            Some(&paths.boot_logs().join("build-vgpu-front.log")),
-        )
-    })?;
+    let front = guests::build_vgpu_front(paths, &mut p)?;
     let dir = paths.stage("linux-guest");
     let (vmlinuz, release) = dom0::kernel(&sys.trees)?;
     let initrd = dir.join("guest-initramfs.cpio");

@@ -51,3 +51,18 @@ pub fn guest_config(
     let cfg = xlcfg::with_string(&cfg, "name", name);
     Ok(xlcfg::with_string(&cfg, "cmdline", cmdline))
 }
+
+/// Builds `vgpu-front` (the Linux frontend: `frontend` with its `std`
+/// platform), as a step of `p`.
+pub fn build_vgpu_front(paths: &Paths, p: &mut Progress) -> Result<PathBuf> {
+    p.step("cargo build --release -p frontend --features std (vgpu-front)", |_| {
+        image::cargo_build_with(
+            paths,
+            "frontend",
+            "vgpu-front",
+            &["--features", "std", "--bin", "vgpu-front"],
+            None,
+            Some(&paths.boot_logs().join("build-vgpu-front.log")),
+        )
+    })
+}
