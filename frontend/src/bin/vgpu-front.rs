@@ -23,7 +23,8 @@ const USAGE: &str =
 
 Connects this domain's vgpu device (created in dom0 by `vgpu attach`), maps N pages
 (default 300) through the GGTT and 512 entries through a PPGTT context, verifies each
-entry with DebugReadback, prints the results and disconnects.";
+entry with DebugReadback, prints the results and disconnects. --timeout bounds each
+wait: each handshake step and each response (default 30 s).";
 
 struct Args {
     backend_id: Option<u16>,
@@ -76,6 +77,9 @@ fn main() -> ExitCode {
     let opts = Options {
         devid: args.devid,
         handshake_timeout_ms: args.timeout_s * 1000,
+        // A loaded backend (other guests' turns, TCG) may take more than the
+        // library's 10 s default to answer; one bound for every wait.
+        response_timeout_ms: args.timeout_s * 1000,
         ..Options::default()
     };
     let t0 = Instant::now();
