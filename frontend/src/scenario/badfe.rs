@@ -1,5 +1,5 @@
 //! Mode `badfe`: a frontend that presents, in xenstore, values the backend
-//! must refuse (a few of the kinds `tests/tests/availability.rs` covers on
+//! must refuse (a few of the kinds `testing/gpu-dom-testing/gpu-dom-tests/tests/availability.rs` covers on
 //! the host, here against real xenstore, grants and event channels), one
 //! at a time: each after going back to `Initialising` and
 //! waiting for the backend's `InitWait`, written with `Initialised` in one
