@@ -39,17 +39,18 @@ fn the_handshake_publishes_ring_port_and_version_in_one_transaction_and_connects
 fn a_conflicting_transaction_is_retried() {
     let world = World::new(true);
     world.borrow_mut().attach(DOM, 0, 128, 100);
-    world.borrow().xenstored.0.borrow_mut().fail_commits = 3;
+    world.borrow().conflict_next_commits(DOM, 3);
     let mut fe = frontend(&world, DOM, 256, Options::default());
     fe.connect().expect("connects after retries");
-    assert_eq!(world.borrow().xenstored.0.borrow().refused_commits, 3);
+    let counters = world.borrow().xenstored.counters(fe.xs().transport());
+    assert_eq!((counters.conflicts, counters.commits), (3, 1));
 }
 
 #[test]
 fn endless_conflicts_fail_the_connect_and_release_every_grant() {
     let world = World::new(true);
     world.borrow_mut().attach(DOM, 0, 128, 100);
-    world.borrow().xenstored.0.borrow_mut().fail_commits = 1000;
+    world.borrow().conflict_next_commits(DOM, 1000);
     let mut fe = frontend(&world, DOM, 256, Options::default());
     match fe.connect() {
         Err(Error::TransactionConflict { attempts: 16 }) => {}

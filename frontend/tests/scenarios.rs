@@ -296,7 +296,7 @@ fn unattached_with_a_device_the_backend_refused_says_it_was_not_served() {
         xenbus::Perm { dom: 0, access: xenbus::Access::None },
         xenbus::Perm { dom: DOM, access: xenbus::Access::Both },
     ];
-    world.borrow().xenstored.write(limit, "100", &perms);
+    world.borrow().toolstack_write(limit, "100", &perms);
     world.borrow_mut().step();
     let mut fe = frontend(&world, DOM, 64, Options::default());
     let lines = Lines::default();

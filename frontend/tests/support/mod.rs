@@ -2,7 +2,6 @@
 #![allow(dead_code)]
 
 pub mod world;
-pub mod xenstored;
 
 use std::cell::RefCell;
 use std::rc::Rc;

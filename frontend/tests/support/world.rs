@@ -1,7 +1,8 @@
 //! The host world the frontend runs in: the platform model (a guest's
 //! memory and grant table, gpu-dom's physmap and IOMMU, a GPU), the real
-//! backend service (`backend::Service`) with a model connector, an
-//! in-memory xenstored, and event channels. The frontend's platform steps
+//! backend service (`backend::Service`) with a model connector, the model
+//! xenstored (`xenstored-model`: permissions and transactions as C
+//! xenstored), and event channels. The frontend's platform steps
 //! the backend whenever the frontend waits, and a fake clock jumps to the
 //! deadline when nothing is left to do, so timeouts take no time.
 
@@ -17,8 +18,7 @@ use gtt::platform::{testing_cap, GrantMapRequest, GrantMapper, GrantMapping};
 use gtt::{Access, Config, DomId, Engine, GrantRef};
 use platform_model::{Gfn, Guest, ModelGpu, ModelMapper, Platform as Model, PlatformConfig};
 use xenbus::{Access as XsAccess, Client, Perm};
-
-use super::xenstored::{Xenstored, XsConn};
+use xenstored_model::{Conn, Xenstored};
 
 /// gpu-dom's domain id (the first one: a restarted gpu-dom gets another).
 pub const BACKEND: u16 = 1;
@@ -140,7 +140,7 @@ pub struct World {
     pub model: Model,
     pub xenstored: Xenstored,
     pub service: Option<ModelService>,
-    pub backend_xs: Client<XsConn>,
+    pub backend_xs: Client<Conn>,
     pub ev: Rc<RefCell<Evtchns>>,
     pub clock: Rc<Cell<u64>>,
     pub changes: Vec<Change>,
@@ -168,7 +168,10 @@ impl World {
             ..PlatformConfig::default()
         };
         let model = Model::new(pcfg).expect("model config");
-        let xenstored = Xenstored::default();
+        let xenstored = Xenstored::new();
+        for (id, name) in [(0, "Domain-0"), (BACKEND, "gpu-dom")] {
+            xenstored.add_domain(id, name);
+        }
         let ev = Rc::new(RefCell::new(Evtchns::default()));
         let backend_xs = Client::new(xenstored.connect(BACKEND));
         let world = Rc::new(RefCell::new(World {
@@ -229,16 +232,15 @@ impl World {
             c.be_port = None;
         }
         if !preserved {
-            self.xenstored.rm(&format!("/local/domain/{old}"));
-            self.xenstored.fire_special("@releaseDomain");
+            // The model fires `@releaseDomain` when a domain's home goes.
+            self.toolstack_rm(&format!("/local/domain/{old}"));
         }
     }
 
     /// `xl destroy` of a gpu-dom that `kill_backend(true)` kept.
     pub fn reap_backend(&mut self) {
         self.model.reap_backend();
-        self.xenstored.rm(&format!("/local/domain/{}", self.backend));
-        self.xenstored.fire_special("@releaseDomain");
+        self.toolstack_rm(&format!("/local/domain/{}", self.backend));
     }
 
     /// A new gpu-dom, domain `dom`, starts and serves (what is under its
@@ -246,14 +248,45 @@ impl World {
     pub fn start_backend(&mut self, dom: u16) {
         self.model.start_backend(DomId(dom)).expect("a fresh domain id");
         self.backend = dom;
+        self.xenstored.add_domain(dom, "gpu-dom");
         self.backend_xs = Client::new(self.xenstored.connect(dom));
         self.serve();
     }
 
     /// What `vgpu detach --force` does for guest `fe`'s device 0.
     pub fn detach(&self, fe: u16) {
-        self.xenstored.rm(&format!("/local/domain/{fe}/device/vgpu/0"));
-        self.xenstored.rm(&format!("/local/domain/{}/backend/vgpu/{fe}/0", self.backend));
+        self.toolstack_rm(&format!("/local/domain/{fe}/device/vgpu/0"));
+        self.toolstack_rm(&format!("/local/domain/{}/backend/vgpu/{fe}/0", self.backend));
+    }
+
+    /// dom0 writes `path` and sets its permissions (`xenstore-write` then
+    /// `xenstore-chmod`, as libxl does for a device's nodes).
+    pub fn toolstack_write(&self, path: &str, value: &str, perms: &[Perm]) {
+        self.xenstored.with(|m| {
+            m.write(0, path, value).expect("dom0 may write anywhere");
+            m.set_perms(0, path, perms).expect("dom0 may set any node's permissions");
+        });
+    }
+
+    /// dom0 removes `path` and everything below it (nothing if absent).
+    pub fn toolstack_rm(&self, path: &str) {
+        let _ = self.xenstored.with(|m| m.rm(0, path));
+    }
+
+    /// The next `n` commits of any transaction fail with `EAGAIN`, as when
+    /// another writer changes a node the transaction touched: each is
+    /// preceded by dom0 rewriting guest `fe`'s device `state` with its
+    /// own value (a modification all the same, as in C xenstored).
+    pub fn conflict_next_commits(&self, fe: u16, n: u32) {
+        let path = format!("/local/domain/{fe}/device/vgpu/0/state");
+        for _ in 0..n {
+            let path = path.clone();
+            self.xenstored.before_commit(move |m| {
+                if let Some(v) = m.read(&path) {
+                    m.write(0, &path, &v).expect("dom0 rewrites the frontend's state");
+                }
+            });
+        }
     }
 
     /// What `vgpu restore` does for guest `fe`: the device directory of the
@@ -262,6 +295,26 @@ impl World {
     pub fn restore(&self, fe: u16) {
         let [base, len, pages] = self.limits[&fe];
         self.write_device(fe, base, len, pages, false);
+        // The nodes the guest wrote (state, ring-ref, ...): readable by the
+        // new backend, as `vgpu restore` moves them.
+        let fd = format!("/local/domain/{fe}/device/vgpu/0");
+        let perms = [
+            Perm { dom: fe, access: XsAccess::None },
+            Perm { dom: self.backend, access: XsAccess::Read },
+        ];
+        self.xenstored.with(|m| {
+            let children = m.tree.children(&fd).into_iter().map(|c| format!("{fd}/{c}"));
+            for node in std::iter::once(fd.clone()).chain(children) {
+                let _ = m.set_perms(0, &node, &perms);
+            }
+        });
+    }
+
+    /// Domain `dom`'s home as libxl makes it, unless it exists already.
+    pub fn ensure_domain(&self, dom: u16) {
+        if self.xenstored.read(&format!("/local/domain/{dom}")).is_none() {
+            self.xenstored.add_domain(dom, &format!("guest{dom}"));
+        }
     }
 
     /// Runs the backend until it has nothing to do; returns whether it did
@@ -326,6 +379,7 @@ impl World {
 
     /// What `vgpu attach` writes for guest `fe`, device 0.
     pub fn attach(&mut self, fe: u16, ggtt_base: u32, ggtt_len: u32, max_pages: u32) {
+        self.ensure_domain(fe);
         self.limits.insert(fe, [ggtt_base, ggtt_len, max_pages]);
         self.write_device(fe, ggtt_base, ggtt_len, max_pages, true);
     }
@@ -334,7 +388,7 @@ impl World {
         let b = self.backend;
         let be = format!("/local/domain/{b}/backend/vgpu/{fe}/0");
         let fd = format!("/local/domain/{fe}/device/vgpu/0");
-        let xs = &self.xenstored;
+        let xs = |path: &str, value: &str, perms: &[Perm]| self.toolstack_write(path, value, perms);
         let be_perms =
             [Perm { dom: b, access: XsAccess::None }, Perm { dom: fe, access: XsAccess::Read }];
         let fe_perms =
@@ -345,12 +399,12 @@ impl World {
             Perm { dom: fe, access: XsAccess::Read },
         ];
         if new {
-            xs.write(&format!("/local/domain/{fe}/domid"), &fe.to_string(), &fe_perms);
-            xs.write(&fd, "", &fe_perms);
+            xs(&format!("/local/domain/{fe}/domid"), &fe.to_string(), &fe_perms);
+            xs(&fd, "", &fe_perms);
         }
         // The backend's directory first, then the pointers to it (`vgpu
         // restore` writes all of it in one transaction).
-        xs.write(&format!("{be}/limits"), "", &dom0);
+        xs(&format!("{be}/limits"), "", &dom0);
         for (k, v) in [
             ("ggtt-base", ggtt_base),
             ("ggtt-entries", ggtt_len),
@@ -358,17 +412,17 @@ impl World {
             ("max-pages", max_pages),
             ("max-table-pages", 64),
         ] {
-            xs.write(&format!("{be}/limits/{k}"), &v.to_string(), &dom0);
+            xs(&format!("{be}/limits/{k}"), &v.to_string(), &dom0);
         }
-        xs.write(&be, "", &be_perms);
-        xs.write(&format!("{be}/frontend"), &fd, &be_perms);
-        xs.write(&format!("{be}/frontend-id"), &fe.to_string(), &be_perms);
-        xs.write(&format!("{be}/online"), "1", &be_perms);
-        xs.write(&format!("{be}/state"), "1", &be_perms);
-        xs.write(&format!("{fd}/backend"), &be, &fe_perms);
-        xs.write(&format!("{fd}/backend-id"), &b.to_string(), &fe_perms);
+        xs(&be, "", &be_perms);
+        xs(&format!("{be}/frontend"), &fd, &be_perms);
+        xs(&format!("{be}/frontend-id"), &fe.to_string(), &be_perms);
+        xs(&format!("{be}/online"), "1", &be_perms);
+        xs(&format!("{be}/state"), "1", &be_perms);
+        xs(&format!("{fd}/backend"), &be, &fe_perms);
+        xs(&format!("{fd}/backend-id"), &b.to_string(), &fe_perms);
         if new {
-            xs.write(&format!("{fd}/state"), "1", &fe_perms);
+            xs(&format!("{fd}/state"), "1", &fe_perms);
         }
     }
 }
@@ -499,16 +553,17 @@ impl Platform for TestPlatform {
 }
 
 /// The test frontend type.
-pub type TestFrontend = Frontend<TestPlatform, XsConn>;
+pub type TestFrontend = Frontend<TestPlatform, Conn>;
 
 /// A guest `dom` with `pages` pages of RAM and a frontend (not connected).
 pub fn frontend(world: &Rc<RefCell<World>>, dom: u16, pages: u32, opts: Options) -> TestFrontend {
     let (guest, conn) = {
         let w = world.borrow();
+        w.ensure_domain(dom);
         (w.model.create_guest(DomId(dom), pages).expect("guest"), w.xenstored.connect(dom))
     };
-    let store = world.borrow().xenstored.clone();
-    let probe = store.connect_probe(&conn);
+    let (store, id) = (world.borrow().xenstored.clone(), conn.id());
+    let probe: Rc<dyn Fn() -> bool> = Rc::new(move || store.has_output(id));
     let platform = TestPlatform {
         world: world.clone(),
         guest,

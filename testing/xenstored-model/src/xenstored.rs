@@ -242,6 +242,12 @@ impl Xenstored {
         self.lock().before_commit.push_back(Box::new(hook));
     }
 
+    /// Whether connection `conn` (a [`Conn::id`]) has replies or events
+    /// unread: for a test's event loop that does not own the connection.
+    pub fn has_output(&self, conn: usize) -> bool {
+        self.lock().model.conns.get(conn).is_some_and(|c| !c.out.is_empty())
+    }
+
     pub fn counters(&self, conn: &Conn) -> Counters {
         self.lock().model.counters[conn.id]
     }
