@@ -12,6 +12,7 @@ use crate::transport::Transport;
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -71,15 +72,9 @@ impl Endpoint {
         list
     }
 
-    /// Opens this endpoint.
+    /// Opens this endpoint as a blocking transport.
     pub fn connect(&self) -> io::Result<StdTransport> {
-        let stream = match self.kind {
-            EndpointKind::Socket => Stream::Socket(UnixStream::connect(&self.path)?),
-            EndpointKind::Device => {
-                Stream::Device(OpenOptions::new().read(true).write(true).open(&self.path)?)
-            }
-        };
-        Ok(StdTransport { stream, endpoint: self.clone() })
+        Ok(StdTransport { stream: Stream::open(self)? })
     }
 }
 
@@ -94,41 +89,65 @@ impl fmt::Display for Endpoint {
 }
 
 #[derive(Debug)]
-enum Stream {
+enum Io {
     Socket(UnixStream),
     Device(File),
 }
 
-/// A [`Transport`] over the xenstored socket or the xenbus device. Blocking:
-/// `recv` waits for data and reports end of stream as an error.
+/// An open connection to xenstored, the socket or the device, and where it
+/// leads: the byte stream every std transport reads and writes (the
+/// blocking [`StdTransport`] here, the Linux frontend's non-blocking one).
+/// Reading the end of the stream is an error that names the endpoint.
 #[derive(Debug)]
-pub struct StdTransport {
-    stream: Stream,
+pub struct Stream {
+    io: Io,
     endpoint: Endpoint,
 }
 
-impl StdTransport {
-    /// A transport over an already connected socket (e.g. a test's socket pair).
-    pub fn from_socket(socket: UnixStream, endpoint: Endpoint) -> StdTransport {
-        StdTransport { stream: Stream::Socket(socket), endpoint }
+impl Stream {
+    /// Opens `endpoint` (blocking; see [`AsRawFd`] to change that).
+    pub fn open(endpoint: &Endpoint) -> io::Result<Stream> {
+        let io = match endpoint.kind {
+            EndpointKind::Socket => Io::Socket(UnixStream::connect(&endpoint.path)?),
+            EndpointKind::Device => {
+                Io::Device(OpenOptions::new().read(true).write(true).open(&endpoint.path)?)
+            }
+        };
+        Ok(Stream { io, endpoint: endpoint.clone() })
     }
 
-    /// Where this transport is connected.
+    /// Opens the first of `endpoints` that opens; says why each failed if none does.
+    pub fn open_first(endpoints: &[Endpoint]) -> Result<Stream, OpenError> {
+        let mut tried = Vec::new();
+        for endpoint in endpoints {
+            match Stream::open(endpoint) {
+                Ok(stream) => {
+                    log::debug!("xenbus: connected to xenstored via {endpoint}");
+                    return Ok(stream);
+                }
+                Err(err) => tried.push((endpoint.clone(), err)),
+            }
+        }
+        Err(OpenError { tried })
+    }
+
+    /// A stream over an already connected socket (e.g. a test's socket pair).
+    pub fn from_socket(socket: UnixStream, endpoint: Endpoint) -> Stream {
+        Stream { io: Io::Socket(socket), endpoint }
+    }
+
+    /// Where this stream is connected.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
     }
 
-    /// Bounds each blocking `recv` to `timeout` (`None`: wait indefinitely).
-    /// A `recv` that times out fails with `WouldBlock` or `TimedOut`, the
-    /// client returns that as [`crate::ClientError::Transport`] and stays usable.
-    /// Only the socket supports it; the device answers `Unsupported` (callers
-    /// then poll instead of blocking).
-    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
-        match &self.stream {
-            Stream::Socket(s) => {
-                s.set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1))))
-            }
-            Stream::Device(_) => Err(io::Error::new(
+    /// Bounds each blocking read to `timeout` (`None`: wait indefinitely);
+    /// a read that times out fails with `WouldBlock` or `TimedOut`. Only the
+    /// socket supports it; the device answers `Unsupported`.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match &self.io {
+            Io::Socket(s) => s.set_read_timeout(timeout.map(|t| t.max(Duration::from_millis(1)))),
+            Io::Device(_) => Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!("read timeouts are not supported on {}", self.endpoint),
             )),
@@ -136,9 +155,9 @@ impl StdTransport {
     }
 
     fn io(&mut self) -> &mut dyn ReadWrite {
-        match &mut self.stream {
-            Stream::Socket(s) => s,
-            Stream::Device(f) => f,
+        match &mut self.io {
+            Io::Socket(s) => s,
+            Io::Device(f) => f,
         }
     }
 }
@@ -146,15 +165,10 @@ impl StdTransport {
 trait ReadWrite: Read + Write {}
 impl<S: Read + Write> ReadWrite for S {}
 
-impl Transport for StdTransport {
-    type Error = io::Error;
-
-    fn send(&mut self, data: &[u8]) -> io::Result<usize> {
-        self.io().write_all(data)?;
-        Ok(data.len())
-    }
-
-    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl Read for Stream {
+    /// Reads what is there, retrying an interrupted read; the end of the
+    /// stream (xenstored went away) is `UnexpectedEof`, naming the endpoint.
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             match self.io().read(buf) {
                 Ok(0) if !buf.is_empty() => {
@@ -167,6 +181,65 @@ impl Transport for StdTransport {
                 other => return other,
             }
         }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.io().write(data)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.io().flush()
+    }
+}
+
+impl AsRawFd for Stream {
+    fn as_raw_fd(&self) -> RawFd {
+        match &self.io {
+            Io::Socket(s) => s.as_raw_fd(),
+            Io::Device(f) => f.as_raw_fd(),
+        }
+    }
+}
+
+/// A [`Transport`] over the xenstored socket or the xenbus device. Blocking:
+/// `recv` waits for data and reports end of stream as an error.
+#[derive(Debug)]
+pub struct StdTransport {
+    stream: Stream,
+}
+
+impl StdTransport {
+    /// A transport over an already connected socket (e.g. a test's socket pair).
+    pub fn from_socket(socket: UnixStream, endpoint: Endpoint) -> StdTransport {
+        StdTransport { stream: Stream::from_socket(socket, endpoint) }
+    }
+
+    /// Where this transport is connected.
+    pub fn endpoint(&self) -> &Endpoint {
+        self.stream.endpoint()
+    }
+
+    /// Bounds each blocking `recv` to `timeout` (`None`: wait indefinitely).
+    /// A `recv` that times out fails with `WouldBlock` or `TimedOut`, the
+    /// client returns that as [`crate::ClientError::Transport`] and stays usable.
+    /// Only the socket supports it; the device answers `Unsupported` (callers
+    /// then poll instead of blocking).
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) -> io::Result<()> {
+        self.stream.set_read_timeout(timeout)
+    }
+}
+
+impl Transport for StdTransport {
+    type Error = io::Error;
+
+    fn send(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.stream.write_all(data)?;
+        Ok(data.len())
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.stream.read(buf)
     }
 }
 
@@ -201,17 +274,7 @@ impl<const EVENTS: usize> Client<StdTransport, EVENTS> {
 
     /// Connects through the first of `endpoints` that opens.
     pub fn open(endpoints: &[Endpoint]) -> Result<Self, OpenError> {
-        let mut tried = Vec::new();
-        for endpoint in endpoints {
-            match endpoint.connect() {
-                Ok(transport) => {
-                    log::debug!("xenbus: connected to xenstored via {endpoint}");
-                    return Ok(Client::new(transport));
-                }
-                Err(err) => tried.push((endpoint.clone(), err)),
-            }
-        }
-        Err(OpenError { tried })
+        Ok(Client::new(StdTransport { stream: Stream::open_first(endpoints)? }))
     }
 }
 

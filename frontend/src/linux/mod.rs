@@ -20,10 +20,9 @@ use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
-use xenbus::std_io::{Endpoint, EndpointKind};
+use xenbus::std_io::{Endpoint, Stream};
 use xenbus::{Client, Transport};
 
 use crate::platform::{EndAccessError, Granted, PageId, Platform, Port};
@@ -253,66 +252,31 @@ impl Platform for LinuxPlatform {
     }
 }
 
-enum Stream {
-    Socket(UnixStream),
-    Device(File),
-}
-
-/// Xenstore over xenstored's socket or `/dev/xen/xenbus`, non-blocking:
-/// `recv` returns 0 when nothing is there, `wait` polls (bounded).
+/// Xenstore over xenstored's socket or `/dev/xen/xenbus` (the shared
+/// [`Stream`] of `xenbus::std_io`), non-blocking: `recv` returns 0 when
+/// nothing is there, `wait` polls (bounded).
 pub struct XsStream {
     stream: Stream,
-    endpoint: Endpoint,
 }
 
 impl XsStream {
     /// Connects to the first of `endpoints` that opens.
     pub fn connect(endpoints: &[Endpoint]) -> Result<XsStream, SysError> {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, "no xenstore endpoint given");
-        for e in endpoints {
-            let stream = match e.kind {
-                EndpointKind::Socket => UnixStream::connect(&e.path).map(Stream::Socket),
-                EndpointKind::Device => {
-                    OpenOptions::new().read(true).write(true).open(&e.path).map(Stream::Device)
-                }
-            };
-            match stream {
-                Ok(stream) => {
-                    let s = XsStream { stream, endpoint: e.clone() };
-                    sys::set_nonblocking(&s).map_err(sys("xenstore O_NONBLOCK"))?;
-                    return Ok(s);
-                }
-                Err(err) => last = err,
-            }
-        }
-        Err(SysError {
-            what: "connect to xenstored (run as root where xenstored runs)",
-            error: last,
-        })
+        let stream = Stream::open_first(endpoints)
+            .map_err(|e| SysError { what: "connect to xenstored", error: io::Error::other(e) })?;
+        sys::set_nonblocking(&stream).map_err(sys("xenstore O_NONBLOCK"))?;
+        Ok(XsStream { stream })
     }
 
     /// Where it is connected.
     pub fn endpoint(&self) -> &Endpoint {
-        &self.endpoint
-    }
-
-    fn io(&mut self) -> &mut dyn ReadWrite {
-        match &mut self.stream {
-            Stream::Socket(s) => s,
-            Stream::Device(f) => f,
-        }
+        self.stream.endpoint()
     }
 }
 
-trait ReadWrite: Read + Write {}
-impl<S: Read + Write> ReadWrite for S {}
-
 impl AsRawFd for XsStream {
     fn as_raw_fd(&self) -> RawFd {
-        match &self.stream {
-            Stream::Socket(s) => s.as_raw_fd(),
-            Stream::Device(f) => f.as_raw_fd(),
-        }
+        self.stream.as_raw_fd()
     }
 }
 
@@ -321,13 +285,13 @@ impl Transport for XsStream {
 
     fn send(&mut self, data: &[u8]) -> io::Result<usize> {
         loop {
-            match self.io().write(data) {
+            match self.stream.write(data) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     if !sys::poll_writable(self.as_raw_fd(), XS_REPLY_TIMEOUT_MS)? {
                         return Err(io::Error::new(
                             io::ErrorKind::TimedOut,
-                            format!("xenstored takes no data ({})", self.endpoint),
+                            format!("xenstored takes no data ({})", self.endpoint()),
                         ));
                     }
                 }
@@ -337,16 +301,9 @@ impl Transport for XsStream {
     }
 
     fn recv(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self.io().read(buf) {
-            Ok(0) if !buf.is_empty() => Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("xenstored closed the connection ({})", self.endpoint),
-            )),
-            Err(e)
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) =>
-            {
-                Ok(0)
-            }
+        // The stream retries interrupted reads and calls the end an error.
+        match self.stream.read(buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             other => other,
         }
     }
@@ -357,7 +314,7 @@ impl Transport for XsStream {
                 io::ErrorKind::TimedOut,
                 format!(
                     "no reply from xenstored within {XS_REPLY_TIMEOUT_MS} ms ({})",
-                    self.endpoint
+                    self.endpoint()
                 ),
             )),
             _ => Ok(()),
