@@ -1,11 +1,12 @@
-//! The host world for the frontend's tests.
+//! The host world for the frontend's tests: the one world of
+//! `gpu-dom-tests` (the real backend service, the model xenstored and Xen's
+//! event channels on the platform model), re-exported.
 #![allow(dead_code)]
-
-pub mod world;
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
+pub use gpu_dom_tests::world;
 pub use world::{frontend, World};
 
 /// Console lines collected by a test.

@@ -1,10 +1,9 @@
-//! Xen's interdomain event channels, and a [`Connector`] for the backend
-//! `Service` that binds only what Xen would bind: a port the frontend
-//! allocated unbound for the backend. (`service_world::ModelConnector`
-//! binds any port number Xen could name, which is what the handshake tests
-//! need; a fuzz target's hostile `event-channel` values, a port never
-//! allocated or allocated for another domain, need this one.) Rings are
-//! mapped by grant map through the backend's strict IOMMU, as there.
+//! Xen's interdomain event channels, and the [`Connector`] the backend
+//! `Service` runs with in every host world: it binds only what Xen would
+//! bind, a port the frontend allocated unbound for the backend (a hostile
+//! `event-channel` value, a port never allocated or allocated for another
+//! domain, is refused as Xen refuses it). Rings are mapped by grant map
+//! through the backend's strict IOMMU, as the unikernel maps them.
 //!
 //! # Invariants
 //! - A ring is mapped only if the model's grant table lets the backend map
@@ -12,9 +11,15 @@
 //!   unbound for the backend (`EVTCHNOP_alloc_unbound` with the backend as
 //!   remote) and nothing is bound to it, as `EVTCHNOP_bind_interdomain`.
 //! - Closing the backend's end makes the frontend's port unbound again, as
-//!   `EVTCHNOP_close` leaves the other end of an interdomain channel.
+//!   `EVTCHNOP_close` leaves the other end of an interdomain channel; so
+//!   does the backend's death (Xen closes a dying domain's ports), and the
+//!   port stays unbound *for the dead domain*: a new backend cannot bind it.
+//! - A notification reaches the other end only over a bound channel;
+//!   `EVTCHNOP_send` on an unbound port is dropped, as Xen drops it.
 
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use backend::Connector;
 use gtt::DomId;
@@ -34,6 +39,10 @@ pub struct EventChannels {
     /// Backend local port -> the guest's port it is bound to.
     bound: BTreeMap<u32, (DomId, u32)>,
     next_local: u32,
+    /// Backend local ports notified by their guest, not yet delivered.
+    to_backend: BTreeSet<u32>,
+    /// Guest ports notified by the backend, not yet delivered.
+    to_guest: BTreeSet<(DomId, u32)>,
 }
 
 impl EventChannels {
@@ -72,19 +81,83 @@ impl EventChannels {
     pub fn peer(&self, local: u32) -> Option<(DomId, u32)> {
         self.bound.get(&local).copied()
     }
+
+    /// Whether guest `dom`'s `port` is open (unbound or bound): `EINVAL` from
+    /// `EVTCHNOP_send` and `EVTCHNOP_close` otherwise.
+    pub fn is_open(&self, dom: DomId, port: u32) -> bool {
+        self.unbound.contains_key(&(dom, port)) || self.local_of(dom, port).is_some()
+    }
+
+    /// The backend's local port bound to guest `dom`'s `port`.
+    fn local_of(&self, dom: DomId, port: u32) -> Option<u32> {
+        self.bound.iter().find(|(_, &end)| end == (dom, port)).map(|(&l, _)| l)
+    }
+
+    /// `EVTCHNOP_send` by guest `dom` on `port`: pending for the backend if
+    /// bound, dropped otherwise.
+    pub fn notify_from_guest(&mut self, dom: DomId, port: u32) {
+        if let Some(local) = self.local_of(dom, port) {
+            self.to_backend.insert(local);
+        }
+    }
+
+    /// `EVTCHNOP_send` by the backend on `local`: pending for the guest if bound.
+    pub fn notify_from_backend(&mut self, local: u32) {
+        if let Some(end) = self.bound.get(&local) {
+            self.to_guest.insert(*end);
+        }
+    }
+
+    /// The backend's local ports with a notification pending, cleared.
+    pub fn take_backend_pending(&mut self) -> Vec<u32> {
+        std::mem::take(&mut self.to_backend).into_iter().collect()
+    }
+
+    /// Whether any port of guest `dom` had a notification pending; clears them.
+    pub fn take_guest_pending(&mut self, dom: DomId) -> bool {
+        let before = self.to_guest.len();
+        self.to_guest.retain(|(d, _)| *d != dom);
+        self.to_guest.len() != before
+    }
+
+    /// `EVTCHNOP_close` by guest `dom` of `port`: gone, whichever state it was in.
+    pub fn close_guest(&mut self, dom: DomId, port: u32) {
+        self.unbound.remove(&(dom, port));
+        if let Some(local) = self.local_of(dom, port) {
+            self.bound.remove(&local);
+            self.to_backend.remove(&local);
+        }
+        self.to_guest.remove(&(dom, port));
+    }
+
+    /// `backend` dies: Xen closes every port it had bound, leaving each
+    /// guest's end unbound for the dead domain.
+    pub fn backend_died(&mut self, backend: DomId) {
+        for local in self.bound.keys().copied().collect::<Vec<_>>() {
+            self.close(backend, local);
+        }
+        self.to_backend.clear();
+    }
 }
 
 /// The backend's rings and event channels on the model, with Xen's rules.
 pub struct StrictConnector {
     pub platform: Platform,
     rings: ModelRings,
-    pub channels: EventChannels,
+    /// Shared with the guests' side of the world (their ports outlive a backend).
+    pub channels: Rc<RefCell<EventChannels>>,
     /// Local ports notified, in order.
     pub notified: Vec<u32>,
 }
 
 impl StrictConnector {
+    /// A connector with channels of its own.
     pub fn new(platform: Platform, channels: EventChannels) -> StrictConnector {
+        StrictConnector::shared(platform, Rc::new(RefCell::new(channels)))
+    }
+
+    /// A connector on channels the world shares with its guests.
+    pub fn shared(platform: Platform, channels: Rc<RefCell<EventChannels>>) -> StrictConnector {
         StrictConnector {
             rings: ModelRings::new(platform.clone()),
             platform,
@@ -107,16 +180,17 @@ impl Connector for StrictConnector {
 
     fn bind(&mut self, dom: DomId, remote_port: u32) -> Result<u32, i32> {
         let backend = self.platform.backend();
-        self.channels.bind(backend, dom, remote_port)
+        self.channels.borrow_mut().bind(backend, dom, remote_port)
     }
 
     fn unbind(&mut self, local_port: u32) {
         let backend = self.platform.backend();
-        self.channels.close(backend, local_port);
+        self.channels.borrow_mut().close(backend, local_port);
     }
 
     fn notify(&mut self, local_port: u32) {
         self.notified.push(local_port);
+        self.channels.borrow_mut().notify_from_backend(local_port);
     }
 }
 
@@ -139,5 +213,25 @@ mod tests {
         ch.close(be, 100);
         assert_eq!(ch.peer(100), None);
         assert_eq!(ch.bind(be, g, 9), Ok(101), "unbound again after the close");
+    }
+
+    #[test]
+    fn notifications_cross_only_bound_channels_and_a_dead_backends_ports_stay_its_own() {
+        let (be, new_be, g) = (DomId(1), DomId(2), DomId(5));
+        let mut ch = EventChannels::new(100);
+        ch.alloc_unbound(g, 9, be);
+        ch.notify_from_guest(g, 9);
+        assert!(ch.take_backend_pending().is_empty(), "unbound: dropped");
+        let local = ch.bind(be, g, 9).unwrap();
+        ch.notify_from_guest(g, 9);
+        assert_eq!(ch.take_backend_pending(), [local]);
+        assert!(ch.take_backend_pending().is_empty(), "delivered once");
+        ch.notify_from_backend(local);
+        assert!(!ch.take_guest_pending(DomId(7)), "another guest hears nothing");
+        assert!(ch.take_guest_pending(g));
+        ch.backend_died(be);
+        assert_eq!(ch.bind(new_be, g, 9), Err(EINVAL), "unbound for the dead backend only");
+        ch.close_guest(g, 9);
+        assert_eq!(ch.bind(be, g, 9), Err(EINVAL), "closed by the guest");
     }
 }

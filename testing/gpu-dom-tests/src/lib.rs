@@ -1,19 +1,28 @@
 //! # gpu-dom-tests — the real backend against the platform model
 //!
-//! A [`Rig`] is one model platform (Xen grant tables, gpu-dom's strict IOMMU,
-//! a model GPU; `platform-model`) with the real backend (`backend`, `gtt`,
-//! `gpuif`) running on it, and test frontends that talk to it exactly as a
-//! guest would: through a one-page ring in the guest's own memory, which the
-//! backend reaches through a grant mapping, with directory pages granted
-//! read-only and fetched by grant copy.
+//! Two ways to run the real backend on the platform model (Xen grant
+//! tables, gpu-dom's strict IOMMU, a model GPU; `platform-model`):
+//!
+//! - the [`world`]: dom0's toolstack (the real `vgpu`), gpu-dom running the
+//!   real `backend::Service` on the model xenstored and Xen's event channels
+//!   ([`channels`]), and guests running the real `frontend` crate (a
+//!   hostile guest's xenstore values are written by hand); the frontend's
+//!   tests, the service's, the counters' and the availability tests run
+//!   there;
+//! - a [`Rig`]: the request path alone (`backend::Backend`, `gtt`, `gpuif`),
+//!   no xenstore, with [`RawFrontend`]s ([`raw_ring`]) that write ring slots
+//!   byte by byte into a one-page ring in the guest's own memory, which the
+//!   backend reaches through a grant mapping, with directory pages granted
+//!   read-only and fetched by grant copy: for the property test, the
+//!   end-to-end tests and the fuzz targets, which need to write what a real
+//!   frontend never would.
 //!
 //! A rig can be put back to where it stood before the backend served
 //! anything ([`Rig::checkpoint`], [`Rig::reset`]): a fuzz target builds its
 //! guests once and starts every input from the same state, exactly.
 //!
-//! [`service_world`] runs the backend `Service` on the model xenstored;
-//! [`channels`] has Xen's event-channel rules for it; [`engine_views`] says
-//! whom a running engine serves, for the isolation checker.
+//! [`engine_views`] says whom a running engine serves, for the isolation
+//! checker.
 //!
 //! Test-only: it maps the ring with the model's grant mapper through
 //! `gtt::platform::testing_cap` (in gpu-dom the unikernel's grant code maps
@@ -21,12 +30,12 @@
 #![forbid(unsafe_code)]
 
 pub mod channels;
-mod frontend;
 mod pages;
-pub mod service_world;
+pub mod raw_ring;
+pub mod world;
 
-pub use frontend::{pattern, Frontend, PageInfo};
 pub use pages::{BusRingPage, GuestRingPage, ModelCpu, ModelRings};
+pub use raw_ring::{pattern, PageInfo, RawFrontend};
 
 use backend::Backend;
 use gtt::{Config, DomId, Engine, Limits};
@@ -44,7 +53,7 @@ pub struct Rig {
     pub platform: Platform,
     pub backend: ModelBackend,
     /// Every frontend ever created, attached or not (index = frontend id).
-    pub frontends: Vec<Frontend>,
+    pub frontends: Vec<RawFrontend>,
     /// Guests detached or disconnected (for the checker: nothing may remain).
     pub gone: Vec<DomId>,
     /// The engine's sizes (to build it again on a reset).
@@ -56,7 +65,7 @@ pub struct Rig {
 /// A rig as it stood before the backend served anything ([`Rig::checkpoint`]).
 pub struct Checkpoint {
     platform: Snapshot,
-    frontends: Vec<Frontend>,
+    frontends: Vec<RawFrontend>,
     gone: Vec<DomId>,
     attached: Vec<(DomId, Limits)>,
 }
@@ -139,13 +148,13 @@ impl Rig {
             self.backend.engine_mut().attach(dom, l).expect("toolstack attach");
             self.attached.push((dom, l));
         }
-        let fe = Frontend::connect(&self.platform, guest);
+        let fe = RawFrontend::connect(&self.platform, guest);
         self.frontends.push(fe);
         self.frontends.len() - 1
     }
 
     /// The frontend `fe`.
-    pub fn fe(&mut self, fe: usize) -> &mut Frontend {
+    pub fn fe(&mut self, fe: usize) -> &mut RawFrontend {
         &mut self.frontends[fe]
     }
 

@@ -1,14 +1,19 @@
 //! Availability isolation on the host: no frontend value, state order or
 //! toolstack mistake about one device makes the service loop or stop
 //! serving the others (`../shared/DESIGN.md`, "Availability invariants").
-//! The real `Service`, the real `vgpu` and the model xenstored, as in
-//! `service.rs`.
+//! The real `Service`, the real `vgpu` and the model xenstored in the one
+//! host world, as in `service.rs`: the good guest runs the real frontend;
+//! the hostile one writes its values by hand.
 
 use backend::Change;
-use gpu_dom_tests::service_world::{port_of, Front, World, GUEST};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use frontend::Options;
+use gpu_dom_tests::world::{frontend, TestFrontend, World, WorldConfig, GUEST};
 use gpu_dom_tests::{limits, Rig, BACKEND};
 use gpuif::wire::Entry;
-use gpuif::{Op, RequestBuilder, Status};
+use gpuif::{Op, Status};
 use gtt::DomId;
 use platform_model::{Hit, Space};
 
@@ -90,47 +95,44 @@ const CASES: &[Case] = &[
     },
 ];
 
-/// Both guests attached; the good one connected with one page mapped.
-fn world_with_a_good_guest() -> (World, Front, u32) {
-    let mut w = World::new();
-    assert_eq!(w.vgpu("attach guest1 --ggtt-entries 64").0, 0);
-    assert_eq!(w.vgpu("attach guest2 --ggtt-entries 64").0, 0);
-    w.pump();
-    let good = Front::connect(&mut w, GOOD);
-    w.pump();
-    let port = port_of(&w, GOOD);
-    (w, good, port)
+/// Both guests attached; the good one connected (the real frontend).
+fn world_with_a_good_guest() -> (Rc<RefCell<World>>, TestFrontend) {
+    let world = World::with_config(WorldConfig::two_guests());
+    assert_eq!(world.borrow().vgpu("attach guest1 --ggtt-entries 64").0, 0);
+    assert_eq!(world.borrow().vgpu("attach guest2 --ggtt-entries 64").0, 0);
+    world.borrow_mut().pump();
+    let mut good = frontend(&world, GOOD.0, 64, Options::default());
+    good.connect().expect("the good guest connects");
+    (world, good)
 }
 
 /// The good guest maps a fresh page at GGTT index `index` of its slice and
 /// the model GPU reads the page's bytes there.
-fn good_guest_is_served(w: &mut World, good: &mut Front, port: u32, index: u32) {
-    let gfn = good.guest.alloc_pages(1).unwrap()[0];
-    good.guest.fill(gfn, index as u8 + 1).unwrap();
-    let gref = good.guest.grant(gfn, BACKEND, false).unwrap();
-    let slot = RequestBuilder::inline(
-        good.next_id,
-        Op::GgttMap,
-        0,
-        &[Entry { addr: index as u64, gref: gref.0, read_only: false }],
-    )
-    .unwrap();
-    good.next_id += 1;
-    good.send(&slot);
-    w.service.on_event(&mut w.client, port, &mut |_| {});
-    let rsp = good.response().expect("the good guest got its answer");
+fn good_guest_is_served(world: &Rc<RefCell<World>>, good: &mut TestFrontend, index: u32) {
+    let page = good.grant_page(false).unwrap();
+    good.write_page(&page, 0, &[index as u8 + 1; gpuif::PAGE_SIZE]);
+    let entry = Entry { addr: index as u64, gref: page.gref, read_only: false };
+    let rsp = good.call(Op::GgttMap, 0, &[entry]).expect("the good guest got its answer");
     assert_eq!((rsp.status, rsp.done), (Status::OK, 1));
-    let base: u32 =
-        w.xs.read("/local/domain/1/backend/vgpu/7/0/limits/ggtt-base").unwrap().parse().unwrap();
+    let w = world.borrow();
+    let base: u32 = w
+        .xenstored
+        .read("/local/domain/1/backend/vgpu/7/0/limits/ggtt-base")
+        .unwrap()
+        .parse()
+        .unwrap();
     let bus = ((base + index) as u64) << 12;
-    let got = w.platform.gpu().gpu_read(Space::Ggtt, bus, 4).unwrap();
+    let got = w.model.gpu().gpu_read(Space::Ggtt, bus, 4).unwrap();
     assert_eq!(got, Hit::Mapped(vec![index as u8 + 1; 4]));
 }
 
 /// The hostile guest writes `case`'s nodes, then Initialised.
 fn present(w: &mut World, case: &Case) {
-    let hostile = w.platform.create_guest(GUEST, 16).unwrap();
+    let hostile = w.model.create_guest(GUEST, 16).unwrap();
     let pages = hostile.alloc_pages(3).unwrap();
+    // Port 9 is open for gpu-dom, as a guest would make it: only the
+    // case's own values are wrong.
+    w.channels.borrow_mut().alloc_unbound(GUEST, 9, BACKEND);
     for &(node, value) in case.nodes {
         let value = match value {
             GRANTED_RW => hostile.grant(pages[0], BACKEND, false).unwrap().0.to_string(),
@@ -138,82 +140,89 @@ fn present(w: &mut World, case: &Case) {
             GRANTED_ELSEWHERE => hostile.grant(pages[2], GOOD, false).unwrap().0.to_string(),
             v => v.to_string(),
         };
-        w.xs.write(5, &format!("{FE}/{node}"), &value);
+        w.xenstored.write(5, &format!("{FE}/{node}"), &value);
     }
-    w.xs.write(5, &format!("{FE}/state"), "3");
+    w.xenstored.write(5, &format!("{FE}/state"), "3");
 }
 
 #[test]
 fn each_refused_frontend_value_is_refused_once_and_the_other_guest_keeps_being_served() {
     for case in CASES {
-        let (mut w, mut good, port) = world_with_a_good_guest();
-        good_guest_is_served(&mut w, &mut good, port, 0);
+        let (world, mut good) = world_with_a_good_guest();
+        good_guest_is_served(&world, &mut good, 0);
+        let mut w = world.borrow_mut();
         present(&mut w, case);
         let events = w.pump_at_most(200);
         assert!(events.is_some_and(|n| n <= SETTLE), "{}: no fixed point: {events:?}", case.what);
         assert_eq!(w.refusals(GUEST), 1, "{}: {:?}", case.what, w.changes);
-        let err = w.xs.read("/local/domain/1/backend/vgpu/5/0/error").unwrap();
+        let err = w.xenstored.read("/local/domain/1/backend/vgpu/5/0/error").unwrap();
         assert!(err.contains(case.error), "{}: {err}", case.what);
         assert_eq!(w.be_state(5).as_deref(), Some("6"), "{}: Closed", case.what);
-        assert!(w.service.backend.engine().guest_stats(GUEST).is_none(), "{}", case.what);
+        assert!(w.service().backend.engine().guest_stats(GUEST).is_none(), "{}", case.what);
         // More events about anything (here: the toolstack touching another
         // device, and the hostile guest rewriting the same values) bring no
         // second refusal while its frontend does not start over.
-        w.xs.write(0, "/local/domain/1/backend/vgpu/7/0/online", "1");
-        w.xs.write(5, &format!("{FE}/state"), "3");
+        w.xenstored.write(0, "/local/domain/1/backend/vgpu/7/0/online", "1");
+        w.xenstored.write(5, &format!("{FE}/state"), "3");
         w.pump();
         assert_eq!(w.refusals(GUEST), 1, "{}: refused again without a restart", case.what);
-        good_guest_is_served(&mut w, &mut good, port, 1);
+        drop(w);
+        good_guest_is_served(&world, &mut good, 1);
+        let w = world.borrow();
         assert_eq!(w.be_state(7).as_deref(), Some("4"), "{}: good guest connected", case.what);
     }
 }
 
 #[test]
 fn a_refused_frontend_that_starts_over_with_good_values_is_served() {
-    let (mut w, mut good, port) = world_with_a_good_guest();
+    let (world, mut good) = world_with_a_good_guest();
+    let mut w = world.borrow_mut();
     present(&mut w, &CASES[0]);
     w.pump();
     assert_eq!(w.refusals(GUEST), 1);
     // Back to Initialising (as a frontend does after its backend closed):
     // gpu-dom takes the device up again, and the good values connect it.
-    w.xs.write(5, &format!("{FE}/state"), "1");
+    w.xenstored.write(5, &format!("{FE}/state"), "1");
     w.pump();
     assert_eq!(w.be_state(5).as_deref(), Some("2"), "InitWait again");
     let inits =
         w.changes.iter().filter(|c| matches!(c, Change::InitWait { fe, .. } if *fe == GUEST));
     assert_eq!(inits.count(), 2);
-    w.xs.write(5, &format!("{FE}/version"), "1");
-    w.xs.write(5, &format!("{FE}/state"), "3");
+    w.xenstored.write(5, &format!("{FE}/version"), "1");
+    w.xenstored.write(5, &format!("{FE}/state"), "3");
     w.pump();
     assert_eq!(w.be_state(5).as_deref(), Some("4"), "Connected after starting over");
     assert_eq!(w.refusals(GUEST), 1);
-    good_guest_is_served(&mut w, &mut good, port, 2);
+    drop(w);
+    good_guest_is_served(&world, &mut good, 2);
 }
 
 #[test]
 fn a_state_storm_from_one_frontend_costs_one_step_per_change_and_no_writes() {
-    let (mut w, mut good, port) = world_with_a_good_guest();
+    let (world, mut good) = world_with_a_good_guest();
+    let mut w = world.borrow_mut();
     present(&mut w, &CASES[1]);
     w.pump();
-    let writes_before = w.xs.counters(w.client.transport()).ops_outside_tx;
+    let writes_before = w.xenstored.counters(w.backend_xs.transport()).ops_outside_tx;
     for i in 0..100 {
         // Garbage and repeated Initialised states, no restart.
         let v = if i % 2 == 0 { "3" } else { "junk" };
-        w.xs.write(5, &format!("{FE}/state"), v);
+        w.xenstored.write(5, &format!("{FE}/state"), v);
         w.pump();
     }
     assert_eq!(w.refusals(GUEST), 1);
     assert_eq!(
-        w.xs.counters(w.client.transport()).ops_outside_tx,
+        w.xenstored.counters(w.backend_xs.transport()).ops_outside_tx,
         writes_before,
         "gpu-dom wrote nothing more"
     );
-    good_guest_is_served(&mut w, &mut good, port, 3);
+    drop(w);
+    good_guest_is_served(&world, &mut good, 3);
 }
 
 #[test]
 fn limits_that_do_not_fit_gpu_dom_are_refused_once_even_when_the_toolstack_skips_the_check() {
-    let mut w = World::new();
+    let mut w = World::build(WorldConfig::two_guests());
     // The host World's gpu-dom has 4000 grant slots: two devices of 1800
     // fit, a third does not. A toolstack that does not check (or raced)
     // writes it anyway: gpu-dom refuses it once, and waits for a change.
@@ -221,29 +230,30 @@ fn limits_that_do_not_fit_gpu_dom_are_refused_once_even_when_the_toolstack_skips
         assert_eq!(w.vgpu(&format!("attach {guest} --ggtt-entries 64 --max-pages 1800")).0, 0);
     }
     w.pump();
-    w.xs.add_domain(9, "guest3");
-    w.xs.write(0, "/local/domain/1/data/vgpu-pool/pages/capacity", "999999");
+    w.xenstored.add_domain(9, "guest3");
+    w.xenstored.write(0, "/local/domain/1/data/vgpu-pool/pages/capacity", "999999");
     let (code, out, err) = w.vgpu("attach guest3 --ggtt-entries 64 --max-pages 1800");
     assert_eq!(code, 0, "{out}{err}");
     w.pump();
     assert_eq!(w.refusals(DomId(9)), 1, "{:?}", w.changes);
-    let msg = w.xs.read("/local/domain/1/backend/vgpu/9/0/error").unwrap();
+    let msg = w.xenstored.read("/local/domain/1/backend/vgpu/9/0/error").unwrap();
     assert!(msg.contains("does not fit: 1800 pages asked, 400 of 4000 free"), "{msg}");
-    w.xs.write(0, "/local/domain/1/backend/vgpu/5/0/online", "1");
+    w.xenstored.write(0, "/local/domain/1/backend/vgpu/5/0/online", "1");
     w.pump();
     assert_eq!(w.refusals(DomId(9)), 1, "no retry without a change of the toolstack's side");
     // The toolstack lowers the limit: served.
-    w.xs.write(0, "/local/domain/1/backend/vgpu/9/0/limits/max-pages", "400");
+    w.xenstored.write(0, "/local/domain/1/backend/vgpu/9/0/limits/max-pages", "400");
     w.pump();
     assert_eq!(w.be_state(9).as_deref(), Some("2"), "InitWait once it fits");
 }
 
 #[test]
 fn gpu_dom_publishes_its_pools_and_vgpu_list_shows_them() {
-    let (mut w, mut good, port) = world_with_a_good_guest();
-    good_guest_is_served(&mut w, &mut good, port, 0);
+    let (world, mut good) = world_with_a_good_guest();
+    good_guest_is_served(&world, &mut good, 0);
+    let w = world.borrow();
     let pool = |w: &World, p: &str, k: &str| {
-        w.xs.read(&format!("/local/domain/1/data/vgpu-pool/{p}/{k}")).unwrap()
+        w.xenstored.read(&format!("/local/domain/1/data/vgpu-pool/{p}/{k}")).unwrap()
     };
     assert_eq!(pool(&w, "pages", "capacity"), "4000");
     assert_eq!(pool(&w, "pages", "reserved"), "2048", "two default guests");

@@ -1,10 +1,11 @@
 //! The per-device counters the management endpoint exports, on the host:
-//! the real `vgpu attach`, the real `Service`, a frontend by hand.
+//! the real `vgpu attach`, the real `Service`, the real frontend (and its
+//! hostile hook for a runaway `req_prod`), in the one host world.
 
-use gpu_dom_tests::service_world::{port_of, Front, World, GUEST};
-use gpu_dom_tests::BACKEND;
+use frontend::Options;
+use gpu_dom_tests::world::{frontend, World, WorldConfig, GUEST};
 use gpuif::wire::Entry;
-use gpuif::{Op, RequestBuilder, Status};
+use gpuif::{Op, Status};
 
 fn result(c: &backend::RequestCounters, status: Status) -> u64 {
     let i = Status::ALL.iter().position(|s| *s == status).unwrap();
@@ -13,36 +14,36 @@ fn result(c: &backend::RequestCounters, status: Status) -> u64 {
 
 #[test]
 fn connects_batches_results_ring_errors_and_disconnects_are_counted_per_device() {
-    let mut w = World::new();
-    assert_eq!(w.vgpu("attach guest1 --ggtt-entries 64").0, 0);
-    w.pump();
-    let mut f = Front::connect(&mut w, GUEST);
-    w.pump();
-    let port = port_of(&w, GUEST);
-    let gfn = f.guest.alloc_pages(1).unwrap()[0];
-    let gref = f.guest.grant(gfn, BACKEND, false).unwrap();
-    let good = [Entry { addr: 1, gref: gref.0, read_only: false }];
-    let bad = [Entry { addr: 9999, gref: gref.0, read_only: false }];
-    for (i, entries) in [&good, &good, &bad].into_iter().enumerate() {
-        f.send(&RequestBuilder::inline(10 + i as u64, Op::GgttMap, 0, entries).unwrap());
+    let world = World::with_config(WorldConfig::two_guests());
+    assert_eq!(world.borrow().vgpu("attach guest1 --ggtt-entries 64").0, 0);
+    world.borrow_mut().pump();
+    let mut fe = frontend(&world, GUEST.0, 64, Options::default());
+    fe.connect().expect("connects (its last step: one AttachInfo request)");
+    let page = fe.grant_page(false).unwrap();
+    let good = [Entry { addr: 1, gref: page.gref, read_only: false }];
+    let bad = [Entry { addr: 9999, gref: page.gref, read_only: false }];
+    for entries in [&good, &good, &bad] {
+        fe.call(Op::GgttMap, 0, entries).expect("answered");
     }
-    f.send(&RequestBuilder::inline(20, Op::AttachInfo, 0, &[]).unwrap());
-    w.service.on_event(&mut w.client, port, &mut |_| {});
-    let dev = w.service.devices().next().unwrap();
-    assert_eq!(dev.guest_name.as_str(), "guest1", "vgpu attach wrote the name");
-    let r = dev.requests();
-    assert_eq!((r.total(), r.batches), (4, 3));
-    assert_eq!(result(&r, Status::OK), 3);
-    assert_eq!(result(&r, Status::INDEX_OUT_OF_SLICE), 1);
-    assert_eq!(
-        (dev.counters.connects, dev.counters.disconnects, dev.counters.ring_errors),
-        (1, 0, 0)
-    );
+    {
+        let mut w = world.borrow_mut();
+        let dev = w.service().devices().next().unwrap();
+        assert_eq!(dev.guest_name.as_str(), "guest1", "vgpu attach wrote the name");
+        let r = dev.requests();
+        assert_eq!((r.total(), r.batches), (4, 3));
+        assert_eq!(result(&r, Status::OK), 3);
+        assert_eq!(result(&r, Status::INDEX_OUT_OF_SLICE), 1);
+        assert_eq!(
+            (dev.counters.connects, dev.counters.disconnects, dev.counters.ring_errors),
+            (1, 0, 0)
+        );
+    }
 
     // A runaway req_prod: one ring error, one disconnect; the requests stay counted.
-    f.guest.write(f.ring.gfn, 0, &1000u32.to_le_bytes()).unwrap();
-    w.service.on_event(&mut w.client, port, &mut |_| {});
-    let dev = w.service.devices().next().unwrap();
+    fe.poke_req_prod(1000).expect("pokes");
+    let mut w = world.borrow_mut();
+    w.step();
+    let dev = w.service().devices().next().unwrap();
     assert_eq!(
         (dev.counters.connects, dev.counters.disconnects, dev.counters.ring_errors),
         (1, 1, 1)

@@ -1,5 +1,19 @@
-//! A test frontend: a guest's side of the device, driven by the tests (the
-//! real `frontend/` crate comes with the attach issue).
+//! The raw ring writer: a guest's side of the ring written slot by slot,
+//! for the tests that must write what the real `frontend` crate never
+//! writes. Every test that talks the protocol as a guest does runs the
+//! real frontend in the [`crate::world`] instead.
+//!
+//! A [`RawFrontend`] (the [`crate::Rig`]'s guests) is a ring in guest
+//! memory that the backend maps without any xenbus handshake, and requests
+//! built slot by slot. The property test, the hostile end-to-end test, the
+//! reset test and the `backend_path` fuzz target need it: to send garbage
+//! slots and directory pages, replayed requests, runaway indexes, foreign,
+//! revoked and bogus grant references, writable asks of read-only grants,
+//! out-of-slice indexes and unknown contexts (the real frontend builds only
+//! well-formed requests from its own grants, and keeps its indexes sane);
+//! to count how often the backend reads each slot; and to restore a whole
+//! rig to a checkpoint, which the `Rig` can do because it drives
+//! `Backend::serve` directly, without a xenstore or a service.
 
 use std::cell::Cell;
 
@@ -33,9 +47,9 @@ pub fn pattern(dom: DomId, seq: u32, offset: usize) -> u8 {
         .wrapping_add(offset as u32 / 64) as u8
 }
 
-/// One guest's frontend, and the backend's state for its connection.
+/// One guest's raw frontend, and the backend's state for its connection.
 #[derive(Clone)]
-pub struct Frontend {
+pub struct RawFrontend {
     pub dom: DomId,
     pub guest: Guest,
     pub ring: GuestRingPage,
@@ -55,10 +69,10 @@ pub struct Frontend {
     pub connected: bool,
 }
 
-impl Frontend {
+impl RawFrontend {
     /// Sets up a ring page in `guest`, grants it to the backend, and has the
     /// backend map it and attach (what the xenbus handshake leads to).
-    pub fn connect(platform: &Platform, guest: Guest) -> Frontend {
+    pub fn connect(platform: &Platform, guest: Guest) -> RawFrontend {
         let dom = guest.dom();
         let gfn = guest.alloc_pages(1).expect("ring page")[0];
         let mut ring = GuestRingPage { guest: guest.clone(), gfn };
@@ -80,7 +94,7 @@ impl Frontend {
             .into_iter()
             .map(|gfn| (gfn, guest.grant(gfn, BACKEND, true).expect("grant directory page")))
             .collect();
-        Frontend {
+        RawFrontend {
             dom,
             guest,
             ring,
