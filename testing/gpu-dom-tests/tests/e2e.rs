@@ -1,13 +1,21 @@
-//! End to end on the host: frontends in guest memory, the real backend
-//! (`gpuif` ring and decoder, `gtt`, directory pages by grant copy) on the
-//! model platform, and the model GPU reading through the shadow tables and
-//! the strict IOMMU.
+//! End to end on the host: guests running the real frontend (xenbus
+//! handshake, grants, inline and directory-page batches) in the one host
+//! world, the real backend service (`gpuif` ring and decoder, `gtt`,
+//! directory pages by grant copy) on the model platform, and the model GPU
+//! reading through the shadow tables and the strict IOMMU. The guests that
+//! must do what the real frontend never does (an unattached guest's ring
+//! the backend serves anyway, hostile slots) are the `Rig`'s raw frontends.
 
-use gpu_dom_tests::{limits, PageInfo, Rig};
-use gpuif::wire::{Entry, GGTT_CONTEXT};
-use gpuif::{fnv1a64, Op, RequestBuilder, Status, NO_FAILURE, RING_SIZE};
-use gtt::{BusAddr, DomId};
-use platform_model::{DomainState, GpuFault, Hit, Space};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use frontend::{Granted, Options};
+use gpu_dom_tests::world::{frontend, TestFrontend, World};
+use gpu_dom_tests::{engine_views, limits, pattern, PageInfo, Rig};
+use gpuif::wire::Entry;
+use gpuif::{fnv1a64, Op, RequestBuilder, Status, NO_FAILURE, PAGE_SIZE, RING_SIZE};
+use gtt::{BusAddr, ContextId, DomId};
+use platform_model::{check_isolation, DomainState, GpuFault, Hit, Space};
 
 const A: DomId = DomId(2);
 const B: DomId = DomId(3);
@@ -17,40 +25,68 @@ fn ggtt_entry(index: u32, p: &PageInfo) -> Entry {
     Entry { addr: index as u64, gref: p.gref.0, read_only: false }
 }
 
-fn ppgtt_entry(va: u64, p: &PageInfo) -> Entry {
-    Entry { addr: va, gref: p.gref.0, read_only: p.read_only }
+/// A page a real frontend filled with `pattern(dom, seq, ..)` and granted.
+#[derive(Clone, Copy)]
+struct Page {
+    granted: Granted,
+    seq: u32,
+}
+
+impl Page {
+    fn entry(&self, addr: u64) -> Entry {
+        Entry { addr, gref: self.granted.gref, read_only: self.granted.read_only }
+    }
 }
 
 /// What a guest mapped, to check through the GPU afterwards.
 struct Mapped {
-    ggtt: Vec<(u32, PageInfo)>,
+    dom: DomId,
+    ggtt: Vec<(u32, Page)>,
     root: BusAddr,
-    ppgtt: Vec<(u64, PageInfo)>,
+    ppgtt: Vec<(u64, Page)>,
 }
 
-/// Guest `fe` maps 200 GGTT entries (5 batches of 1, then one of 195) and
-/// 512 PPGTT entries in one batch (every 8th page read-only).
-fn populate(rig: &mut Rig, fe: usize, dom: DomId) -> Mapped {
-    let rw = rig.fe(fe).grant_pages(256, false);
-    let ro = rig.fe(fe).grant_pages(44, true);
+fn expected(dom: DomId, p: &Page) -> Vec<u8> {
+    (0..PAGE_SIZE).map(|o| pattern(dom, p.seq, o)).collect()
+}
+
+/// `n` pages granted by `fe` (read-only if asked), each filled with its pattern.
+fn grant_pages(fe: &mut TestFrontend, dom: DomId, first_seq: u32, n: u32, ro: bool) -> Vec<Page> {
+    (first_seq..first_seq + n)
+        .map(|seq| {
+            let granted = fe.grant_page(ro).expect("grant");
+            let bytes: Vec<u8> = (0..PAGE_SIZE).map(|o| pattern(dom, seq, o)).collect();
+            fe.write_page(&granted, 0, &bytes);
+            Page { granted, seq }
+        })
+        .collect()
+}
+
+/// Guest `dom`'s real frontend maps 200 GGTT entries (5 batches of 1, then
+/// one of 195, through directory pages) and 512 PPGTT entries in one batch
+/// (every 8th page read-only).
+fn populate(world: &Rc<RefCell<World>>, fe: &mut TestFrontend, dom: DomId) -> Mapped {
+    let rw = grant_pages(fe, dom, 0, 256, false);
+    let ro = grant_pages(fe, dom, 256, 44, true);
     let mut ggtt = Vec::new();
     for (i, p) in rw.iter().take(5).enumerate() {
-        let rsp = rig.batch(fe, Op::GgttMap, 0, &[ggtt_entry(i as u32, p)]);
+        let rsp = fe.call(Op::GgttMap, 0, &[p.entry(i as u64)]).expect("answered");
         assert_eq!((rsp.status, rsp.done), (Status::OK, 1), "{dom:?} single GGTT map");
         ggtt.push((i as u32, *p));
     }
-    let big: Vec<(u32, PageInfo)> =
+    let big: Vec<(u32, Page)> =
         rw.iter().enumerate().skip(5).take(195).map(|(i, p)| (i as u32, *p)).collect();
-    let entries: Vec<Entry> = big.iter().map(|(i, p)| ggtt_entry(*i, p)).collect();
-    let rsp = rig.batch(fe, Op::GgttMap, 0, &entries);
+    let entries: Vec<Entry> = big.iter().map(|(i, p)| p.entry(*i as u64)).collect();
+    let rsp = fe.call(Op::GgttMap, 0, &entries).expect("answered");
     assert_eq!((rsp.status, rsp.done, rsp.first_failure), (Status::OK, 195, NO_FAILURE));
     ggtt.extend(big);
 
-    let rsp = rig.create_context(fe);
-    assert_eq!(rsp.status, Status::OK);
-    let ctx = rig.fe(fe).contexts[0];
-    let root = rig.backend.engine().context_root(dom, ctx).unwrap();
-    let ppgtt: Vec<(u64, PageInfo)> = (0..512u64)
+    let ctx = fe.context_create().expect("a context");
+    let root = {
+        let mut w = world.borrow_mut();
+        w.service().backend.engine().context_root(dom, ContextId(ctx)).unwrap()
+    };
+    let ppgtt: Vec<(u64, Page)> = (0..512u64)
         .map(|i| {
             let p = if i % 8 == 7 {
                 ro[(i / 8) as usize % ro.len()]
@@ -60,96 +96,97 @@ fn populate(rig: &mut Rig, fe: usize, dom: DomId) -> Mapped {
             (0x7f00_0000_0000 + i * 4096, p)
         })
         .collect();
-    let entries: Vec<Entry> = ppgtt.iter().map(|(va, p)| ppgtt_entry(*va, p)).collect();
-    let rsp = rig.batch(fe, Op::PpgttMap, ctx.0, &entries);
+    let entries: Vec<Entry> = ppgtt.iter().map(|(va, p)| p.entry(*va)).collect();
+    let rsp = fe.call(Op::PpgttMap, ctx, &entries).expect("answered");
     assert_eq!((rsp.status, rsp.done), (Status::OK, 512), "{rsp:?}");
-    Mapped { ggtt, root, ppgtt }
+    Mapped { dom, ggtt, root, ppgtt }
 }
 
-fn read(rig: &Rig, space: Space, va: u64) -> Result<Hit<Vec<u8>>, GpuFault> {
-    rig.platform.gpu().gpu_read(space, va, 4096)
+fn gpu_read(w: &World, space: Space, va: u64) -> Result<Hit<Vec<u8>>, GpuFault> {
+    w.model.gpu().gpu_read(space, va, 4096)
 }
 
-fn assert_resolves_to_own_bytes(rig: &Rig, fe: usize, base: u32, m: &Mapped) {
-    let f = &rig.frontends[fe];
+fn assert_resolves_to_own_bytes(w: &World, base: u32, m: &Mapped) {
     for (i, p) in &m.ggtt {
-        let got = read(rig, Space::Ggtt, ((base + i) as u64) << 12);
-        assert_eq!(got, Ok(Hit::Mapped(f.expected(p))), "{:?} GGTT index {i}", f.dom);
+        let got = gpu_read(w, Space::Ggtt, ((base + i) as u64) << 12);
+        assert_eq!(got, Ok(Hit::Mapped(expected(m.dom, p))), "{:?} GGTT index {i}", m.dom);
     }
     for (va, p) in &m.ppgtt {
-        let got = read(rig, Space::Ppgtt { root: m.root }, *va);
-        assert_eq!(got, Ok(Hit::Mapped(f.expected(p))), "{:?} PPGTT {va:#x}", f.dom);
-        if p.read_only {
-            let w = rig.platform.gpu().gpu_write(Space::Ppgtt { root: m.root }, *va, &[0xee]);
+        let got = gpu_read(w, Space::Ppgtt { root: m.root }, *va);
+        assert_eq!(got, Ok(Hit::Mapped(expected(m.dom, p))), "{:?} PPGTT {va:#x}", m.dom);
+        if p.granted.read_only {
+            let wr = w.model.gpu().gpu_write(Space::Ppgtt { root: m.root }, *va, &[0xee]);
             assert!(
-                matches!(w, Err(GpuFault::ReadOnlyEntry { .. })),
-                "write through a read-only grant: {w:?}"
+                matches!(wr, Err(GpuFault::ReadOnlyEntry { .. })),
+                "write through a read-only grant: {wr:?}"
             );
         }
     }
 }
 
+/// The isolation checker on the world, from the engine's account of whom it serves.
+fn check(world: &Rc<RefCell<World>>) -> platform_model::CheckStats {
+    let mut w = world.borrow_mut();
+    let views = engine_views(w.service().backend.engine(), &[A, B]);
+    check_isolation(&w.model, &views).expect("isolation invariants hold")
+}
+
 #[test]
 fn two_guests_read_exactly_their_own_bytes_and_detach_revokes_only_one() {
-    let mut rig = Rig::new();
-    let a = rig.add_guest(A, 1024, Some(limits(0, SLICE, 1000)));
-    let b = rig.add_guest(B, 1024, Some(limits(SLICE, SLICE, 1000)));
-    let ma = populate(&mut rig, a, A);
-    let mb = populate(&mut rig, b, B);
-    assert_resolves_to_own_bytes(&rig, a, 0, &ma);
-    assert_resolves_to_own_bytes(&rig, b, SLICE, &mb);
-    let stats = rig.check().expect("isolation invariants hold");
+    let world = World::new(true);
+    world.borrow_mut().attach(A.0, 0, SLICE, 1000);
+    world.borrow_mut().attach(B.0, SLICE, SLICE, 1000);
+    let mut fa = frontend(&world, A.0, 1024, Options::default());
+    let mut fb = frontend(&world, B.0, 1024, Options::default());
+    fa.connect().expect("A connects");
+    fb.connect().expect("B connects");
+    let ma = populate(&world, &mut fa, A);
+    let mb = populate(&world, &mut fb, B);
+    assert_resolves_to_own_bytes(&world.borrow(), 0, &ma);
+    assert_resolves_to_own_bytes(&world.borrow(), SLICE, &mb);
+    let stats = check(&world);
     assert_eq!(stats.ggtt_mapped, 400);
     assert_eq!(stats.ppgtt_leaves, 1024);
 
-    // Every request slot was read from shared memory exactly once.
-    for fe in [a, b] {
-        let requests = 5 + 1 + 1 + 1;
-        assert_eq!(rig.frontends[fe].backend_slot_reads(), requests, "{:?}", rig.frontends[fe].dom);
+    // Every request slot was read from shared memory exactly once:
+    // AttachInfo at connect, 5 single maps, one of 195, the context, the PPGTT batch.
+    for dom in [A, B] {
+        let mut w = world.borrow_mut();
+        let dev = w.service().devices().find(|d| d.fe == dom).expect("a device");
+        let reads = dev.live.as_ref().expect("connected").ring.slot_reads.get();
+        assert_eq!((reads, dev.requests().total()), (9, 9), "{dom:?}");
     }
 
     // The backend itself confirms, through the CPU, what an entry maps.
     let (va, p) = ma.ppgtt[3];
-    let id = rig.fe(a).id();
-    let ctx = rig.frontends[a].contexts[0].0;
-    let slot = RequestBuilder::inline(
-        id,
-        Op::DebugReadback,
-        ctx,
-        &[Entry { addr: va, gref: 0, read_only: false }],
-    )
-    .unwrap();
-    let rsp = rig.call(a, &slot).unwrap();
-    assert_eq!((rsp.status, rsp.value), (Status::OK, fnv1a64(&rig.frontends[a].expected(&p))));
-    let slot = RequestBuilder::inline(
-        rig.fe(b).id(),
-        Op::DebugReadback,
-        GGTT_CONTEXT,
-        &[Entry { addr: 7, gref: 0, read_only: false }],
-    )
-    .unwrap();
-    let rsp = rig.call(b, &slot).unwrap();
-    assert_eq!(rsp.value, fnv1a64(&rig.frontends[b].expected(&mb.ggtt[7].1)));
+    let ctx = fa.record().contexts().next().expect("A's context");
+    let rsp = fa.readback(ctx, va).expect("answered");
+    assert_eq!((rsp.status, rsp.value), (Status::OK, fnv1a64(&expected(A, &p))));
+    let rsp = fb.readback_ggtt(7).expect("answered");
+    assert_eq!((rsp.status, rsp.value), (Status::OK, fnv1a64(&expected(B, &mb.ggtt[7].1))));
 
-    // A detaches: nothing of it resolves any more; B is untouched.
-    rig.disconnect(a);
+    // The toolstack detaches A: nothing of it resolves any more; B is untouched.
+    world.borrow().detach(A.0);
+    world.borrow_mut().step();
+    let w = world.borrow();
     for (i, _) in &ma.ggtt {
         assert_eq!(
-            read(&rig, Space::Ggtt, (*i as u64) << 12),
+            gpu_read(&w, Space::Ggtt, (*i as u64) << 12),
             Ok(Hit::Scratch),
             "A's GGTT index {i} after detach"
         );
     }
     for (va, _) in &ma.ppgtt {
         assert!(
-            !matches!(read(&rig, Space::Ppgtt { root: ma.root }, *va), Ok(Hit::Mapped(_))),
+            !matches!(gpu_read(&w, Space::Ppgtt { root: ma.root }, *va), Ok(Hit::Mapped(_))),
             "A's {va:#x} after detach"
         );
     }
-    assert_resolves_to_own_bytes(&rig, b, SLICE, &mb);
-    rig.check().expect("invariants hold after detach");
+    assert_resolves_to_own_bytes(&w, SLICE, &mb);
+    drop(w);
+    check(&world);
     // Nothing of A is mapped by the backend: its domain dies cleanly.
-    assert_eq!(rig.platform.destroy_domain(A), Some(DomainState::Dead));
+    assert_eq!(world.borrow().model.destroy_domain(A), Some(DomainState::Dead));
 }
 
 #[test]
