@@ -181,6 +181,9 @@ pub fn render(s: &Snapshot, out: &mut impl Write) -> fmt::Result {
     render_management(s, out)
 }
 
+/// A family of one series per `F`: name, help and the number it shows.
+type Family<F> = (&'static str, &'static str, fn(&F) -> u64);
+
 /// gpu-dom itself: uptime, serving, heap, pools, hypercalls.
 fn render_domain(s: &Snapshot, out: &mut impl Write) -> fmt::Result {
     family(out, "gpu_dom_uptime_seconds", "gauge", "Time since gpu-dom started.")?;
@@ -190,7 +193,7 @@ fn render_domain(s: &Snapshot, out: &mut impl Write) -> fmt::Result {
     single(out, "gpu_dom_serving", "gauge", serving_help, s.serving as u64)?;
     single(out, "gpu_dom_heap_used_bytes", "gauge", "gpu-dom heap in use.", s.heap_used_bytes)?;
     single(out, "gpu_dom_heap_free_bytes", "gauge", "gpu-dom heap free.", s.heap_free_bytes)?;
-    let pools: [(&str, &str, fn(&PoolFigures) -> u64); 3] = [
+    let pools: [Family<PoolFigures>; 3] = [
         ("gpu_dom_pool_capacity", "What gpu-dom has of each pool.", |p| p.capacity),
         ("gpu_dom_pool_reserved", "The sum of the attached guests' limits, per pool.", |p| {
             p.reserved
@@ -283,8 +286,8 @@ fn render_guests(s: &Snapshot, out: &mut impl Write) -> fmt::Result {
     Ok(())
 }
 
-/// The management vif's counters: name, help and the number.
-const NET_COUNTERS: [(&str, &str, fn(&NetFigures) -> u64); 7] = [
+/// The management vif's counters.
+const NET_COUNTERS: [Family<NetFigures>; 7] = [
     ("gpu_dom_mgmt_rx_packets_total", "Frames received on the management vif.", |n| n.rx_packets),
     ("gpu_dom_mgmt_rx_bytes_total", "Bytes received on the management vif.", |n| n.rx_bytes),
     ("gpu_dom_mgmt_tx_packets_total", "Frames sent on the management vif.", |n| n.tx_packets),
