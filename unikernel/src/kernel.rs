@@ -16,7 +16,7 @@ use crate::memmap::{MemoryMap, Range};
 use crate::window::WindowToken;
 use crate::xen::foreign::{CpuPages, GrantWindow};
 use crate::xen::gnttab::GrantTable;
-use crate::xen::own_page::OwnPage;
+use crate::xen::page::OwnPage;
 use crate::xen::{console, events, logger, params, shared, timer, XenError};
 use x86_64::instructions::interrupts;
 use xen_abi::hvm::{
