@@ -122,8 +122,9 @@ pub const XS_EVENTS_PER_ROUND: usize = 32;
 /// that long).
 const SLOW_TURN_NS: u64 = 1_000_000_000;
 
-/// The service plus what the loop needs to drive it.
-struct Backend {
+/// gpu-dom as a domU: the backend service plus what the main loop needs
+/// to drive it (named apart from `backend::Backend`, which the service holds).
+struct Domu {
     svc: VgpuService,
     ports: Ports,
     /// Ports whose device had requests left when its budget ran out.
@@ -136,6 +137,8 @@ struct Backend {
     iommu: Option<IommuTest>,
     /// The management endpoint (off without a vif).
     mgmt: Mgmt,
+    /// The deliberate crash of `gpu-dom.fault=<kind>-after=<N>` (CI only).
+    fault: Option<vgpu::FaultPlan>,
 }
 
 /// What the main loop measured: the bounds of the module documentation,
@@ -156,113 +159,153 @@ impl LoopStats {
             self.longest_turn_dom = dom;
         }
     }
+
+    fn round(&mut self, ns: u64) {
+        self.rounds += 1;
+        self.longest_round_ns = self.longest_round_ns.max(ns);
+    }
 }
 
-/// Revokes every guest (they see Closed), then shuts the domain down.
-fn shut_down(k: &Kernel, xs: &mut Xenstore, be: &mut Backend, reason: u32, name: &str) -> ! {
-    log::info!("shutdown requested ({name})");
-    let st = &be.stats;
-    log::info!(
-        "main loop: {} rounds, longest round {} us, longest device turn {} us (dom{})",
-        st.rounds,
-        st.longest_round_ns / 1000,
-        st.longest_turn_ns / 1000,
-        st.longest_turn_dom
-    );
-    be.svc.shutdown(xs, &mut vgpu::print_change);
-    let gpu = be.svc.backend.engine().gpu();
-    let s = gpu.stats();
-    log::info!(
-        "backend stopped: every guest revoked; software GPU {} ({} entry writes, {} invalidations, {} rejected calls)",
-        if gpu.is_idle() { "idle: every entry scratch" } else { "NOT idle" },
-        s.writes,
-        s.invalidations,
-        s.rejected
-    );
-    k.shutdown(reason)
+/// Runs gpu-dom as a domU: joins xenstore, starts the service, then serves
+/// until the toolstack asks for a shutdown.
+pub fn run(mut k: Kernel) -> ! {
+    log::info!("started as domU");
+    if let Err(e) = k.bring_up() {
+        panic!("bring-up failed: {e}");
+    }
+    let start_ns = k.now_ns();
+    let mut xs = connect(&k);
+    join(&mut xs);
+    let domu = Domu::start(&mut k, &mut xs, start_ns);
+    domu.serve(k, &mut xs)
 }
 
-/// One round of xenstore: handles at most [`XS_EVENTS_PER_ROUND`] watch
-/// events (queued in the client, or waiting on the ring). The service's
-/// events are coalesced into one rescan (a rescan looks at everything);
-/// events the client had to drop (its queue is short) count as a service
-/// event plus a shutdown check. Returns whether xenstore may have more:
-/// events were left over, or this round's requests (the rescan's writes
-/// fire our own watches) may have queued new ones. Only a round that found
-/// nothing at all lets the loop sleep.
-fn xenstore_round(k: &Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
-    // The fullest rescan any event asked for (see `Service::on_watch`).
-    let mut rescan: Option<&'static str> = None;
-    let mut taken = 0;
-    while taken < XS_EVENTS_PER_ROUND {
-        let ev = match xs.poll_event() {
-            Ok(Some(ev)) => ev,
-            Ok(None) => break,
-            Err(e) => xs_fail("event", e),
-        };
-        taken += 1;
-        match ev.token() {
-            TOKEN_SHUTDOWN => {
-                if let Some((reason, name)) = shutdown_request(xs) {
-                    shut_down(k, xs, be, reason, name);
-                }
-            }
-            backend::service::TOKEN_FRONTEND => {
-                rescan = rescan.or(Some(backend::service::TOKEN_FRONTEND))
-            }
-            t if vgpu::is_service_token(t) => rescan = Some(backend::service::TOKEN_BACKEND),
-            t if Mgmt::is_token(t) => be.mgmt.on_watch(),
-            iommu_test::TOKEN if be.iommu.is_some() => {
-                if let Some(t) = be.iommu.as_mut() {
-                    t.on_request(xs, &be.svc);
-                }
-            }
-            other => log::warn!("watch event with unknown token {other:?} on {}", ev.path()),
+/// Says who we are, offers poweroff and reboot, and watches
+/// `control/shutdown`.
+fn join(xs: &mut Xenstore) {
+    let (name, domid) = identity(xs);
+    log::info!("xenstore name={name} domid={domid}");
+    for feature in ["control/feature-poweroff", "control/feature-reboot"] {
+        if let Err(e) = xs.write(TxId::NONE, feature, b"1") {
+            log::warn!("cannot write {feature}: {e}");
         }
     }
-    if xs.take_lost_events() > 0 {
-        log::debug!("xenstore watch events were dropped: rechecking shutdown and devices");
-        be.mgmt.on_watch();
-        if let Some((reason, name)) = shutdown_request(xs) {
-            shut_down(k, xs, be, reason, name);
-        }
-        be.svc.on_lost_events(xs, &mut vgpu::print_change);
-        return true;
+    if let Err(e) = xs.watch(SHUTDOWN_PATH, TOKEN_SHUTDOWN) {
+        xs_fail("watch control/shutdown", e);
     }
-    if let Some(token) = rescan {
-        be.svc.on_watch(xs, token, &mut vgpu::print_change);
-    }
-    taken > 0
 }
 
-/// Serves every device whose port fired or that had requests left, one
-/// turn each (the service's budget of requests), round-robin: the first
-/// device served moves by one each round, so no device is always first.
-/// Returns whether some device had requests left.
-fn serve_devices(k: &mut Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
-    let mut ports: heapless::Vec<u32, { backend::service::MAX_DEVICES }> = heapless::Vec::new();
-    for port in be.ports.iter() {
-        let _ = ports.push(port);
-    }
-    let first = if ports.is_empty() { 0 } else { be.next_first % ports.len() };
-    be.next_first = first.wrapping_add(1);
-    ports.rotate_left(first);
-    // Which ports fired is taken for all of them before any is served: a
-    // notification that arrives while others are served waits for the next
-    // round (it is collected when the loop next looks for events).
-    let mut ready: heapless::Vec<u32, { backend::service::MAX_DEVICES }> = heapless::Vec::new();
-    for port in ports {
-        if k.executor.take(port) || be.busy.contains(&port) {
-            let _ = ready.push(port);
+impl Domu {
+    /// Builds and starts the service (its watches, existing devices), the
+    /// test modes the command line asked for and the management endpoint,
+    /// then announces readiness (`data/gpu-dom-ready`).
+    fn start(k: &mut Kernel, xs: &mut Xenstore, start_ns: u64) -> Domu {
+        let iommu = if iommu_test::requested(k) { IommuTest::start(k) } else { None };
+        let mut svc = vgpu::build(k);
+        if let Err(e) = svc.start(xs, &mut vgpu::print_change) {
+            xs_fail("start the vgpu backend (data/vgpu-ggtt-entries, watches)", e);
+        }
+        if let Some(t) = &iommu {
+            if let Err(e) = t.watch(xs) {
+                xs_fail("watch data/iommu-test", e);
+            }
+        }
+        log::info!("watching {BACKEND_PATH}");
+        log::info!("backend ready");
+        if let Err(e) = xs.write(TxId::NONE, "data/gpu-dom-ready", b"1") {
+            xs_fail("write data/gpu-dom-ready", e);
+        }
+        log::info!("ready");
+        let mgmt = Mgmt::start(xs, start_ns);
+        Domu {
+            svc,
+            ports: Ports::default(),
+            busy: heapless::Vec::new(),
+            next_first: 0,
+            stats: LoopStats::default(),
+            iommu,
+            mgmt,
+            fault: vgpu::FaultPlan::from_options(k),
         }
     }
-    be.busy.clear();
-    for port in ready {
-        let dom = be.svc.devices().find(|d| d.live.as_ref().is_some_and(|l| l.port == port));
+
+    /// The main loop. Each round: serve the devices, run the endpoint,
+    /// handle xenstore, then sleep unless one of them had work left (see the
+    /// module documentation). Nothing talks to xenstore between a round that
+    /// found nothing and the sleep, so no watch event waits in the client's
+    /// queue while the domain sleeps (the transport consumes the port's
+    /// pending bit while it waits for a reply, and serving writes
+    /// statistics).
+    fn serve(mut self, mut k: Kernel, xs: &mut Xenstore) -> ! {
+        let port = xs.transport().inner().page().port();
+        if k.executor.watch(port).is_err() {
+            panic!("executor cannot watch the xenstore port");
+        }
+        loop {
+            let deadline = self.round(&mut k, xs);
+            if let Err(e) = k.executor.wait(deadline) {
+                panic!("executor: {e}");
+            }
+            k.executor.take(port);
+        }
+    }
+
+    /// One round of the main loop. Returns how long the loop may sleep:
+    /// `Some(0)` when a source had work left (look for events, go on), else
+    /// the endpoint's next timer, if any.
+    fn round(&mut self, k: &mut Kernel, xs: &mut Xenstore) -> Option<u64> {
+        let t0 = timer::now_ns();
+        let rings_left = self.serve_devices(k, xs);
+        if let Some(f) = &self.fault {
+            f.check(&self.svc);
+        }
+        let net = self.mgmt.round(k, xs, &self.svc);
+        let xenstore_left = self.timed_xenstore_round(k, xs);
+        self.ports.sync(&mut k.executor, &self.svc);
+        self.stats.round(timer::now_ns().saturating_sub(t0));
+        let net_left = net.more || self.mgmt.pending();
+        if rings_left || xenstore_left || net_left {
+            Some(0)
+        } else {
+            net.deadline_ns
+        }
+    }
+
+    /// Serves every device whose port fired or that had requests left, one
+    /// turn each (the service's budget of requests), round-robin: the first
+    /// device served moves by one each round, so no device is always first.
+    /// Returns whether some device had requests left.
+    fn serve_devices(&mut self, k: &mut Kernel, xs: &mut Xenstore) -> bool {
+        let mut ports: heapless::Vec<u32, { backend::service::MAX_DEVICES }> = heapless::Vec::new();
+        for port in self.ports.iter() {
+            let _ = ports.push(port);
+        }
+        let first = if ports.is_empty() { 0 } else { self.next_first % ports.len() };
+        self.next_first = first.wrapping_add(1);
+        ports.rotate_left(first);
+        // Which ports fired is taken for all of them before any is served: a
+        // notification that arrives while others are served waits for the next
+        // round (it is collected when the loop next looks for events).
+        let mut ready: heapless::Vec<u32, { backend::service::MAX_DEVICES }> = heapless::Vec::new();
+        for port in ports {
+            if k.executor.take(port) || self.busy.contains(&port) {
+                let _ = ready.push(port);
+            }
+        }
+        self.busy.clear();
+        for port in ready {
+            self.device_turn(xs, port);
+        }
+        !self.busy.is_empty()
+    }
+
+    /// One device's turn: its requests up to the service's budget, timed.
+    fn device_turn(&mut self, xs: &mut Xenstore, port: u32) {
+        let dom = self.svc.devices().find(|d| d.live.as_ref().is_some_and(|l| l.port == port));
         let dom = dom.map_or(0, |d| d.fe.0);
         let t0 = timer::now_ns();
-        if be.svc.on_event(xs, port, &mut vgpu::print_change) {
-            let _ = be.busy.push(port);
+        if self.svc.on_event(xs, port, &mut vgpu::print_change) {
+            let _ = self.busy.push(port);
         }
         let took = timer::now_ns().saturating_sub(t0);
         if took >= SLOW_TURN_NS {
@@ -272,80 +315,16 @@ fn serve_devices(k: &mut Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
                 took / 1_000_000
             );
         }
-        be.stats.turn(took, dom);
+        self.stats.turn(took, dom);
     }
-    !be.busy.is_empty()
-}
 
-/// Runs gpu-dom as a domU.
-pub fn run(mut k: Kernel) -> ! {
-    log::info!("started as domU");
-    if let Err(e) = k.bring_up() {
-        panic!("bring-up failed: {e}");
-    }
-    let start_ns = k.now_ns();
-    let mut xs_box = connect(&k);
-    let xs: &mut Xenstore = &mut xs_box;
-    let (name, domid) = identity(xs);
-    log::info!("xenstore name={name} domid={domid}");
-
-    for feature in ["control/feature-poweroff", "control/feature-reboot"] {
-        if let Err(e) = xs.write(TxId::NONE, feature, b"1") {
-            log::warn!("cannot write {feature}: {e}");
-        }
-    }
-    if let Err(e) = xs.watch(SHUTDOWN_PATH, TOKEN_SHUTDOWN) {
-        xs_fail("watch control/shutdown", e);
-    }
-    let iommu = if iommu_test::requested(&k) { IommuTest::start(&k) } else { None };
-    let mut be = Backend {
-        svc: vgpu::build(&mut k),
-        ports: Ports::default(),
-        busy: heapless::Vec::new(),
-        next_first: 0,
-        stats: LoopStats::default(),
-        iommu,
-        mgmt: Mgmt::off(start_ns),
-    };
-    if let Err(e) = be.svc.start(xs, &mut vgpu::print_change) {
-        xs_fail("start the vgpu backend (data/vgpu-ggtt-entries, watches)", e);
-    }
-    if let Some(t) = &be.iommu {
-        if let Err(e) = t.watch(xs) {
-            xs_fail("watch data/iommu-test", e);
-        }
-    }
-    log::info!("watching {BACKEND_PATH}");
-    log::info!("backend ready");
-    if let Err(e) = xs.write(TxId::NONE, "data/gpu-dom-ready", b"1") {
-        xs_fail("write data/gpu-dom-ready", e);
-    }
-    log::info!("ready");
-    be.mgmt = Mgmt::start(xs, start_ns);
-
-    let fault = vgpu::FaultPlan::from_options(&k);
-    let port = xs.transport().inner().page().port();
-    if k.executor.watch(port).is_err() {
-        panic!("executor cannot watch the xenstore port");
-    }
-    // Each round: serve the devices, handle xenstore, then sleep unless
-    // either had work left (see the module documentation). Nothing talks to
-    // xenstore between a round that found nothing and the sleep, so no
-    // watch event waits in the client's queue while the domain sleeps (the
-    // transport consumes the port's pending bit while it waits for a reply,
-    // and serving writes statistics).
-    loop {
-        let t0 = timer::now_ns();
-        let rings_left = serve_devices(&mut k, xs, &mut be);
-        if let Some(f) = &fault {
-            f.check(&be.svc);
-        }
-        let net = be.mgmt.round(&mut k, xs, &be.svc);
-        let (t1, m1) = (timer::now_ns(), xs.transport().meter());
-        let xenstore_left = xenstore_round(&k, xs, &mut be);
-        let took = timer::now_ns().saturating_sub(t1);
+    /// [`Self::xenstore_round`], with a warning when its turn was slow.
+    fn timed_xenstore_round(&mut self, k: &Kernel, xs: &mut Xenstore) -> bool {
+        let (t0, m0) = (timer::now_ns(), xs.transport().meter());
+        let left = self.xenstore_round(k, xs);
+        let took = timer::now_ns().saturating_sub(t0);
         if took >= SLOW_TURN_NS {
-            let m = xs.transport().meter().since(m1);
+            let m = xs.transport().meter().since(m0);
             log::warn!(
                 "xenstore's turn took {} ms (the devices waited): {} sends, {} ms waiting for xenstored",
                 took / 1_000_000,
@@ -353,17 +332,83 @@ pub fn run(mut k: Kernel) -> ! {
                 m.wait_ns / 1_000_000
             );
         }
-        be.ports.sync(&mut k.executor, &be.svc);
-        let round = timer::now_ns().saturating_sub(t0);
-        be.stats.rounds += 1;
-        be.stats.longest_round_ns = be.stats.longest_round_ns.max(round);
-        // Work left over: look for events without sleeping, then go on.
-        let net_left = net.more || be.mgmt.pending();
-        let deadline =
-            if rings_left || xenstore_left || net_left { Some(0) } else { net.deadline_ns };
-        if let Err(e) = k.executor.wait(deadline) {
-            panic!("executor: {e}");
+        left
+    }
+
+    /// One round of xenstore: handles at most [`XS_EVENTS_PER_ROUND`] watch
+    /// events (queued in the client, or waiting on the ring). The service's
+    /// events are coalesced into one rescan (a rescan looks at everything);
+    /// events the client had to drop (its queue is short) count as a service
+    /// event plus a shutdown check. Returns whether xenstore may have more:
+    /// events were left over, or this round's requests (the rescan's writes
+    /// fire our own watches) may have queued new ones. Only a round that found
+    /// nothing at all lets the loop sleep.
+    fn xenstore_round(&mut self, k: &Kernel, xs: &mut Xenstore) -> bool {
+        // The fullest rescan any event asked for (see `Service::on_watch`).
+        let mut rescan: Option<&'static str> = None;
+        let mut taken = 0;
+        while taken < XS_EVENTS_PER_ROUND {
+            let ev = match xs.poll_event() {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break,
+                Err(e) => xs_fail("event", e),
+            };
+            taken += 1;
+            match ev.token() {
+                TOKEN_SHUTDOWN => {
+                    if let Some((reason, name)) = shutdown_request(xs) {
+                        self.shut_down(k, xs, reason, name);
+                    }
+                }
+                backend::service::TOKEN_FRONTEND => {
+                    rescan = rescan.or(Some(backend::service::TOKEN_FRONTEND))
+                }
+                t if vgpu::is_service_token(t) => rescan = Some(backend::service::TOKEN_BACKEND),
+                t if Mgmt::is_token(t) => self.mgmt.on_watch(),
+                iommu_test::TOKEN if self.iommu.is_some() => {
+                    if let Some(t) = self.iommu.as_mut() {
+                        t.on_request(xs, &self.svc);
+                    }
+                }
+                other => log::warn!("watch event with unknown token {other:?} on {}", ev.path()),
+            }
         }
-        k.executor.take(port);
+        if xs.take_lost_events() > 0 {
+            log::debug!("xenstore watch events were dropped: rechecking shutdown and devices");
+            self.mgmt.on_watch();
+            if let Some((reason, name)) = shutdown_request(xs) {
+                self.shut_down(k, xs, reason, name);
+            }
+            self.svc.on_lost_events(xs, &mut vgpu::print_change);
+            return true;
+        }
+        if let Some(token) = rescan {
+            self.svc.on_watch(xs, token, &mut vgpu::print_change);
+        }
+        taken > 0
+    }
+
+    /// Revokes every guest (they see Closed), then shuts the domain down.
+    fn shut_down(&mut self, k: &Kernel, xs: &mut Xenstore, reason: u32, name: &str) -> ! {
+        log::info!("shutdown requested ({name})");
+        let st = &self.stats;
+        log::info!(
+            "main loop: {} rounds, longest round {} us, longest device turn {} us (dom{})",
+            st.rounds,
+            st.longest_round_ns / 1000,
+            st.longest_turn_ns / 1000,
+            st.longest_turn_dom
+        );
+        self.svc.shutdown(xs, &mut vgpu::print_change);
+        let gpu = self.svc.engine().gpu();
+        let s = gpu.stats();
+        log::info!(
+            "backend stopped: every guest revoked; software GPU {} ({} entry writes, {} invalidations, {} rejected calls)",
+            if gpu.is_idle() { "idle: every entry scratch" } else { "NOT idle" },
+            s.writes,
+            s.invalidations,
+            s.rejected
+        );
+        k.shutdown(reason)
     }
 }

@@ -51,7 +51,7 @@ use gtt::{Access, BusAddr, ContextId, DomId, MAX_CONTEXTS_PER_GUEST};
 use unikernel::arch::x86_64::{mmio, pci_io::PortConfig};
 use unikernel::layout::WINDOW_FRAMES;
 use unikernel::pci::{self, Bar, CMD_BUS_MASTER, CMD_MEMORY};
-use unikernel::xen::own_page::OwnPage;
+use unikernel::xen::page::OwnPage;
 use unikernel::Kernel;
 use xenbus::{Client, ClientError, Transport, TxId};
 

@@ -8,8 +8,8 @@
 //!   `WindowToken` privately: its methods need `gtt`'s `MappingCap`, so only
 //!   `gtt` can map into the window.
 //! - [`XenConnector`] (`backend::Connector`): the frontend's ring page mapped
-//!   for the CPU, in the unikernel's CPU pages (never the window:
-//!   [`RingPage`]: volatile accesses, real fences), event channels bound,
+//!   for the CPU, in the unikernel's CPU pages (never the window: a
+//!   `ForeignPage`, volatile accesses, real fences), event channels bound,
 //!   closed and notified.
 //! - [`XenCpu`] (`backend::CpuAccess`): directory pages fetched with
 //!   `GNTTABOP_copy` (never mapped), and CPU reads of window frames for
@@ -24,14 +24,13 @@
 extern crate alloc;
 
 use backend::{Connector, CpuAccess};
-use gpuif::ring::SharedPage;
 use gtt::platform::{GrantMapError, GrantMapRequest, GrantMapper, GrantMapping, MappingCap};
 use gtt::{Access, BusAddr, DomId};
 use unikernel::window::WindowToken;
 use unikernel::xen::events;
 use unikernel::xen::foreign::{CpuPages, GrantWindow, MapError, MapRequest, Mapped, WindowReader};
-use unikernel::xen::foreign_page::ForeignPage;
 use unikernel::xen::grant_copy::{self, CopyError};
+use unikernel::xen::page::ForeignPage;
 use xen_abi::grant_table::GNTST_GENERAL_ERROR;
 
 /// `gtt`'s grant mapper: the grant window, its token, and the conversion
@@ -101,46 +100,25 @@ impl GrantMapper for WindowMapper {
     }
 }
 
-/// A frontend's ring page, mapped writable for the backend CPU.
-pub struct RingPage(ForeignPage);
-
-impl SharedPage for RingPage {
-    fn read_u32(&self, offset: usize) -> u32 {
-        self.0.read_u32(offset)
-    }
-    fn write_u32(&mut self, offset: usize, value: u32) {
-        self.0.write_u32(offset, value)
-    }
-    fn read(&self, offset: usize, buf: &mut [u8]) {
-        self.0.read(offset, buf)
-    }
-    fn write(&mut self, offset: usize, data: &[u8]) {
-        self.0.write(offset, data)
-    }
-    fn fence(&self) {
-        self.0.fence()
-    }
-}
-
 /// Ring mappings and event channels for the xenbus devices.
 pub struct XenConnector {
     pub pages: CpuPages,
 }
 
 impl Connector for XenConnector {
-    type Ring = RingPage;
+    type Ring = ForeignPage;
 
-    fn map_ring(&mut self, dom: DomId, gref: u32) -> Result<RingPage, i16> {
+    fn map_ring(&mut self, dom: DomId, gref: u32) -> Result<ForeignPage, i16> {
         match self.pages.map_page(dom.0, gref) {
-            Ok(p) => Ok(RingPage(p)),
+            Ok(p) => Ok(p),
             Err(MapError::Xen(st)) => Err(st),
             Err(MapError::WindowFull) => Err(GNTST_GENERAL_ERROR),
         }
     }
 
-    fn unmap_ring(&mut self, dom: DomId, ring: RingPage) {
-        let gfn = ring.0.mapped().gfn;
-        if !self.pages.unmap_page(ring.0) {
+    fn unmap_ring(&mut self, dom: DomId, ring: ForeignPage) {
+        let gfn = ring.mapped().gfn;
+        if !self.pages.unmap_page(ring) {
             log::warn!("vgpu dom{}: Xen refused to unmap the ring at gfn {gfn:#x}", dom.0);
         }
     }

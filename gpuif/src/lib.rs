@@ -18,7 +18,9 @@ pub mod wire;
 /// The page size of the ring and of directory pages.
 pub const PAGE_SIZE: usize = 4096;
 
-pub use ring::{BackRing, FrontRing, LocalPage, RingError, SharedPage, Slot, RING_SIZE, SLOT_SIZE};
+pub use ring::{
+    BackRing, FrontRing, FrontRingOf, LocalPage, RingError, SharedPage, Slot, RING_SIZE, SLOT_SIZE,
+};
 pub use wire::{
     fnv1a64, AttachInfo, DecodeError, Entries, Entry, Op, Request, RequestBuilder, Response,
     Status, MAX_ENTRIES, NO_FAILURE,

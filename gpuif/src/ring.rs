@@ -8,8 +8,12 @@
 //!        16  pvt + __pad (48 bytes)
 //!        64  slot[RING_SIZE], SLOT_SIZE bytes each (a request or a response)
 //! ```
-//! `RING_SIZE` is `__RD32((PAGE_SIZE - 64) / SLOT_SIZE)`: the largest power of
-//! two that fits. Indexes are free-running `u32`s; slot = index & (size - 1).
+//! A ring's size is `__RD32((PAGE_SIZE - 64) / slot)` ([`ring_size`]): the
+//! largest power of two that fits. Indexes are free-running `u32`s; slot =
+//! index & (size - 1). gpu-dom's ring has [`SLOT_SIZE`]-byte slots
+//! ([`RING_SIZE`] of them); the frontend half is generic over the slot size
+//! ([`FrontRingOf`]), so other `io/ring.h` rings (netfront's `io/netif.h`
+//! rings, 12- and 8-byte slots) use the same arithmetic.
 //!
 //! # Invariants (backend side)
 //! - The other side's producer index is untrusted: if it claims more
@@ -19,6 +23,12 @@
 //!   [`BackRing::take_request`]; decoding works on the private copy.
 //! - A request is taken only when a response slot is free for it
 //!   (`RING_REQUEST_CONS_OVERFLOW`), so responses never overwrite requests.
+//!
+//! # Invariants (frontend side)
+//! - The backend's `rsp_prod` is untrusted: one that claims more responses
+//!   than requests in flight is a [`RingError`], never a panic or a wrap.
+//! - Each response slot is copied out of shared memory exactly once.
+//! - No request is queued without a free slot (`RING_FULL`).
 
 use crate::PAGE_SIZE;
 
@@ -26,19 +36,22 @@ use crate::PAGE_SIZE;
 pub const HEADER_SIZE: usize = 64;
 /// Size of one slot (the `union { req; rsp; }`): 112 bytes gives 32 slots.
 pub const SLOT_SIZE: usize = 112;
-/// Slots in the ring.
-pub const RING_SIZE: u32 = round_down_pow2(((PAGE_SIZE - HEADER_SIZE) / SLOT_SIZE) as u32);
+/// Slots in gpu-dom's ring.
+pub const RING_SIZE: u32 = ring_size(SLOT_SIZE);
 
 const REQ_PROD: usize = 0;
 const REQ_EVENT: usize = 4;
 const RSP_PROD: usize = 8;
 const RSP_EVENT: usize = 12;
 
-const fn round_down_pow2(x: u32) -> u32 {
-    if x == 0 {
+/// Slots in a one-page ring of `slot`-byte slots (`__RD32((PAGE_SIZE -
+/// 64) / slot)`: the largest power of two that fits; 0 if none does).
+pub const fn ring_size(slot: usize) -> u32 {
+    let n = ((PAGE_SIZE - HEADER_SIZE) / slot) as u32;
+    if n == 0 {
         0
     } else {
-        1 << (31 - x.leading_zeros())
+        1 << (31 - n.leading_zeros())
     }
 }
 
@@ -67,30 +80,34 @@ pub type Slot = [u8; SLOT_SIZE];
 /// The other side broke the ring protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RingError {
-    /// The producer index claims `unconsumed` entries, more than the ring holds.
-    ProducerOverrun { prod: u32, cons: u32, unconsumed: u32 },
+    /// The producer index claims `unconsumed` entries, more than the `most`
+    /// it may: the ring's size (requests), or the requests in flight
+    /// (responses).
+    ProducerOverrun { prod: u32, cons: u32, unconsumed: u32, most: u32 },
 }
 
 impl core::fmt::Display for RingError {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            RingError::ProducerOverrun { prod, cons, unconsumed } => write!(
+            RingError::ProducerOverrun { prod, cons, unconsumed, most } => write!(
                 f,
-                "producer index {prod} is {unconsumed} entries past consumer {cons} (ring holds {RING_SIZE})"
+                "producer index {prod} is {unconsumed} entries past consumer {cons} (at most {most} may be)"
             ),
         }
     }
 }
 
-fn slot_offset(index: u32) -> usize {
-    HEADER_SIZE + (index & (RING_SIZE - 1)) as usize * SLOT_SIZE
+/// Where slot `index` of a ring of `SLOT`-byte slots is.
+fn slot_offset<const SLOT: usize>(index: u32) -> usize {
+    HEADER_SIZE + (index & (ring_size(SLOT) - 1)) as usize * SLOT
 }
 
-/// Checks the untrusted producer `prod` against our consumer `cons`.
-fn unconsumed(prod: u32, cons: u32) -> Result<u32, RingError> {
+/// Checks the untrusted producer `prod` against our consumer `cons`: at
+/// most `most` entries may be unconsumed.
+fn unconsumed(prod: u32, cons: u32, most: u32) -> Result<u32, RingError> {
     let n = prod.wrapping_sub(cons);
-    if n > RING_SIZE {
-        return Err(RingError::ProducerOverrun { prod, cons, unconsumed: n });
+    if n > most {
+        return Err(RingError::ProducerOverrun { prod, cons, unconsumed: n, most });
     }
     Ok(n)
 }
@@ -127,20 +144,20 @@ impl BackRing {
     /// response slot is free for it.
     pub fn take_request<P: SharedPage>(&mut self, page: &P) -> Result<Option<Slot>, RingError> {
         let prod = page.read_u32(REQ_PROD);
-        let n = unconsumed(prod, self.req_cons)?;
+        let n = unconsumed(prod, self.req_cons, RING_SIZE)?;
         if n == 0 || self.req_cons.wrapping_sub(self.rsp_prod_pvt) >= RING_SIZE {
             return Ok(None);
         }
         page.fence(); // read the slot only after seeing req_prod (rmb)
         let mut slot = [0u8; SLOT_SIZE];
-        page.read(slot_offset(self.req_cons), &mut slot);
+        page.read(slot_offset::<SLOT_SIZE>(self.req_cons), &mut slot);
         self.req_cons = self.req_cons.wrapping_add(1);
         Ok(Some(slot))
     }
 
     /// Queues a response in the next response slot (not yet visible).
     pub fn put_response<P: SharedPage>(&mut self, page: &mut P, rsp: &Slot) {
-        page.write(slot_offset(self.rsp_prod_pvt), rsp);
+        page.write(slot_offset::<SLOT_SIZE>(self.rsp_prod_pvt), rsp);
         self.rsp_prod_pvt = self.rsp_prod_pvt.wrapping_add(1);
     }
 
@@ -171,33 +188,53 @@ impl BackRing {
     }
 
     fn has_requests<P: SharedPage>(&self, page: &P) -> Result<bool, RingError> {
-        let n = unconsumed(page.read_u32(REQ_PROD), self.req_cons)?;
+        let n = unconsumed(page.read_u32(REQ_PROD), self.req_cons, RING_SIZE)?;
         let room = RING_SIZE - self.req_cons.wrapping_sub(self.rsp_prod_pvt).min(RING_SIZE);
         Ok(n.min(room) > 0)
     }
 }
 
-/// The frontend's private ring state (`FRONT_RING`).
+/// The frontend's private state of a ring of `SLOT`-byte slots
+/// (`FRONT_RING`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FrontRing {
+pub struct FrontRingOf<const SLOT: usize> {
     req_prod_pvt: u32,
     rsp_cons: u32,
 }
+
+/// The frontend's half of gpu-dom's ring.
+pub type FrontRing = FrontRingOf<SLOT_SIZE>;
 
 /// The ring has no free request slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RingFull;
 
-impl FrontRing {
+impl<const SLOT: usize> FrontRingOf<SLOT> {
+    /// Slots in the ring (a slot size that leaves none does not compile).
+    pub const SIZE: u32 = {
+        assert!(ring_size(SLOT) > 0, "no slot of this size fits in a ring page");
+        ring_size(SLOT)
+    };
+
     /// Initialises `page` and returns the frontend's state (`FRONT_RING_INIT`).
     pub fn init<P: SharedPage>(page: &mut P) -> Self {
         init_shared(page);
-        FrontRing::default()
+        FrontRingOf::default()
+    }
+
+    /// The index the next request gets.
+    pub fn req_prod_pvt(&self) -> u32 {
+        self.req_prod_pvt
+    }
+
+    /// The index of the next response to consume.
+    pub fn rsp_cons(&self) -> u32 {
+        self.rsp_cons
     }
 
     /// Request slots free (`RING_FREE_REQUESTS`).
     pub fn free_requests(&self) -> u32 {
-        RING_SIZE - self.req_prod_pvt.wrapping_sub(self.rsp_cons)
+        Self::SIZE - self.in_flight()
     }
 
     /// Requests sent whose responses have not been consumed.
@@ -206,11 +243,15 @@ impl FrontRing {
     }
 
     /// Queues a request (not yet visible to the backend).
-    pub fn put_request<P: SharedPage>(&mut self, page: &mut P, req: &Slot) -> Result<(), RingFull> {
+    pub fn put_request<P: SharedPage>(
+        &mut self,
+        page: &mut P,
+        req: &[u8; SLOT],
+    ) -> Result<(), RingFull> {
         if self.free_requests() == 0 {
             return Err(RingFull);
         }
-        page.write(slot_offset(self.req_prod_pvt), req);
+        page.write(slot_offset::<SLOT>(self.req_prod_pvt), req);
         self.req_prod_pvt = self.req_prod_pvt.wrapping_add(1);
         Ok(())
     }
@@ -229,24 +270,23 @@ impl FrontRing {
 
     /// Copies the next response out of the ring, if any. A backend whose
     /// `rsp_prod` runs past what was requested is an error.
-    pub fn take_response<P: SharedPage>(&mut self, page: &P) -> Result<Option<Slot>, RingError> {
+    pub fn take_response<P: SharedPage>(
+        &mut self,
+        page: &P,
+    ) -> Result<Option<[u8; SLOT]>, RingError> {
         let prod = page.read_u32(RSP_PROD);
-        let n = unconsumed(prod, self.rsp_cons)?;
-        if n == 0 {
+        if unconsumed(prod, self.rsp_cons, self.in_flight())? == 0 {
             return Ok(None);
         }
-        if n > self.in_flight() {
-            return Err(RingError::ProducerOverrun { prod, cons: self.rsp_cons, unconsumed: n });
-        }
-        page.fence();
-        let mut slot = [0u8; SLOT_SIZE];
-        page.read(slot_offset(self.rsp_cons), &mut slot);
+        page.fence(); // read the slot only after seeing rsp_prod (rmb)
+        let mut slot = [0u8; SLOT];
+        page.read(slot_offset::<SLOT>(self.rsp_cons), &mut slot);
         self.rsp_cons = self.rsp_cons.wrapping_add(1);
         Ok(Some(slot))
     }
 
     /// Before sleeping: asks for a notification at the next response and
-    /// re-checks (`RING_FINAL_CHECK_FOR_RESPONSES`).
+    /// re-checks (`RING_FINAL_CHECK_FOR_RESPONSES`); true if responses wait.
     pub fn final_check_for_responses<P: SharedPage>(&mut self, page: &mut P) -> bool {
         if page.read_u32(RSP_PROD) != self.rsp_cons {
             return true;
@@ -301,8 +341,12 @@ mod tests {
     #[test]
     fn ring_geometry_matches_io_ring_h() {
         assert_eq!(RING_SIZE, 32);
-        assert_eq!(slot_offset(0), 64);
-        assert_eq!(slot_offset(33), 64 + SLOT_SIZE);
+        assert_eq!(slot_offset::<SLOT_SIZE>(0), 64);
+        assert_eq!(slot_offset::<SLOT_SIZE>(33), 64 + SLOT_SIZE);
+        // io/netif.h: 12-byte tx and 8-byte rx slots, 256 of each.
+        assert_eq!((FrontRingOf::<12>::SIZE, FrontRingOf::<8>::SIZE), (256, 256));
+        assert_eq!(slot_offset::<12>(257), 64 + 12);
+        assert_eq!(ring_size(PAGE_SIZE), 0);
     }
 
     #[test]
@@ -355,7 +399,7 @@ mod tests {
         poke_req_prod(&mut page, RING_SIZE + 1);
         assert_eq!(
             back.take_request(&page),
-            Err(RingError::ProducerOverrun { prod: 33, cons: 0, unconsumed: 33 })
+            Err(RingError::ProducerOverrun { prod: 33, cons: 0, unconsumed: 33, most: RING_SIZE })
         );
         poke_req_prod(&mut page, u32::MAX);
         assert!(back.take_request(&page).is_err());
@@ -387,5 +431,70 @@ mod tests {
         let mut front = FrontRing::init(&mut page);
         page.write_u32(RSP_PROD, 1);
         assert!(front.take_response(&page).is_err());
+        // Any slot size: one request in flight, two responses claimed.
+        let mut front = FrontRingOf::<12>::init(&mut page);
+        front.put_request(&mut page, &[0; 12]).unwrap();
+        front.push_requests(&mut page);
+        page.write_u32(RSP_PROD, 2);
+        assert_eq!(
+            front.take_response(&page),
+            Err(RingError::ProducerOverrun { prod: 2, cons: 0, unconsumed: 2, most: 1 })
+        );
+        page.write_u32(RSP_PROD, u32::MAX);
+        assert!(front.take_response(&page).is_err());
+    }
+
+    /// Fills a ring of `SLOT`-byte slots, then frees one slot by a response.
+    fn fill_then_free_one<const SLOT: usize>() {
+        let mut page = LocalPage::default();
+        let mut front = FrontRingOf::<SLOT>::init(&mut page);
+        for i in 0..FrontRingOf::<SLOT>::SIZE {
+            front.put_request(&mut page, &[i as u8; SLOT]).unwrap();
+        }
+        assert_eq!(front.put_request(&mut page, &[0; SLOT]), Err(RingFull));
+        assert!(front.push_requests(&mut page), "fresh ring: req_event is 1");
+        page.write_u32(RSP_PROD, 1);
+        assert_eq!(front.take_response(&page).unwrap(), Some([0; SLOT]));
+        assert_eq!(front.free_requests(), 1);
+        assert!(front.put_request(&mut page, &[1; SLOT]).is_ok());
+    }
+
+    #[test]
+    fn a_full_ring_of_any_slot_size_refuses_requests_until_a_response_frees_a_slot() {
+        fill_then_free_one::<SLOT_SIZE>();
+        fill_then_free_one::<12>();
+        fill_then_free_one::<8>();
+    }
+
+    #[test]
+    fn final_check_rearms_rsp_event_after_the_last_consumed_response() {
+        let mut page = LocalPage::default();
+        let mut r = FrontRingOf::<12>::init(&mut page);
+        for _ in 0..3 {
+            r.put_request(&mut page, &[0; 12]).unwrap();
+        }
+        r.push_requests(&mut page);
+        page.write_u32(RSP_PROD, 2);
+        assert!(r.final_check_for_responses(&mut page));
+        r.take_response(&page).unwrap();
+        r.take_response(&page).unwrap();
+        assert!(!r.final_check_for_responses(&mut page));
+        assert_eq!(page.read_u32(RSP_EVENT), 3);
+    }
+
+    #[test]
+    fn small_slot_indexes_wrap_around_u32() {
+        let mut page = LocalPage::default();
+        let mut r = FrontRingOf::<8>::init(&mut page);
+        r.req_prod_pvt = u32::MAX - 1;
+        r.rsp_cons = u32::MAX - 1;
+        page.write_u32(RSP_PROD, u32::MAX - 1);
+        for i in 0..4u32 {
+            r.put_request(&mut page, &[i as u8; 8]).unwrap();
+            r.push_requests(&mut page);
+            page.write_u32(RSP_PROD, (u32::MAX - 1).wrapping_add(i + 1));
+            assert_eq!(r.take_response(&page).unwrap(), Some([i as u8; 8]));
+        }
+        assert_eq!(r.in_flight(), 0);
     }
 }

@@ -1,5 +1,5 @@
 //! The netfront's pages in the image: heap pages of our own
-//! (`unikernel::xen::own_page`), granted to the backend in our grant table,
+//! (`unikernel::xen::page::OwnPage`), granted to the backend in our grant table,
 //! seen by `netfront` as `gpuif::SharedPage`s.
 //!
 //! # Invariants
@@ -11,31 +11,12 @@
 extern crate alloc;
 
 use alloc::vec::Vec;
-use gpuif::ring::SharedPage;
 use netfront::Buffer;
 use unikernel::xen::gnttab::{GrantError, GrantTable};
-use unikernel::xen::own_page::OwnPage;
+use unikernel::xen::page::OwnPage;
 
-/// One of our pages, shared with netback.
-pub struct NetPage(OwnPage);
-
-impl SharedPage for NetPage {
-    fn read_u32(&self, offset: usize) -> u32 {
-        self.0.read_u32(offset)
-    }
-    fn write_u32(&mut self, offset: usize, value: u32) {
-        self.0.write_u32(offset, value)
-    }
-    fn read(&self, offset: usize, buf: &mut [u8]) {
-        self.0.read(offset, buf)
-    }
-    fn write(&mut self, offset: usize, data: &[u8]) {
-        self.0.write(offset, data)
-    }
-    fn fence(&self) {
-        core::sync::atomic::fence(core::sync::atomic::Ordering::SeqCst);
-    }
-}
+/// One of our pages, shared with netback (a `gpuif::SharedPage`).
+pub type NetPage = OwnPage;
 
 /// Why the buffers could not be made.
 #[derive(Clone, Copy, Debug)]
@@ -61,7 +42,7 @@ pub fn granted(
 ) -> Result<Buffer<NetPage>, PageError> {
     let page = OwnPage::alloc().ok_or(PageError::NoMemory)?;
     let gref = gt.grant(backend, page.gfn(), readonly).map_err(PageError::Grant)?;
-    Ok(Buffer { page: NetPage(page), gref })
+    Ok(Buffer { page, gref })
 }
 
 /// `n` granted pages.

@@ -16,7 +16,7 @@ use crate::memmap::{MemoryMap, Range};
 use crate::window::WindowToken;
 use crate::xen::foreign::{CpuPages, GrantWindow};
 use crate::xen::gnttab::GrantTable;
-use crate::xen::own_page::OwnPage;
+use crate::xen::page::OwnPage;
 use crate::xen::{console, events, logger, params, shared, timer, XenError};
 use x86_64::instructions::interrupts;
 use xen_abi::hvm::{
@@ -72,6 +72,40 @@ fn phys_limit() -> u64 {
     (1u64 << bits.clamp(32, 52)).min(1 << 39)
 }
 
+/// A domU's PV console and xenstore pages (Xen put them in its RAM): the
+/// console ring is used at once, and both pages are added to `reserved`
+/// (`n` of them so far) so that no heap covers them. Returns the console
+/// ring, if the domain has one.
+fn domu_pages(reserved: &mut [Range; 16], n: &mut usize) -> Option<(u64, events::Port)> {
+    let mut console_ring = None;
+    if let (Ok(gfn), Ok(port)) =
+        (params::get(HVM_PARAM_CONSOLE_PFN), params::get(HVM_PARAM_CONSOLE_EVTCHN))
+    {
+        if gfn != 0 && gfn < 1 << 20 {
+            console::use_ring(gfn, port as u32);
+            console_ring = Some((gfn, port as u32));
+            reserved[*n] = Range::new(gfn << 12, 4096);
+            *n += 1;
+        }
+    }
+    if let Ok(gfn) = params::get(HVM_PARAM_STORE_PFN) {
+        reserved[*n] = Range::new(gfn << 12, 4096);
+        *n += 1;
+    }
+    console_ring
+}
+
+/// Sets the heap up in the largest free RAM between 1 MiB and 4 GiB that
+/// `reserved` leaves (at most `HEAP_MAX` of it).
+fn place_heap(memmap: &MemoryMap, reserved: &[Range]) -> Range {
+    let free = memmap
+        .largest_free(1 << 20, 1 << 32, reserved)
+        .unwrap_or_else(|| panic!("no free RAM below 4 GiB for the heap"));
+    let heap_range = Range { start: free.start, end: free.start + free.len().min(HEAP_MAX) };
+    heap::init(heap_range.start, heap_range.end);
+    heap_range
+}
+
 pub(crate) fn init(
     si: HvmStartInfo,
     cmdline: &'static str,
@@ -85,27 +119,14 @@ pub(crate) fn init(
     let features = params::features(0).unwrap_or(0);
     let dom0 = si.flags & SIF_INITDOMAIN != 0 || features & (1 << XENFEAT_DOM0) != 0;
 
-    let mut console_ring = None;
-    if dom0 {
+    let console_ring = if dom0 {
         // Xen forwards dom0's console_io to its serial console directly;
         // port 0xe9 would print every line twice there.
         console::use_console_io(false);
-    } else if let (Ok(gfn), Ok(port)) =
-        (params::get(HVM_PARAM_CONSOLE_PFN), params::get(HVM_PARAM_CONSOLE_EVTCHN))
-    {
-        if gfn != 0 && gfn < 1 << 20 {
-            console::use_ring(gfn, port as u32);
-            console_ring = Some((gfn, port as u32));
-            reserved[n] = Range::new(gfn << 12, 4096);
-            n += 1;
-        }
-    }
-    if !dom0 {
-        if let Ok(gfn) = params::get(HVM_PARAM_STORE_PFN) {
-            reserved[n] = Range::new(gfn << 12, 4096);
-            n += 1;
-        }
-    }
+        None
+    } else {
+        domu_pages(reserved, &mut n)
+    };
     log::info!(
         "Xen {}.{}, start info v{} flags {:#x}, memory map from {:?}: {} entries, {} MiB RAM",
         xen_version.0,
@@ -117,11 +138,7 @@ pub(crate) fn init(
         memmap.ram_bytes() >> 20
     );
 
-    let free = memmap
-        .largest_free(1 << 20, 1 << 32, &reserved[..n])
-        .unwrap_or_else(|| panic!("no free RAM below 4 GiB for the heap"));
-    let heap_range = Range { start: free.start, end: free.start + free.len().min(HEAP_MAX) };
-    heap::init(heap_range.start, heap_range.end);
+    let heap_range = place_heap(&memmap, &reserved[..n]);
 
     let layout = layout::plan(&memmap, phys_limit())
         .unwrap_or_else(|e| panic!("no room for the reserved physmap region: {e:?}"));

@@ -6,8 +6,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`wire`] | the ring slots: tx/rx requests and responses, flags, statuses |
-//! | [`ring`] | the frontend half of an `io/ring.h` ring with netif's slot sizes |
-//! | [`nic`] | [`Netfront`]: granted rx buffers kept posted, tx buffers and completions, the backend's bad answers |
+//! | [`nic`] | [`Netfront`]: granted rx buffers kept posted, tx buffers and completions, the backend's bad answers; its rings are `gpuif`'s `io/ring.h` front ring ([`gpuif::FrontRingOf`]) with netif's slot sizes |
 //! | [`handshake`] | the vif's xenstore configuration and the xenbus handshake |
 //! | `phy` (feature `smoltcp`) | [`Netfront`] as a smoltcp `phy::Device` |
 //!
@@ -29,7 +28,6 @@ pub mod handshake;
 pub mod nic;
 #[cfg(feature = "smoltcp")]
 pub mod phy;
-pub mod ring;
 pub mod wire;
 
 pub use handshake::{Handshake, HandshakeError, Ipv4Cidr, Next, VifConfig};

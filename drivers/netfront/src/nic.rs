@@ -25,10 +25,9 @@
 use alloc::vec;
 use alloc::vec::Vec;
 
-use gpuif::ring::{RingError, SharedPage};
+use gpuif::ring::{FrontRingOf, RingError, SharedPage};
 use gpuif::PAGE_SIZE;
 
-use crate::ring::FrontRing;
 use crate::wire::*;
 
 /// A page of ours, granted to the backend.
@@ -43,8 +42,11 @@ pub const MIN_FRAME: usize = 14;
 /// The largest frame one buffer holds (no `feature-sg`).
 pub const MAX_FRAME: usize = PAGE_SIZE;
 
-type TxRing = FrontRing<TX_SLOT>;
-type RxRing = FrontRing<RX_SLOT>;
+/// The `io/ring.h` rings of `io/netif.h`: gpuif's front ring with netif's
+/// slots, 256 of each after the 64-byte header.
+type TxRing = FrontRingOf<TX_SLOT>;
+type RxRing = FrontRingOf<RX_SLOT>;
+const _: () = assert!(TxRing::SIZE == 256 && RxRing::SIZE == 256);
 
 /// Why [`Netfront::new`] refused its buffers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -281,7 +281,7 @@ fn a_runaway_producer_stops_the_device_without_a_panic() {
     let mut out = vec![0; MAX_FRAME];
     let stopped = NetError::Ring {
         ring: netfront::nic::Ring::Rx,
-        error: RingError::ProducerOverrun { prod: 1000, cons: 0, unconsumed: 1000 },
+        error: RingError::ProducerOverrun { prod: 1000, cons: 0, unconsumed: 1000, most: 4 },
     };
     assert_eq!(nf.receive(&mut out), Err(stopped));
     assert_eq!(nf.receive(&mut out), Err(stopped));

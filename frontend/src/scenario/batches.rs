@@ -60,8 +60,7 @@ fn batches_loop<P: Platform, T: Transport>(
             .collect()
     };
     let mut map = entries(fe);
-    let unmap: Vec<Entry> =
-        map.iter().map(|e| Entry { addr: e.addr, gref: 0, read_only: false }).collect();
+    let unmap = super::unmap_of(&map);
     rep.say(format_args!("batches connected pages={n}"));
     loop {
         for op in [Op::GgttMap, Op::GgttUnmap] {
@@ -86,16 +85,8 @@ fn batches_loop<P: Platform, T: Transport>(
             }
             *batches += 1;
             if *batches == 1 {
-                // What the first batch mapped, read back through the backend.
-                match super::verify_record(fe) {
-                    Ok(v) => rep.say(format_args!(
-                        "batches verified entries={} mismatches={}",
-                        v.ok + v.bad,
-                        v.bad
-                    )),
-                    // Lost meanwhile: the next batch fails and rides it out.
-                    Err(e) if e.is_backend_closed() => {}
-                    Err(e) => return format!("verify: {e}"),
+                if let Err(why) = verify_first(fe, rep) {
+                    return why;
                 }
             }
             if *batches % HEARTBEAT == 0 {
@@ -105,5 +96,22 @@ fn batches_loop<P: Platform, T: Transport>(
                 return String::from("asked to stop");
             }
         }
+    }
+}
+
+/// What the first batch mapped, read back through the backend.
+fn verify_first<P: Platform, T: Transport>(
+    fe: &mut Frontend<P, T>,
+    rep: &mut Reporter<'_>,
+) -> Result<(), String> {
+    match super::verify_record(fe) {
+        Ok(v) => {
+            let entries = v.ok + v.bad;
+            rep.say(format_args!("batches verified entries={entries} mismatches={}", v.bad));
+            Ok(())
+        }
+        // Lost meanwhile: the next batch fails and rides it out.
+        Err(e) if e.is_backend_closed() => Ok(()),
+        Err(e) => Err(format!("verify: {e}")),
     }
 }

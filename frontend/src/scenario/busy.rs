@@ -58,8 +58,7 @@ fn busy<P: Platform, T: Transport>(
             Err(e) => return format!("grant: {e}"),
         }
     }
-    let unmap: Vec<Entry> =
-        map.iter().map(|e| Entry { addr: e.addr, gref: 0, read_only: false }).collect();
+    let unmap = super::unmap_of(&map);
     let mut flood = Flood::default();
     for (op, entries) in [(Op::GgttMap, &map), (Op::GgttUnmap, &unmap)] {
         if let Err(e) = fe.flood_stage(&mut flood, op, 0, entries) {

@@ -11,7 +11,7 @@ use xenbus::Transport;
 
 use super::{pattern, Reporter};
 use crate::device::Happening;
-use crate::{FrontError, Frontend, Platform};
+use crate::{FrontError, Frontend, Granted, Platform};
 
 /// A grant reference this guest never grants: refs below 8 are reserved for
 /// the toolstack (`GNTTAB_NR_RESERVED_ENTRIES`), and 5 is none of the ones
@@ -58,17 +58,52 @@ fn hostile<P: Platform, T: Transport>(
     if !fe.is_connected() {
         fe.connect().map_err(|e| format!("connect: {e}"))?;
     }
-    let slice = fe.info().ggtt_len;
-    let err = |e: FrontError<P, T>| format!("{e}");
-    // Every grant first: a revoked ref may be handed out again by the next grant.
-    let mut bytes = [0u8; PAGE_SIZE];
-    pattern(rep.dom(), 0, &mut bytes);
-    let good = fe.grant_page(false).map_err(err)?;
-    fe.write_page(&good, 0, &bytes);
-    let ro = fe.grant_page(true).map_err(err)?;
-    let victim = fe.grant_page(false).map_err(err)?;
-    fe.end_access(&victim).map_err(|e| format!("revoking grant {}: {e}", victim.gref))?;
+    let pages = Pages::grant(fe, rep.dom())?;
+    let mut failed = refused_requests(fe, rep, &pages)?;
+    if runaway_disconnects(fe)? {
+        rep.say(format_args!("hostile runaway -> disconnected PASS"));
+    } else {
+        rep.say(format_args!("hostile runaway -> still connected FAIL"));
+        failed.push("runaway");
+    }
+    super::cleanup(fe, rep);
+    Ok(failed)
+}
 
+/// The pages the cases name: one granted writable (holding the pattern),
+/// one granted read-only, one granted and then revoked.
+struct Pages {
+    good: Granted,
+    ro: Granted,
+    victim: Granted,
+}
+
+impl Pages {
+    /// Every grant first: a revoked ref may be handed out again by the next grant.
+    fn grant<P: Platform, T: Transport>(
+        fe: &mut Frontend<P, T>,
+        dom: u16,
+    ) -> Result<Pages, String> {
+        let err = |e: FrontError<P, T>| format!("{e}");
+        let mut bytes = [0u8; PAGE_SIZE];
+        pattern(dom, 0, &mut bytes);
+        let good = fe.grant_page(false).map_err(err)?;
+        fe.write_page(&good, 0, &bytes);
+        let ro = fe.grant_page(true).map_err(err)?;
+        let victim = fe.grant_page(false).map_err(err)?;
+        fe.end_access(&victim).map_err(|e| format!("revoking grant {}: {e}", victim.gref))?;
+        Ok(Pages { good, ro, victim })
+    }
+}
+
+/// Sends each request the backend must refuse; returns the cases whose
+/// status was not the one expected.
+fn refused_requests<P: Platform, T: Transport>(
+    fe: &mut Frontend<P, T>,
+    rep: &mut Reporter<'_>,
+    pages: &Pages,
+) -> Result<Vec<&'static str>, String> {
+    let (slice, good) = (fe.info().ggtt_len, pages.good.gref);
     let mut failed = Vec::new();
     let mut case = |fe: &mut Frontend<P, T>,
                     name: &'static str,
@@ -86,27 +121,14 @@ fn hostile<P: Platform, T: Transport>(
     let map = |op: Op, ctx: u16, e: Entry| {
         move |fe: &mut Frontend<P, T>| fe.call(op, ctx, &[e]).map(|r| r.status)
     };
-    case(
-        fe,
-        "foreign-gref",
-        Status::GRANT_MAP_FAILED,
-        &map(Op::GgttMap, 0, ggtt(0, FOREIGN_GREF)),
-    )?;
-    case(fe, "revoked-gref", Status::GRANT_MAP_FAILED, &map(Op::GgttMap, 0, ggtt(1, victim.gref)))?;
-    case(
-        fe,
-        "readonly-as-writable",
-        Status::GRANT_MAP_FAILED,
-        &map(Op::GgttMap, 0, ggtt(2, ro.gref)),
-    )?;
-    case(
-        fe,
-        "out-of-slice",
-        Status::INDEX_OUT_OF_SLICE,
-        &map(Op::GgttMap, 0, ggtt(slice as u64, good.gref)),
-    )?;
+    let refused = Status::GRANT_MAP_FAILED;
+    case(fe, "foreign-gref", refused, &map(Op::GgttMap, 0, ggtt(0, FOREIGN_GREF)))?;
+    case(fe, "revoked-gref", refused, &map(Op::GgttMap, 0, ggtt(1, pages.victim.gref)))?;
+    case(fe, "readonly-as-writable", refused, &map(Op::GgttMap, 0, ggtt(2, pages.ro.gref)))?;
+    let outside = map(Op::GgttMap, 0, ggtt(slice as u64, good));
+    case(fe, "out-of-slice", Status::INDEX_OUT_OF_SLICE, &outside)?;
     case(fe, "garbage-directory", Status::BAD_ENTRY, &move |fe: &mut Frontend<P, T>| {
-        let entries: Vec<Entry> = (3..13).map(|i| ggtt(i, good.gref)).collect();
+        let entries: Vec<Entry> = (3..13).map(|i| ggtt(i, good)).collect();
         let rsp = fe.call_indirect(Op::GgttMap, 0, &entries, |i, page| {
             if i == 0 {
                 // Entries 6.. get flag bits no entry may have.
@@ -117,10 +139,15 @@ fn hostile<P: Platform, T: Transport>(
         })?;
         Ok(rsp.status)
     })?;
-    let e = Entry { addr: 0x1000, gref: good.gref, read_only: false };
+    let e = Entry { addr: 0x1000, gref: good, read_only: false };
     case(fe, "unknown-context", Status::UNKNOWN_CONTEXT, &map(Op::PpgttMap, UNKNOWN_CONTEXT, e))?;
+    Ok(failed)
+}
 
-    // A req_prod three rings ahead: the backend must disconnect us.
+/// Sets `req_prod` three rings ahead; true if the backend disconnected us
+/// within [`RUNAWAY_WAIT_MS`]. Events for others are put back.
+fn runaway_disconnects<P: Platform, T: Transport>(fe: &mut Frontend<P, T>) -> Result<bool, String> {
+    let err = |e: FrontError<P, T>| format!("{e}");
     fe.poke_req_prod(3 * RING_SIZE).map_err(err)?;
     let deadline = fe.platform().now_ms().saturating_add(RUNAWAY_WAIT_MS);
     let mut deferred = Vec::new();
@@ -135,12 +162,5 @@ fn hostile<P: Platform, T: Transport>(
     for ev in deferred.into_iter().rev() {
         fe.requeue_event(ev);
     }
-    if disconnected {
-        rep.say(format_args!("hostile runaway -> disconnected PASS"));
-    } else {
-        rep.say(format_args!("hostile runaway -> still connected FAIL"));
-        failed.push("runaway");
-    }
-    super::cleanup(fe, rep);
-    Ok(failed)
+    Ok(disconnected)
 }

@@ -32,8 +32,10 @@ pub use survive::{ride_out, verify_record, Outcome, Verified};
 
 use alloc::format;
 use alloc::string::String;
+use alloc::vec::Vec;
 use core::fmt;
 
+use gpuif::wire::Entry;
 use gpuif::PAGE_SIZE;
 use xenbus::{OwnedWatchEvent, Transport};
 
@@ -258,6 +260,12 @@ fn run_looping<P: Platform, T: Transport>(
     rep.say(format_args!("{stopped}={sent} ({why})"));
     cleanup(fe, rep);
     sent
+}
+
+/// The batch that unmaps what `map` maps (`busy`, `batches`): the same
+/// entries, without grants.
+fn unmap_of(map: &[Entry]) -> Vec<Entry> {
+    map.iter().map(|e| Entry { addr: e.addr, gref: 0, read_only: false }).collect()
 }
 
 /// Disconnects (or cleans up after the backend closed) and prints what

@@ -19,7 +19,7 @@ use alloc::format;
 use frontend::scenario::{pattern, Reporter};
 use frontend::Platform;
 use gpuif::PAGE_SIZE;
-use unikernel::xen::own_page::OwnPage;
+use unikernel::xen::page::OwnPage;
 use xenbus::TxId;
 
 use crate::guest::Fe;

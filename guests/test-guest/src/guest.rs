@@ -7,7 +7,7 @@ use alloc::boxed::Box;
 use frontend::scenario::{self, Control, GoodConfig, Reporter, SteadyEnd};
 use frontend::{Frontend, Happening, Options, Platform};
 use unikernel::control::{self, SHUTDOWN_PATH};
-use unikernel::xen::own_page::OwnPage;
+use unikernel::xen::page::OwnPage;
 use unikernel::xen::xenstore::XenstorePage;
 use unikernel::xen::{console, crash, events, logger};
 use unikernel::Kernel;

@@ -1,5 +1,5 @@
 //! The frontend's [`Platform`] in a PVH unikernel: pages from the heap
-//! (`unikernel::xen::own_page`), grants in our own grant table,
+//! (`unikernel::xen::page::OwnPage`), grants in our own grant table,
 //! `EVTCHNOP_alloc_unbound` ports, Xen system time, and the executor's
 //! `SCHEDOP_poll` sleep on the xenstore and ring ports.
 //!
@@ -15,7 +15,7 @@ use core::fmt;
 
 use frontend::{EndAccessError, Granted, PageId, Platform, Port};
 use unikernel::xen::gnttab::GrantError;
-use unikernel::xen::own_page::OwnPage;
+use unikernel::xen::page::OwnPage;
 use unikernel::xen::{events, timer, XenError};
 use unikernel::Kernel;
 

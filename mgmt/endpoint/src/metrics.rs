@@ -173,122 +173,105 @@ impl fmt::Display for Lower<'_> {
     }
 }
 
-/// Renders `s` in the text exposition format 0.0.4.
+/// Renders `s` in the text exposition format 0.0.4: gpu-dom itself, then
+/// its guests, then the management interface.
 pub fn render(s: &Snapshot, out: &mut impl Write) -> fmt::Result {
+    render_domain(s, out)?;
+    render_guests(s, out)?;
+    render_management(s, out)
+}
+
+/// A family of one series per `F`: name, help and the number it shows.
+type Family<F> = (&'static str, &'static str, fn(&F) -> u64);
+
+/// gpu-dom itself: uptime, serving, heap, pools, hypercalls.
+fn render_domain(s: &Snapshot, out: &mut impl Write) -> fmt::Result {
     family(out, "gpu_dom_uptime_seconds", "gauge", "Time since gpu-dom started.")?;
-    writeln!(
-        out,
-        "gpu_dom_uptime_seconds {}.{:09}",
-        s.uptime_ns / 1_000_000_000,
-        s.uptime_ns % 1_000_000_000
-    )?;
-    family(
-        out,
-        "gpu_dom_serving",
-        "gauge",
-        "1 while gpu-dom serves guests (what /healthz reports).",
-    )?;
-    writeln!(out, "gpu_dom_serving {}", s.serving as u8)?;
-    family(out, "gpu_dom_heap_used_bytes", "gauge", "gpu-dom heap in use.")?;
-    writeln!(out, "gpu_dom_heap_used_bytes {}", s.heap_used_bytes)?;
-    family(out, "gpu_dom_heap_free_bytes", "gauge", "gpu-dom heap free.")?;
-    writeln!(out, "gpu_dom_heap_free_bytes {}", s.heap_free_bytes)?;
-
-    pool(out, s, "gpu_dom_pool_capacity", "What gpu-dom has of each pool.", |p| p.capacity)?;
-    pool(
-        out,
-        s,
-        "gpu_dom_pool_reserved",
-        "The sum of the attached guests' limits, per pool.",
-        |p| p.reserved,
-    )?;
-    pool(out, s, "gpu_dom_pool_used", "What the guests hold now, per pool.", |p| p.used)?;
-
+    let (secs, nanos) = (s.uptime_ns / 1_000_000_000, s.uptime_ns % 1_000_000_000);
+    writeln!(out, "gpu_dom_uptime_seconds {secs}.{nanos:09}")?;
+    let serving_help = "1 while gpu-dom serves guests (what /healthz reports).";
+    single(out, "gpu_dom_serving", "gauge", serving_help, s.serving as u64)?;
+    single(out, "gpu_dom_heap_used_bytes", "gauge", "gpu-dom heap in use.", s.heap_used_bytes)?;
+    single(out, "gpu_dom_heap_free_bytes", "gauge", "gpu-dom heap free.", s.heap_free_bytes)?;
+    let pools: [Family<PoolFigures>; 3] = [
+        ("gpu_dom_pool_capacity", "What gpu-dom has of each pool.", |p| p.capacity),
+        ("gpu_dom_pool_reserved", "The sum of the attached guests' limits, per pool.", |p| {
+            p.reserved
+        }),
+        ("gpu_dom_pool_used", "What the guests hold now, per pool.", |p| p.used),
+    ];
+    for (name, help, value) in pools {
+        pool(out, s, name, help, value)?;
+    }
     family(out, "gpu_dom_hypercalls_total", "counter", "Grant-window hypercalls, by kind.")?;
     for (kind, n) in &s.hypercalls {
         writeln!(out, "gpu_dom_hypercalls_total{{kind=\"{kind}\"}} {n}")?;
     }
+    Ok(())
+}
 
-    family(out, "gpu_dom_guests", "gauge", "vgpu devices gpu-dom knows.")?;
-    writeln!(out, "gpu_dom_guests {}", s.guests.len())?;
-    per_guest(
-        out,
-        s,
-        "gpu_dom_guest_connected",
-        "gauge",
-        "1 while the guest's ring is served.",
-        |g| g.connected as u64,
-    )?;
-    family(out, "gpu_dom_guest_entries_mapped", "gauge", "Shadow entries mapped, by table.")?;
-    for g in &s.guests {
-        writeln!(
-            out,
-            "gpu_dom_guest_entries_mapped{{{},table=\"ggtt\"}} {}",
-            guest_labels(g),
-            g.ggtt_entries
-        )?;
-        writeln!(
-            out,
-            "gpu_dom_guest_entries_mapped{{{},table=\"ppgtt\"}} {}",
-            guest_labels(g),
-            g.ppgtt_entries
-        )?;
-    }
-    per_guest(
-        out,
-        s,
+/// A per-guest family: name, type, help and the number it shows.
+type GuestFamily = (&'static str, &'static str, &'static str, fn(&GuestFigures) -> u64);
+
+/// The per-guest families after the entries mapped.
+const GUEST_USE: [GuestFamily; 2] = [
+    (
         "gpu_dom_guest_grants_mapped",
         "gauge",
         "Guest pages grant-mapped into the GPU-reachable window.",
         |g| g.grants_mapped,
-    )?;
-    per_guest(out, s, "gpu_dom_guest_batches_total", "counter", "Map and unmap requests.", |g| {
-        g.batches
-    })?;
-    family(out, "gpu_dom_guest_requests_total", "counter", "Requests answered, by result.")?;
-    for g in &s.guests {
-        for (result, n) in &g.results {
-            writeln!(
-                out,
-                "gpu_dom_guest_requests_total{{{},result=\"{}\"}} {n}",
-                guest_labels(g),
-                Lower(result)
-            )?;
-        }
-    }
-    per_guest(
-        out,
-        s,
+    ),
+    ("gpu_dom_guest_batches_total", "counter", "Map and unmap requests.", |g| g.batches),
+];
+
+/// The per-guest families after the requests answered.
+const GUEST_EVENTS: [GuestFamily; 4] = [
+    (
         "gpu_dom_guest_ring_errors_total",
         "counter",
         "Ring protocol violations (each ends the connection).",
         |g| g.ring_errors,
-    )?;
-    per_guest(
-        out,
-        s,
+    ),
+    (
         "gpu_dom_guest_connects_total",
         "counter",
         "Connections made (ring mapped, event channel bound).",
         |g| g.connects,
-    )?;
-    per_guest(out, s, "gpu_dom_guest_disconnects_total", "counter", "Connections ended.", |g| {
-        g.disconnects
-    })?;
-    per_guest(
-        out,
-        s,
-        "gpu_dom_guest_refusals_total",
-        "counter",
-        "Entries and requests gtt refused.",
-        |g| g.refusals,
-    )?;
-    family(
-        out,
-        "gpu_dom_guest_limit",
-        "gauge",
-        "The guest's limit, reserved from gpu-dom's pool.",
-    )?;
+    ),
+    ("gpu_dom_guest_disconnects_total", "counter", "Connections ended.", |g| g.disconnects),
+    ("gpu_dom_guest_refusals_total", "counter", "Entries and requests gtt refused.", |g| {
+        g.refusals
+    }),
+];
+
+/// Every guest's device: state, what it maps, its requests, its limits.
+fn render_guests(s: &Snapshot, out: &mut impl Write) -> fmt::Result {
+    family(out, "gpu_dom_guests", "gauge", "vgpu devices gpu-dom knows.")?;
+    writeln!(out, "gpu_dom_guests {}", s.guests.len())?;
+    let connected_help = "1 while the guest's ring is served.";
+    per_guest(out, s, "gpu_dom_guest_connected", "gauge", connected_help, |g| g.connected as u64)?;
+    family(out, "gpu_dom_guest_entries_mapped", "gauge", "Shadow entries mapped, by table.")?;
+    for g in &s.guests {
+        for (table, n) in [("ggtt", g.ggtt_entries), ("ppgtt", g.ppgtt_entries)] {
+            let labels = guest_labels(g);
+            writeln!(out, "gpu_dom_guest_entries_mapped{{{labels},table=\"{table}\"}} {n}")?;
+        }
+    }
+    for (name, kind, help, value) in GUEST_USE {
+        per_guest(out, s, name, kind, help, value)?;
+    }
+    family(out, "gpu_dom_guest_requests_total", "counter", "Requests answered, by result.")?;
+    for g in &s.guests {
+        for (result, n) in &g.results {
+            let (labels, result) = (guest_labels(g), Lower(result));
+            writeln!(out, "gpu_dom_guest_requests_total{{{labels},result=\"{result}\"}} {n}")?;
+        }
+    }
+    for (name, kind, help, value) in GUEST_EVENTS {
+        per_guest(out, s, name, kind, help, value)?;
+    }
+    let limit_help = "The guest's limit, reserved from gpu-dom's pool.";
+    family(out, "gpu_dom_guest_limit", "gauge", limit_help)?;
     for g in &s.guests {
         for (pool, limit, _) in &g.limits {
             writeln!(out, "gpu_dom_guest_limit{{{},pool=\"{pool}\"}} {limit}", guest_labels(g))?;
@@ -300,74 +283,39 @@ pub fn render(s: &Snapshot, out: &mut impl Write) -> fmt::Result {
             writeln!(out, "gpu_dom_guest_used{{{},pool=\"{pool}\"}} {used}", guest_labels(g))?;
         }
     }
+    Ok(())
+}
 
-    let n = &s.net;
-    single(
-        out,
-        "gpu_dom_mgmt_rx_packets_total",
-        "counter",
-        "Frames received on the management vif.",
-        n.rx_packets,
-    )?;
-    single(
-        out,
-        "gpu_dom_mgmt_rx_bytes_total",
-        "counter",
-        "Bytes received on the management vif.",
-        n.rx_bytes,
-    )?;
-    single(
-        out,
-        "gpu_dom_mgmt_tx_packets_total",
-        "counter",
-        "Frames sent on the management vif.",
-        n.tx_packets,
-    )?;
-    single(
-        out,
-        "gpu_dom_mgmt_tx_bytes_total",
-        "counter",
-        "Bytes sent on the management vif.",
-        n.tx_bytes,
-    )?;
-    single(
-        out,
-        "gpu_dom_mgmt_tx_dropped_total",
-        "counter",
-        "Frames not sent: every tx buffer was in flight.",
-        n.tx_dropped,
-    )?;
-    single(
-        out,
-        "gpu_dom_mgmt_backend_errors_total",
-        "counter",
-        "Netback answers with an error status.",
-        n.backend_errors,
-    )?;
-    single(
-        out,
-        "gpu_dom_mgmt_backend_protocol_errors_total",
-        "counter",
-        "Netback answers that break netif.h.",
-        n.backend_protocol_errors,
-    )?;
+/// The management vif's counters.
+const NET_COUNTERS: [Family<NetFigures>; 7] = [
+    ("gpu_dom_mgmt_rx_packets_total", "Frames received on the management vif.", |n| n.rx_packets),
+    ("gpu_dom_mgmt_rx_bytes_total", "Bytes received on the management vif.", |n| n.rx_bytes),
+    ("gpu_dom_mgmt_tx_packets_total", "Frames sent on the management vif.", |n| n.tx_packets),
+    ("gpu_dom_mgmt_tx_bytes_total", "Bytes sent on the management vif.", |n| n.tx_bytes),
+    ("gpu_dom_mgmt_tx_dropped_total", "Frames not sent: every tx buffer was in flight.", |n| {
+        n.tx_dropped
+    }),
+    ("gpu_dom_mgmt_backend_errors_total", "Netback answers with an error status.", |n| {
+        n.backend_errors
+    }),
+    ("gpu_dom_mgmt_backend_protocol_errors_total", "Netback answers that break netif.h.", |n| {
+        n.backend_protocol_errors
+    }),
+];
+
+/// The management interface: the vif's counters, then HTTP's.
+fn render_management(s: &Snapshot, out: &mut impl Write) -> fmt::Result {
+    for (name, help, value) in NET_COUNTERS {
+        single(out, name, "counter", help, value(&s.net))?;
+    }
     family(out, "gpu_dom_mgmt_http_responses_total", "counter", "HTTP responses, by status code.")?;
     for (code, count) in s.http.responses() {
         writeln!(out, "gpu_dom_mgmt_http_responses_total{{code=\"{code}\"}} {count}")?;
     }
-    family(
-        out,
-        "gpu_dom_mgmt_connections_dropped_total",
-        "counter",
-        "Connections dropped before a full answer, by reason.",
-    )?;
-    writeln!(
-        out,
-        "gpu_dom_mgmt_connections_dropped_total{{reason=\"timeout\"}} {}",
-        s.http.timeouts
-    )?;
-    writeln!(out, "gpu_dom_mgmt_connections_dropped_total{{reason=\"reset\"}} {}", s.http.resets)?;
-    Ok(())
+    let dropped = "gpu_dom_mgmt_connections_dropped_total";
+    family(out, dropped, "counter", "Connections dropped before a full answer, by reason.")?;
+    writeln!(out, "{dropped}{{reason=\"timeout\"}} {}", s.http.timeouts)?;
+    writeln!(out, "{dropped}{{reason=\"reset\"}} {}", s.http.resets)
 }
 
 #[cfg(test)]

@@ -155,24 +155,71 @@ pub fn attach<T: Bounded>(xs: &mut Store<T>, args: &AttachArgs) -> Result<Attach
         return Err(Error::SelfAttach { domain: guest.to_string() });
     }
     let device = Device { backend: backend.id, frontend: guest.id, devid: args.devid };
-    let mut notes = Vec::new();
+    let plan = Plan { args, guest, backend, device };
     let ((limits, total_note), attempts) = xs.transact(|xs, tx| {
-        for dom in [&guest, &backend] {
+        plan.check_free(xs, tx)?;
+        let (limits, total_note) = plan.admit(xs, tx)?;
+        plan.write(xs, tx, limits)?;
+        Ok((limits, total_note))
+    })?;
+    let mut notes: Vec<String> = total_note.into_iter().collect();
+    if args.ggtt_base.is_none() {
+        notes.push(format!("placed the slice at the lowest free base: {}", limits.slice));
+    }
+    if attempts > 1 {
+        notes.push(format!("the transaction was redone {} times (EAGAIN)", attempts - 1));
+    }
+    let mut warnings = Vec::new();
+    if plan.guest.id == 0 {
+        warnings.push(
+            "the guest is dom0: dom0 is the toolstack and owns the limits, so this guest can \
+             change its own limits; gpu-dom must trust a dom0 frontend for that"
+                .to_string(),
+        );
+    }
+    let Plan { guest, backend, device, .. } = plan;
+    Ok(Attached { guest, backend, device, limits, attempts, notes, warnings })
+}
+
+/// One attach, inside its transaction (which may run more than once).
+struct Plan<'a> {
+    args: &'a AttachArgs,
+    guest: Domain,
+    backend: Domain,
+    device: Device,
+}
+
+impl Plan<'_> {
+    /// Both domains still exist and the device does not, yet.
+    fn check_free<T: Bounded>(&self, xs: &mut Store<T>, tx: TxId) -> Result<(), Error> {
+        for dom in [&self.guest, &self.backend] {
             if !xs.exists(tx, &domains::home(dom.id))? {
-                let role = if dom.id == guest.id { "guest" } else { "backend" };
+                let role = if dom.id == self.guest.id { "guest" } else { "backend" };
                 return Err(Error::NoSuchDomain { role, spec: dom.to_string(), known: vec![] });
             }
         }
-        for path in [device.backend_dir(), device.frontend_dir()] {
+        for path in [self.device.backend_dir(), self.device.frontend_dir()] {
             if xs.exists(tx, &path)? {
                 return Err(Error::DeviceExists {
-                    guest: guest.to_string(),
-                    spec: args.guest.clone(),
-                    devid: args.devid,
+                    guest: self.guest.to_string(),
+                    spec: self.args.guest.clone(),
+                    devid: self.args.devid,
                     path,
                 });
             }
         }
+        Ok(())
+    }
+
+    /// The guest's limits, with its slice placed, if they fit in what the
+    /// backend has left (admission, before anything is written); and a note
+    /// when the backend has not published its GGTT size.
+    fn admit<T: Bounded>(
+        &self,
+        xs: &mut Store<T>,
+        tx: TxId,
+    ) -> Result<(Limits, Option<String>), Error> {
+        let (args, backend) = (self.args, &self.backend);
         let (total, published) = ggtt_total(xs, tx, backend.id)?;
         let attached = attached_slices(xs, tx, backend.id)?;
         let slice = place(xs, args, total, &attached)?;
@@ -182,9 +229,19 @@ pub fn attach<T: Bounded>(xs: &mut Store<T>, args: &AttachArgs) -> Result<Attach
             max_pages: args.max_pages,
             max_table_pages: args.max_table_pages,
         };
-        // Admission: what the backend has left, before anything is written.
         pools::check(&pools::read(xs, tx, backend.id)?, &limits, &backend.to_string())?;
-        for node in device.nodes(&limits) {
+        let note = (!published).then(|| {
+            format!(
+                "{backend} has not published {}; assumed a GGTT of {total} entries",
+                layout::ggtt_total_path(backend.id)
+            )
+        });
+        Ok((limits, note))
+    }
+
+    /// Writes the device's nodes, the guest's name and the toolstack's record.
+    fn write<T: Bounded>(&self, xs: &mut Store<T>, tx: TxId, limits: Limits) -> Result<(), Error> {
+        for node in self.device.nodes(&limits) {
             match &node.value {
                 None => xs.mkdir(tx, &node.path)?,
                 Some(v) => xs.write(tx, &node.path, v)?,
@@ -193,45 +250,21 @@ pub fn attach<T: Bounded>(xs: &mut Store<T>, args: &AttachArgs) -> Result<Attach
         }
         // The guest's name, for gpu-dom's metrics (it cannot read the
         // guest's own `name`).
-        if let Some(name) = &guest.name {
-            let path = format!("{}/{}", device.backend_dir(), gpuif::keys::GUEST_NAME);
+        if let Some(name) = &self.guest.name {
+            let path = format!("{}/{}", self.device.backend_dir(), gpuif::keys::GUEST_NAME);
             xs.write(tx, &path, name)?;
-            xs.set_perms(tx, &path, &device.backend_perms())?;
+            xs.set_perms(tx, &path, &self.device.backend_perms())?;
         }
         // The toolstack's own copy, for `vgpu restore` after gpu-dom died.
         let record = Record {
-            guest: guest.id,
-            devid: args.devid,
-            backend_name: backend.label(),
-            backend_id: backend.id,
+            guest: self.guest.id,
+            devid: self.args.devid,
+            backend_name: self.backend.label(),
+            backend_id: self.backend.id,
             limits,
         };
-        record.write(xs, tx)?;
-        let note = (!published).then(|| {
-            format!(
-                "{} has not published {}; assumed a GGTT of {total} entries",
-                backend,
-                layout::ggtt_total_path(backend.id)
-            )
-        });
-        Ok((limits, note))
-    })?;
-    notes.extend(total_note);
-    if args.ggtt_base.is_none() {
-        notes.push(format!("placed the slice at the lowest free base: {}", limits.slice));
+        record.write(xs, tx)
     }
-    if attempts > 1 {
-        notes.push(format!("the transaction was redone {} times (EAGAIN)", attempts - 1));
-    }
-    let mut warnings = Vec::new();
-    if guest.id == 0 {
-        warnings.push(
-            "the guest is dom0: dom0 is the toolstack and owns the limits, so this guest can \
-             change its own limits; gpu-dom must trust a dom0 frontend for that"
-                .to_string(),
-        );
-    }
-    Ok(Attached { guest, backend, device, limits, attempts, notes, warnings })
 }
 
 fn place<T: Bounded>(

@@ -269,7 +269,7 @@ impl WindowReader {
 }
 
 /// Pages mapped for the backend CPU (rings, self-tests), outside the
-/// window (`foreign_page.rs` maps and unmaps them).
+/// window (`page.rs` maps and unmaps them).
 pub struct CpuPages {
     pub(super) frames: Frames,
 }

@@ -30,10 +30,11 @@
 //! `dma-check` lines, and Xen's `DMAR:[DMA Read|Write] ... fault addr <a>`
 //! lines (every `expect-fault` gpu-dom printed must have one).
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use crate::commands::boot;
-use crate::debian::dom0;
+use crate::debian::dom0::{self, Tree};
 use crate::error::{Error, Result};
 use crate::formats::initramfs::Source;
 use crate::formats::xlcfg;
@@ -85,47 +86,14 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
     let mut p = Progress::new("iommu", 13);
     let sys = system::prepare_with(paths, &mut p, None, true, dom0::HVM_PACKAGES)?;
     let (guest, vgpu) = guests::build_guest_and_vgpu(paths, &mut p)?;
-    let hvm_path = paths.root.join(HVM_XL_CONFIG);
-    let hvm = std::fs::read_to_string(&hvm_path).map_err(|e| Error::io("reading", &hvm_path, e))?;
-    let gpu_cfg = gpu_dom_config(&hvm)
-        .map_err(|reason| Error::XlConfig { path: hvm_path.clone(), reason })?;
-    let guest_path = paths.root.join(guests::GUEST_XL_CONFIG);
-    let template =
-        std::fs::read_to_string(&guest_path).map_err(|e| Error::io("reading", &guest_path, e))?;
-    let guest_cfg = xlcfg::with_kernel(&template, guests::GUEST_IMAGE_IN_DOM0)
-        .map_err(|reason| Error::XlConfig { path: guest_path.clone(), reason })?;
-    let guest_cfg = xlcfg::with_string(
-        &xlcfg::with_string(&guest_cfg, "name", GUEST),
-        "cmdline",
-        GUEST_CMDLINE,
-    );
-    // More memory than gpu-dom, so the guest's far page (`far-gfn`) has a
-    // frame number above gpu-dom's RAM.
-    let guest_cfg = xlcfg::with_number(&guest_cfg, "memory", GUEST_MEMORY_MIB);
-
     let mut files = vec![
         file(IMAGE32_IN_DOM0, Source::Host(sys.image.elf32.clone()), 0o644),
-        file(&scenario::xl_cfg_path(boot::DOMAIN), Source::Bytes(gpu_cfg.into_bytes()), 0o644),
+        file(&scenario::xl_cfg_path(boot::DOMAIN), Source::Bytes(gpu_config(paths)?), 0o644),
         file(guests::GUEST_IMAGE_IN_DOM0, Source::Host(guest), 0o644),
-        file(&scenario::xl_cfg_path(GUEST), Source::Bytes(guest_cfg.into_bytes()), 0o644),
+        file(&scenario::xl_cfg_path(GUEST), Source::Bytes(guest_config(paths)?), 0o644),
         file(guests::VGPU_IN_DOM0, Source::Host(vgpu), 0o755),
     ];
-    // The device model and its firmware, from the Debian packages.
-    let from = |pkg: &str, rel: &str, mode: u32| -> Result<ScenarioFile> {
-        let t = dom0::package_tree(&sys.trees, pkg)?;
-        let path = t.dir.join(rel);
-        if !path.is_file() {
-            return Err(Error::PackageContent { package: pkg.into(), what: format!("no {rel}") });
-        }
-        Ok(file(&format!("/{rel}"), Source::Host(path), mode))
-    };
-    files.push(from(dom0::QEMU_XEN, dom0::QEMU_XEN_BIN, 0o755)?);
-    files.push(from(dom0::XEN_UTILS, dom0::HVMLOADER, 0o644)?);
-    files.push(from(dom0::SEABIOS, dom0::SEABIOS_BIN, 0o644)?);
-    for rel in dom0::QEMU_DATA_FILES {
-        files.push(from(dom0::QEMU_DATA, rel, 0o644)?);
-    }
-
+    files.extend(device_model_files(&sys.trees)?);
     let scenario = iommu_scenario(files);
     let run = Dom0Run {
         dir: "iommu",
@@ -160,6 +128,51 @@ pub fn run(paths: &Paths, timeout: Option<Duration>) -> Result<()> {
                 .into(),
         })
     }
+}
+
+/// gpu-dom's xl config: the repository's HVM config, checked and completed
+/// by [`gpu_dom_config`].
+fn gpu_config(paths: &Paths) -> Result<Vec<u8>> {
+    let hvm_path = paths.root.join(HVM_XL_CONFIG);
+    let hvm = std::fs::read_to_string(&hvm_path).map_err(|e| Error::io("reading", &hvm_path, e))?;
+    let cfg = gpu_dom_config(&hvm).map_err(|reason| Error::XlConfig { path: hvm_path, reason })?;
+    Ok(cfg.into_bytes())
+}
+
+/// The test guest's xl config: the repository's, with this scenario's
+/// name, command line and memory.
+fn guest_config(paths: &Paths) -> Result<Vec<u8>> {
+    let guest_path = paths.root.join(guests::GUEST_XL_CONFIG);
+    let template =
+        std::fs::read_to_string(&guest_path).map_err(|e| Error::io("reading", &guest_path, e))?;
+    let cfg = xlcfg::with_kernel(&template, guests::GUEST_IMAGE_IN_DOM0)
+        .map_err(|reason| Error::XlConfig { path: guest_path.clone(), reason })?;
+    let cfg =
+        xlcfg::with_string(&xlcfg::with_string(&cfg, "name", GUEST), "cmdline", GUEST_CMDLINE);
+    // More memory than gpu-dom, so the guest's far page (`far-gfn`) has a
+    // frame number above gpu-dom's RAM.
+    Ok(xlcfg::with_number(&cfg, "memory", GUEST_MEMORY_MIB).into_bytes())
+}
+
+/// The device model and its firmware, from the Debian packages.
+fn device_model_files(trees: &BTreeMap<String, Tree>) -> Result<Vec<ScenarioFile>> {
+    let from = |pkg: &str, rel: &str, mode: u32| -> Result<ScenarioFile> {
+        let t = dom0::package_tree(trees, pkg)?;
+        let path = t.dir.join(rel);
+        if !path.is_file() {
+            return Err(Error::PackageContent { package: pkg.into(), what: format!("no {rel}") });
+        }
+        Ok(file(&format!("/{rel}"), Source::Host(path), mode))
+    };
+    let mut files = vec![
+        from(dom0::QEMU_XEN, dom0::QEMU_XEN_BIN, 0o755)?,
+        from(dom0::XEN_UTILS, dom0::HVMLOADER, 0o644)?,
+        from(dom0::SEABIOS, dom0::SEABIOS_BIN, 0o644)?,
+    ];
+    for rel in dom0::QEMU_DATA_FILES {
+        files.push(from(dom0::QEMU_DATA, rel, 0o644)?);
+    }
+    Ok(files)
 }
 
 /// The repository's HVM config for the test dom0: the 32-bit image, the

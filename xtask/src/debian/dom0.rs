@@ -8,8 +8,7 @@
 //! drivers dom0 needs as modules and ships no `modules.dep`.
 
 use crate::debian::apt::{self, Deb, Package, Resolver};
-use crate::debian::kmod::{self, ModuleIndex};
-use crate::debian::libs::{self, SearchDir};
+use crate::debian::rootfs::{Assembled, Rootfs};
 use crate::error::{Error, Result};
 use crate::formats::initramfs::{Initramfs, Source};
 use crate::harness::host;
@@ -291,35 +290,19 @@ fn is_dynamic_elf(path: &Path) -> Result<bool> {
     Ok(interp.is_some())
 }
 
-/// What went into an initramfs (dom0's, or a Linux guest's:
-/// `guest_initramfs`).
-#[derive(Debug)]
-pub struct Assembled {
-    pub size: u64,
-    pub init: String,
-    pub libs: usize,
-    /// Libraries that came from the host because no package tree had them.
-    pub host_libs: Vec<String>,
-    pub modules: Vec<String>,
-    pub builtin_modules: Vec<String>,
-}
-
-/// Builds the dom0 initramfs for `scenario` into `out`.
+/// Builds the dom0 initramfs for `scenario` into `out`: the toolstack, the
+/// scenario's files, the Xen modules and the scenario's `/init`.
 pub fn assemble(
     trees: &BTreeMap<String, Tree>,
     release: &str,
     scenario: &Scenario,
     out: &Path,
 ) -> Result<Assembled> {
-    let mut fs = Initramfs::default();
-    for d in ["proc", "sys", "dev", "tmp", "run", "var/lib/xen", "var/log/xen", "root", "etc/xen"] {
-        fs.dir(d);
-    }
-    fs.symlink("var/run", "../run");
-    let busybox = tree(trees, BUSYBOX)?.dir.join("bin/busybox");
-    fs.host_file("bin/busybox", &busybox, 0o755);
-
-    let mut programs = toolstack(&mut fs, trees)?;
+    let dirs =
+        ["proc", "sys", "dev", "tmp", "run", "var/lib/xen", "var/log/xen", "root", "etc/xen"];
+    let mut root = Rootfs::new(trees, &dirs)?;
+    root.fs.symlink("var/run", "../run");
+    let mut programs = toolstack(&mut root.fs, trees)?;
     // Executable scenario files (e.g. a host-built CLI) get their libraries too.
     for f in &scenario.files {
         if let (Source::Host(path), true) = (&f.source, f.mode & 0o111 != 0) {
@@ -328,28 +311,17 @@ pub fn assemble(
             }
         }
     }
-    let (libs, host_libs) = libraries(&mut fs, trees, &programs)?;
-    let plan = modules(&mut fs, trees, release, XEN_MODULES)?;
-
-    let dom0 = Dom0 {
-        kernel_release: release.to_string(),
-        modules: plan.load.iter().map(|m| m.path.clone()).collect(),
-        xen_bin: format!("/{XEN_BIN}"),
-        lib_dirs: vec![format!("/{LIB_DIR}")],
-    };
-    for f in &scenario.files {
-        fs.file(&f.dest, f.source.clone(), f.mode);
-    }
-    let init = scenario.init_script(&dom0);
-    fs.file("init", Source::Bytes(init.clone().into_bytes()), 0o755);
-    let size = fs.write(out)?;
-    Ok(Assembled {
-        size,
-        init,
-        libs,
-        host_libs,
-        modules: plan.load.iter().map(|m| m.name.clone()).collect(),
-        builtin_modules: plan.builtin,
+    root.finish(release, &programs, XEN_MODULES, out, |fs, modules| {
+        let dom0 = Dom0 {
+            kernel_release: release.to_string(),
+            modules,
+            xen_bin: format!("/{XEN_BIN}"),
+            lib_dirs: vec![format!("/{LIB_DIR}")],
+        };
+        for f in &scenario.files {
+            fs.file(&f.dest, f.source.clone(), f.mode);
+        }
+        scenario.init_script(&dom0)
     })
 }
 
@@ -386,66 +358,6 @@ fn toolstack(fs: &mut Initramfs, trees: &BTreeMap<String, Tree>) -> Result<Vec<P
     let xl_conf = if xl_conf.is_file() { Source::Host(xl_conf) } else { Source::Bytes(Vec::new()) };
     fs.file("etc/xen/xl.conf", xl_conf, 0o644);
     Ok(programs)
-}
-
-/// The shared libraries `programs` need, from the package trees first (libs
-/// before tools), the host last; returns how many, and those from the host.
-pub fn libraries(
-    fs: &mut Initramfs,
-    trees: &BTreeMap<String, Tree>,
-    programs: &[PathBuf],
-) -> Result<(usize, Vec<String>)> {
-    let mut search = Vec::new();
-    let mut ordered: Vec<&Tree> = trees.values().filter(|t| t.package.is_library()).collect();
-    ordered.push(tree(trees, XEN_UTILS)?);
-    for t in ordered {
-        for d in [
-            "lib/x86_64-linux-gnu",
-            "usr/lib/x86_64-linux-gnu",
-            "usr/lib/xen-4.17/lib/x86_64-linux-gnu",
-        ] {
-            search.push(SearchDir::new(&t.dir, d));
-        }
-    }
-    search.push(SearchDir::new("/", "lib/x86_64-linux-gnu"));
-    search.push(SearchDir::new("/", "usr/lib/x86_64-linux-gnu"));
-    let set = libs::closure(programs, DLOPENED, &search)?;
-    let mut host_libs = Vec::new();
-    for (soname, found) in &set.libs {
-        fs.host_file(&format!("{LIB_DIR}/{soname}"), &found.file, 0o755);
-        if found.from_host {
-            host_libs.push(soname.clone());
-        }
-    }
-    if let Some((path, found)) = &set.interpreter {
-        fs.host_file(path, &found.file, 0o755);
-        if found.from_host {
-            host_libs.push(path.clone());
-        }
-    }
-    Ok((set.libs.len(), host_libs))
-}
-
-/// The `wanted` kernel modules of kernel `release` and what they depend on,
-/// in load order.
-pub fn modules(
-    fs: &mut Initramfs,
-    trees: &BTreeMap<String, Tree>,
-    release: &str,
-    wanted: &[&str],
-) -> Result<kmod::Plan> {
-    let kt = tree(trees, KERNEL_META)?;
-    let mdir = kt.dir.join("lib/modules").join(release);
-    let order = fs::read_to_string(mdir.join("modules.order"))
-        .map_err(|e| Error::io("reading", mdir.join("modules.order"), e))?;
-    let builtin = fs::read_to_string(mdir.join("modules.builtin")).unwrap_or_default();
-    let plan = kmod::plan(wanted, &ModuleIndex::parse(&order, &builtin), |rel| {
-        kmod::depends_of_file(&mdir.join(rel))
-    })?;
-    for m in &plan.load {
-        fs.host_file(&format!("lib/modules/{release}/{}", m.path), mdir.join(&m.path), 0o644);
-    }
-    Ok(plan)
 }
 
 #[cfg(test)]

@@ -17,9 +17,9 @@
 //! then exactly one of `LINUX-GUEST: PASS` or `LINUX-GUEST: FAIL <why>`;
 //! every wait in `/init` is bounded; the domain powers itself off at the end.
 
-use crate::debian::dom0::{self, Tree, LIB_DIR};
+use crate::debian::dom0::{Tree, LIB_DIR};
+use crate::debian::rootfs::{Assembled, Rootfs};
 use crate::error::Result;
-use crate::formats::initramfs::{Initramfs, Source};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
@@ -113,27 +113,11 @@ pub fn assemble(
     vgpu_front: &Path,
     init: impl FnOnce(Vec<String>) -> GuestInit,
     out: &Path,
-) -> Result<dom0::Assembled> {
-    let mut fs = Initramfs::default();
-    for d in ["proc", "sys", "dev", "tmp", "root"] {
-        fs.dir(d);
-    }
-    let busybox = dom0::package_tree(trees, dom0::BUSYBOX)?.dir.join("bin/busybox");
-    fs.host_file("bin/busybox", &busybox, 0o755);
-    fs.host_file(VGPU_FRONT_IN_GUEST, vgpu_front, 0o755);
-    let (libs, host_libs) = dom0::libraries(&mut fs, trees, &[vgpu_front.to_path_buf()])?;
-    let plan = dom0::modules(&mut fs, trees, release, GUEST_MODULES)?;
-    let init = init(plan.load.iter().map(|m| m.path.clone()).collect()).script();
-    fs.file("init", Source::Bytes(init.clone().into_bytes()), 0o755);
-    let size = fs.write(out)?;
-    Ok(dom0::Assembled {
-        size,
-        init,
-        libs,
-        host_libs,
-        modules: plan.load.iter().map(|m| m.name.clone()).collect(),
-        builtin_modules: plan.builtin,
-    })
+) -> Result<Assembled> {
+    let mut root = Rootfs::new(trees, &["proc", "sys", "dev", "tmp", "root"])?;
+    root.fs.host_file(VGPU_FRONT_IN_GUEST, vgpu_front, 0o755);
+    let programs = [vgpu_front.to_path_buf()];
+    root.finish(release, &programs, GUEST_MODULES, out, |_, modules| init(modules).script())
 }
 
 #[cfg(test)]
