@@ -193,7 +193,7 @@ xenstore-write $fair_node idle
 wait_1s 90 xs_exists $fair_node-idle || fail "guest1 did not measure its round trip (idle) within 90 s"
 guest_create busy GB
 attach_and_start busy $GB
-wait_console busy "busy batches=" 120
+wait_console busy "busy batches=" 300
 busy_before=$(grep -o "busy batches=[0-9]*" "$CONSOLE_DIR/guest-busy.log" | tail -n 1 | cut -d= -f2)
 xenstore-write $fair_node busy
 wait_1s 90 xs_exists $fair_node-busy || fail "guest1 did not measure its round trip (busy) within 90 s"

@@ -195,7 +195,7 @@ wait_console guest1 "good PASS" 240
 # verified its 576 entries, which would otherwise wait behind its turns.
 guest_create busy GB
 attach_and_start busy $GB
-wait_console busy "busy batches=" 120
+wait_console busy "busy batches=" 300
 e2e "guest1 verified its entries; busy maps"
 "#
         .into(),
