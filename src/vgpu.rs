@@ -49,12 +49,15 @@ pub fn engine_config() -> Config {
     }
 }
 
-// A default gpu-dom serves `MAX_DEVICES` (16) guests attached with `vgpu
-// attach`'s default limits (`gpuif::keys::default_limits`): each default
-// guest takes at most a sixteenth of every pool.
+/// Guests with `vgpu attach`'s default limits (`gpuif::keys::default_limits`)
+/// a default gpu-dom serves: each takes at most a sixteenth of every pool.
+/// Smaller guests fill the devices pool first ([`MAX_DEVICES`], 64: each
+/// guest a 64th of every pool, as `cargo xtask scale` attaches them).
+pub const DEFAULT_GUESTS: usize = 16;
 const _: () = {
     use gpuif::keys::default_limits as d;
-    let n = MAX_DEVICES;
+    let n = DEFAULT_GUESTS;
+    assert!(n <= MAX_DEVICES);
     assert!(n * d::GGTT_ENTRIES as usize <= GGTT_ENTRIES as usize);
     assert!(n * d::MAX_PAGES as usize <= GRANT_SLOTS);
     assert!(n * d::MAX_TABLE_PAGES as usize <= TABLE_PAGES);

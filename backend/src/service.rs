@@ -31,8 +31,10 @@ use xenbus::{Client, Transport, XenbusState};
 use crate::device::{self, Connector, Device, DeviceError, Path, Refused, Until};
 use crate::{Backend, CpuAccess};
 
-/// Devices served at once.
-pub const MAX_DEVICES: usize = 16;
+/// Devices served at once: 64 small guests (`cargo xtask scale`), or 16
+/// guests with `vgpu attach`'s default limits (the pools are the bound
+/// then: see `src/vgpu.rs`).
+pub const MAX_DEVICES: usize = 64;
 /// Watch token for gpu-dom's `backend/vgpu` tree.
 pub const TOKEN_BACKEND: &str = "vgpu-backend";
 /// Watch token for `@releaseDomain` (some domain died).
