@@ -6,7 +6,7 @@
 //! - `gpu-dom: WARNING: no Intel GPU found (no PCI devices in a PVH domU) -> using the software GPU ...`
 //! - `gpu-dom: debug readback off` or `gpu-dom: WARNING: debug readback ON ...`
 //! - `gpu-dom: vgpu dom<F>/<devid> InitWait`
-//! - `gpu-dom: vgpu dom<F>/<devid> Connected`
+//! - `gpu-dom: vgpu dom<F>/<devid> Connected; heap <n> KiB used, <m> KiB free`
 //! - `gpu-dom: vgpu dom<F>/<devid> refused: <error>`
 //! - `gpu-dom: vgpu dom<F>/<devid> closed (<why>): <n> grants unmapped`
 //! - `gpu-dom: WARNING: fault armed: <kind> after <N> requests ...` at boot, then
@@ -146,7 +146,15 @@ impl FaultPlan {
 pub fn print_change(c: Change) {
     match c {
         Change::InitWait { fe, devid } => log::info!("vgpu dom{}/{devid} InitWait", fe.0),
-        Change::Connected { fe, devid, .. } => log::info!("vgpu dom{}/{devid} Connected", fe.0),
+        Change::Connected { fe, devid, .. } => {
+            let (used, free, _) = unikernel::arch::x86_64::alloc::stats();
+            log::info!(
+                "vgpu dom{}/{devid} Connected; heap {} KiB used, {} KiB free",
+                fe.0,
+                used / 1024,
+                free / 1024
+            )
+        }
         Change::Refused { fe, devid, error } => {
             log::info!("vgpu dom{}/{devid} refused: {error}", fe.0)
         }

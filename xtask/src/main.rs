@@ -22,7 +22,7 @@ use clap::Parser;
 
 use cli::{Cli, Cmd};
 use commands::boot::{self, Options, Stage};
-use commands::{checks, e2e, image, iommu, linux_guest, net, restart};
+use commands::{checks, e2e, image, iommu, linux_guest, net, restart, scale};
 use error::Result;
 use paths::Paths;
 use progress::Progress;
@@ -75,6 +75,7 @@ fn main() -> ExitCode {
         Cmd::LinuxGuest(t) => linux_guest::run(&paths, t.timeout),
         Cmd::Iommu(t) => iommu::run(&paths, t.timeout),
         Cmd::Net(t) => net::run(&paths, t.timeout),
+        Cmd::Scale(args) => scale::run(&paths, &args).map(|_| ()),
         Cmd::Fuzz(args) => checks::fuzz_run(&paths, &args.run()).map(|_| ()),
         Cmd::Bench(args) => checks::bench(&paths, args.criterion).map(|_| ()),
     };
