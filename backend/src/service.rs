@@ -31,6 +31,9 @@ use xenbus::{Client, Transport, XenbusState};
 use crate::device::{self, Connector, Device, DeviceError, Path, Refused, Until};
 use crate::{Backend, CpuAccess};
 
+mod rescan;
+pub use rescan::{backend_target, frontend_device, Rescan, Target, MAX_TARGETS};
+
 /// Devices served at once: 64 small guests (`cargo xtask scale`), or 16
 /// guests with `vgpu attach`'s default limits (the pools are the bound
 /// then: see `src/vgpu.rs`).
@@ -228,21 +231,32 @@ where
         }
         // New devices.
         for (fe, devid) in list_devices(xs) {
-            if self.devices.iter().any(|d| d.fe == fe && d.devid == devid) {
-                continue;
+            if !self.devices.iter().any(|d| d.fe == fe && d.devid == devid) {
+                self.take_on(xs, fe, devid);
             }
-            if self.devices.push(Device::new(fe, devid)).is_err() {
-                log::warn!("vgpu dom{}/{devid}: more than {MAX_DEVICES} devices; not served", fe.0);
-                continue;
-            }
-            let dev = self.devices.last().expect("just pushed");
-            let fe_state = path_of(format_args!("{}/{}", dev.fe_path(), "state"));
-            let _ = xs.watch(&fe_state, TOKEN_FRONTEND);
         }
         for i in 0..self.devices.len() {
             self.step(xs, i, scan, changes);
         }
         self.publish_pools(xs);
+    }
+
+    /// A new device: remembered, its frontend's state watched. Returns its
+    /// index, or `None` when gpu-dom already has [`MAX_DEVICES`].
+    fn take_on<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        fe: DomId,
+        devid: u32,
+    ) -> Option<usize> {
+        if self.devices.push(Device::new(fe, devid)).is_err() {
+            log::warn!("vgpu dom{}/{devid}: more than {MAX_DEVICES} devices; not served", fe.0);
+            return None;
+        }
+        let dev = self.devices.last().expect("just pushed");
+        let fe_state = path_of(format_args!("{}/{}", dev.fe_path(), "state"));
+        let _ = xs.watch(&fe_state, TOKEN_FRONTEND);
+        Some(self.devices.len() - 1)
     }
 
     /// Moves device `i` one step along the handshake, given xenstore now.

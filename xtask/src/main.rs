@@ -56,6 +56,7 @@ fn test(paths: &Paths) -> Result<()> {
     restart::run(paths, None)?;
     net::run(paths, None)?;
     iommu::run(paths, None)?;
+    scale::run(paths, &scale::ScaleArgs::ci())?;
     println!("[test] all passed in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
 }

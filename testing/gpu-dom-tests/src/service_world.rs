@@ -74,18 +74,27 @@ impl Default for World {
 
 impl World {
     pub fn new() -> World {
+        World::with_guests(0)
+    }
+
+    /// [`World::new`] plus `n` more guests, domids `10..10 + n`, named
+    /// `g<domid>` ([`World::many_guest`]); the engine serves them all.
+    pub fn with_guests(n: u16) -> World {
         let xs = Xenstored::new();
         for (id, name) in [(0, "Domain-0"), (1, "gpu-dom"), (5, "guest1"), (7, "guest2")] {
             xs.add_domain(id, name);
+        }
+        for id in 10..10 + n {
+            xs.add_domain(id, &format!("g{id}"));
         }
         let pcfg =
             PlatformConfig { backend: BACKEND, window_pages: 4096, ..PlatformConfig::default() };
         let platform = Platform::new(pcfg).unwrap();
         let cfg = Config {
-            max_guests: 8,
+            max_guests: 8 + n,
             grant_slots: 4000,
             table_pages: 256,
-            contexts: 16,
+            contexts: 16 + n as usize,
             max_batch: 2048,
         };
         let engine = Engine::new(cfg, platform.mapper(), platform.gpu());
@@ -110,7 +119,8 @@ impl World {
     }
 
     /// Delivers pending watch events to the service, as gpu-dom's loop
-    /// does, until none is left. The service must reach that fixed point:
+    /// does (each looks again only at the device its path names), until
+    /// none is left. The service must reach that fixed point:
     /// its own writes fire its watches, and a step that writes every time
     /// would loop forever under a real xenstored.
     pub fn pump(&mut self) {
@@ -126,9 +136,10 @@ impl World {
         for n in 0..max {
             match self.client.poll_event() {
                 Ok(Some(ev)) => {
-                    let token = ev.token().to_string();
+                    let (token, path) = (ev.token().to_string(), ev.path().to_string());
                     let mut changes = Vec::new();
-                    self.service.on_watch(&mut self.client, &token, &mut |c| changes.push(c));
+                    self.service
+                        .on_watch_event(&mut self.client, &token, &path, &mut |c| changes.push(c));
                     self.changes.extend(changes);
                 }
                 _ => return Some(n),
@@ -157,6 +168,11 @@ impl World {
             &mut err,
         );
         (code, String::from_utf8_lossy(&out).into(), String::from_utf8_lossy(&err).into())
+    }
+
+    /// The name of guest `id` of [`World::with_guests`].
+    pub fn many_guest(id: u16) -> String {
+        format!("g{id}")
     }
 
     pub fn be_state(&self, fe: u16) -> Option<String> {

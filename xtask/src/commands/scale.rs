@@ -73,6 +73,13 @@ pub struct ScaleArgs {
     pub timeout: Option<Duration>,
 }
 
+impl ScaleArgs {
+    /// What `cargo xtask test` runs: [`CI_GUESTS`] guests, the defaults otherwise.
+    pub fn ci() -> ScaleArgs {
+        ScaleArgs { guests: CI_GUESTS, guest_memory: DEFAULT_GUEST_MEMORY_MIB, timeout: None }
+    }
+}
+
 pub fn run(paths: &Paths, args: &ScaleArgs) -> Result<Figures> {
     let mut p = Progress::new("scale", 12);
     let sys = system::prepare(paths, &mut p, None, true)?;

@@ -205,7 +205,7 @@ pub fn report(f: &Figures, guest_memory: u32) -> String {
         s,
         "\nGPU-reachable at once: {pages} guest pages = {} MiB, from {n} guests \
          (each mapped its {} pages and read back a sample).",
-        pages * 4096 >> 20,
+        (pages * 4096) >> 20,
         f.guests.first().map_or(0, |g| g.pages)
     );
     s.push_str("\n| pool | capacity | reserved | used | free |\n|---|---|---|---|---|\n");
@@ -256,7 +256,7 @@ pub fn other_bounds() -> String {
          {MAPTRACK_FRAMES} frames x 256 = {} grant mappings (`max_maptrack_frames`); each \
          test guest's grant table {FRAMES_WANTED} frames x 512 = {} references (Xen allows \
          {GRANT_FRAMES} frames, `max_grant_frames`).",
-        WINDOW_FRAMES * 4096 >> 20,
+        (WINDOW_FRAMES * 4096) >> 20,
         MAPTRACK_FRAMES * 256,
         FRAMES_WANTED * 512,
     )
