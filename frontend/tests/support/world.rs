@@ -288,7 +288,10 @@ impl World {
         loop {
             let mut did = false;
             while let Ok(Some(ev)) = self.backend_xs.poll_event() {
-                service.on_watch(&mut self.backend_xs, ev.token(), &mut |c| self.changes.push(c));
+                let (token, path) = (ev.token().to_string(), ev.path().to_string());
+                service.on_watch_event(&mut self.backend_xs, &token, &path, &mut |c| {
+                    self.changes.push(c)
+                });
                 did = true;
                 work += 1;
                 // A backend that keeps finding work with nobody else acting
