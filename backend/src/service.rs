@@ -3,7 +3,10 @@
 //!
 //! The caller (the unikernel's event loop, or a host test) owns the xenstore
 //! client and the event channels; it calls [`Service::start`] once, then
-//! [`Service::on_watch`] for every watch event, [`Service::on_lost_events`]
+//! [`Service::on_watches`] for a batch of watch events gathered in a
+//! [`Rescan`] (or [`Service::on_watch_event`] for one; each looks again only
+//! at the device the event's path names, see `service/rescan.rs`),
+//! [`Service::on_lost_events`]
 //! whenever the client had to drop events, [`Service::on_event`] for every
 //! notification on a port, and [`Service::shutdown`] before gpu-dom exits.
 //! All waiting happens in the caller, and so does reporting: each
@@ -133,8 +136,9 @@ where
         Ok(())
     }
 
-    /// Handles one watch event: a rescan, idempotent (the device set is
-    /// small). An event on a frontend's state ([`TOKEN_FRONTEND`]) only
+    /// Handles one watch event by its token alone: a rescan of every
+    /// device, idempotent ([`Self::on_watches`] looks only at the devices
+    /// the events' paths name). An event on a frontend's state ([`TOKEN_FRONTEND`]) only
     /// steps the devices along the handshake; the toolstack's side (the
     /// device directories, their limits and permissions) can change only
     /// with an event under `backend/vgpu` ([`TOKEN_BACKEND`]), and is read
