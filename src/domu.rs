@@ -18,9 +18,10 @@
 //!   [`crate::mgmt::RX_BUDGET`] frames from the vif and one step of each
 //!   connection (see `mgmt`).
 //! - **xenstore**: at most [`XS_EVENTS_PER_ROUND`] watch events per round;
-//!   the service's events among them are coalesced into one rescan (events
-//!   the client dropped count as one more), so a round holds at most one
-//!   rescan. Events left over wait for the next round.
+//!   the service's events among them are coalesced: each device they name
+//!   is looked at once (`backend::service::Rescan`), or, if any event names
+//!   no device (or events were dropped), everything once. Events left over
+//!   wait for the next round.
 //! - **Sleeping**: the loop sleeps only after a round in which no device
 //!   had requests left, the endpoint had nothing left and xenstore had
 //!   nothing; otherwise it looks for fired ports without sleeping and goes
@@ -32,9 +33,10 @@
 //! device, one turn of at most 4096 + 2048 units, plus the endpoint's
 //! budget, [`XS_EVENTS_PER_ROUND`] watch events and one rescan: neither a guest
 //! flooding its ring and event channel nor one storming xenstore can
-//! delay the others beyond that. (A rescan's cost grows with the number
-//! of devices, not with any guest's input: see the README's
-//! "Availability".)
+//! delay the others beyond that. (Looking at a named device costs the same
+//! whatever the number of devices; a full rescan, taken only when an
+//! event names no device or events were dropped, grows with the number of
+//! devices, not with any guest's input: see the README's "Availability".)
 //!
 //! Markers (read by `cargo xtask` from the console logs; keep them stable):
 //! - `gpu-dom: started as domU`
@@ -337,15 +339,16 @@ impl Domu {
 
     /// One round of xenstore: handles at most [`XS_EVENTS_PER_ROUND`] watch
     /// events (queued in the client, or waiting on the ring). The service's
-    /// events are coalesced into one rescan (a rescan looks at everything);
+    /// events are coalesced: each device they name is looked at once;
     /// events the client had to drop (its queue is short) count as a service
     /// event plus a shutdown check. Returns whether xenstore may have more:
     /// events were left over, or this round's requests (the rescan's writes
     /// fire our own watches) may have queued new ones. Only a round that found
     /// nothing at all lets the loop sleep.
     fn xenstore_round(&mut self, k: &Kernel, xs: &mut Xenstore) -> bool {
-        // The fullest rescan any event asked for (see `Service::on_watch`).
-        let mut rescan: Option<&'static str> = None;
+        // The devices the service's events named (a full rescan if any event
+        // named none: see `backend::service::Rescan`).
+        let mut rescan = backend::service::Rescan::default();
         let mut taken = 0;
         while taken < XS_EVENTS_PER_ROUND {
             let ev = match xs.poll_event() {
@@ -360,10 +363,7 @@ impl Domu {
                         self.shut_down(k, xs, reason, name);
                     }
                 }
-                backend::service::TOKEN_FRONTEND => {
-                    rescan = rescan.or(Some(backend::service::TOKEN_FRONTEND))
-                }
-                t if vgpu::is_service_token(t) => rescan = Some(backend::service::TOKEN_BACKEND),
+                t if vgpu::is_service_token(t) => rescan.add(t, ev.path()),
                 t if Mgmt::is_token(t) => self.mgmt.on_watch(),
                 iommu_test::TOKEN if self.iommu.is_some() => {
                     if let Some(t) = self.iommu.as_mut() {
@@ -382,8 +382,8 @@ impl Domu {
             self.svc.on_lost_events(xs, &mut vgpu::print_change);
             return true;
         }
-        if let Some(token) = rescan {
-            self.svc.on_watch(xs, token, &mut vgpu::print_change);
+        if !rescan.is_empty() {
+            self.svc.on_watches(xs, &rescan, &mut vgpu::print_change);
         }
         taken > 0
     }

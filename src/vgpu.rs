@@ -6,7 +6,7 @@
 //! - `gpu-dom: WARNING: no Intel GPU found (no PCI devices in a PVH domU) -> using the software GPU ...`
 //! - `gpu-dom: debug readback off` or `gpu-dom: WARNING: debug readback ON ...`
 //! - `gpu-dom: vgpu dom<F>/<devid> InitWait`
-//! - `gpu-dom: vgpu dom<F>/<devid> Connected`
+//! - `gpu-dom: vgpu dom<F>/<devid> Connected; heap <n> KiB used, <m> KiB free`
 //! - `gpu-dom: vgpu dom<F>/<devid> refused: <error>`
 //! - `gpu-dom: vgpu dom<F>/<devid> closed (<why>): <n> grants unmapped`
 //! - `gpu-dom: WARNING: fault armed: <kind> after <N> requests ...` at boot, then
@@ -49,12 +49,15 @@ pub fn engine_config() -> Config {
     }
 }
 
-// A default gpu-dom serves `MAX_DEVICES` (16) guests attached with `vgpu
-// attach`'s default limits (`gpuif::keys::default_limits`): each default
-// guest takes at most a sixteenth of every pool.
+/// Guests with `vgpu attach`'s default limits (`gpuif::keys::default_limits`)
+/// a default gpu-dom serves: each takes at most a sixteenth of every pool.
+/// Smaller guests fill the devices pool first ([`MAX_DEVICES`], 64: each
+/// guest a 64th of every pool, as `cargo xtask scale` attaches them).
+pub const DEFAULT_GUESTS: usize = 16;
 const _: () = {
     use gpuif::keys::default_limits as d;
-    let n = MAX_DEVICES;
+    let n = DEFAULT_GUESTS;
+    assert!(n <= MAX_DEVICES);
     assert!(n * d::GGTT_ENTRIES as usize <= GGTT_ENTRIES as usize);
     assert!(n * d::MAX_PAGES as usize <= GRANT_SLOTS);
     assert!(n * d::MAX_TABLE_PAGES as usize <= TABLE_PAGES);
@@ -143,7 +146,15 @@ impl FaultPlan {
 pub fn print_change(c: Change) {
     match c {
         Change::InitWait { fe, devid } => log::info!("vgpu dom{}/{devid} InitWait", fe.0),
-        Change::Connected { fe, devid, .. } => log::info!("vgpu dom{}/{devid} Connected", fe.0),
+        Change::Connected { fe, devid, .. } => {
+            let (used, free, _) = unikernel::arch::x86_64::alloc::stats();
+            log::info!(
+                "vgpu dom{}/{devid} Connected; heap {} KiB used, {} KiB free",
+                fe.0,
+                used / 1024,
+                free / 1024
+            )
+        }
         Change::Refused { fe, devid, error } => {
             log::info!("vgpu dom{}/{devid} refused: {error}", fe.0)
         }

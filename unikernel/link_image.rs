@@ -11,7 +11,15 @@
 // so no extra rustflags are needed.
 
 /// `unikernel` is the unikernel crate's directory relative to the package.
+/// Linked at 16 MiB (see the linker script for why).
+#[allow(dead_code)]
 fn link_pvh_image(unikernel: &str) {
+    link_pvh_image_at(unikernel, None)
+}
+
+/// [`link_pvh_image`] at `base` (a physical address, page aligned) instead
+/// of the linker script's 16 MiB; PVH-only images may go as low as 1 MiB.
+fn link_pvh_image_at(unikernel: &str, base: Option<u64>) {
     println!("cargo:rerun-if-changed=build.rs");
     let os = std::env::var("CARGO_CFG_TARGET_OS").unwrap_or_default();
     if os != "none" {
@@ -26,4 +34,7 @@ fn link_pvh_image(unikernel: &str) {
     println!("cargo:rustc-link-arg-bins=--no-dynamic-linker");
     println!("cargo:rustc-link-arg-bins=-znorelro");
     println!("cargo:rustc-link-arg-bins=-zmax-page-size=0x1000");
+    if let Some(base) = base {
+        println!("cargo:rustc-link-arg-bins=--defsym=IMAGE_BASE={base:#x}");
+    }
 }

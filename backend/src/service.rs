@@ -3,7 +3,10 @@
 //!
 //! The caller (the unikernel's event loop, or a host test) owns the xenstore
 //! client and the event channels; it calls [`Service::start`] once, then
-//! [`Service::on_watch`] for every watch event, [`Service::on_lost_events`]
+//! [`Service::on_watches`] for a batch of watch events gathered in a
+//! [`Rescan`] (or [`Service::on_watch_event`] for one; each looks again only
+//! at the device the event's path names, see `service/rescan.rs`),
+//! [`Service::on_lost_events`]
 //! whenever the client had to drop events, [`Service::on_event`] for every
 //! notification on a port, and [`Service::shutdown`] before gpu-dom exits.
 //! All waiting happens in the caller, and so does reporting: each
@@ -31,8 +34,13 @@ use xenbus::{Client, Transport, XenbusState};
 use crate::device::{self, Connector, Device, DeviceError, Path, Refused, Until};
 use crate::{Backend, CpuAccess};
 
-/// Devices served at once.
-pub const MAX_DEVICES: usize = 16;
+mod rescan;
+pub use rescan::{backend_target, frontend_device, Rescan, Target, MAX_TARGETS};
+
+/// Devices served at once: 64 small guests (`cargo xtask scale`), or 16
+/// guests with `vgpu attach`'s default limits (the pools are the bound
+/// then: see `src/vgpu.rs`).
+pub const MAX_DEVICES: usize = 64;
 /// Watch token for gpu-dom's `backend/vgpu` tree.
 pub const TOKEN_BACKEND: &str = "vgpu-backend";
 /// Watch token for `@releaseDomain` (some domain died).
@@ -128,8 +136,9 @@ where
         Ok(())
     }
 
-    /// Handles one watch event: a rescan, idempotent (the device set is
-    /// small). An event on a frontend's state ([`TOKEN_FRONTEND`]) only
+    /// Handles one watch event by its token alone: a rescan of every
+    /// device, idempotent ([`Self::on_watches`] looks only at the devices
+    /// the events' paths name). An event on a frontend's state ([`TOKEN_FRONTEND`]) only
     /// steps the devices along the handshake; the toolstack's side (the
     /// device directories, their limits and permissions) can change only
     /// with an event under `backend/vgpu` ([`TOKEN_BACKEND`]), and is read
@@ -226,21 +235,32 @@ where
         }
         // New devices.
         for (fe, devid) in list_devices(xs) {
-            if self.devices.iter().any(|d| d.fe == fe && d.devid == devid) {
-                continue;
+            if !self.devices.iter().any(|d| d.fe == fe && d.devid == devid) {
+                self.take_on(xs, fe, devid);
             }
-            if self.devices.push(Device::new(fe, devid)).is_err() {
-                log::warn!("vgpu dom{}/{devid}: more than {MAX_DEVICES} devices; not served", fe.0);
-                continue;
-            }
-            let dev = self.devices.last().expect("just pushed");
-            let fe_state = path_of(format_args!("{}/{}", dev.fe_path(), "state"));
-            let _ = xs.watch(&fe_state, TOKEN_FRONTEND);
         }
         for i in 0..self.devices.len() {
             self.step(xs, i, scan, changes);
         }
         self.publish_pools(xs);
+    }
+
+    /// A new device: remembered, its frontend's state watched. Returns its
+    /// index, or `None` when gpu-dom already has [`MAX_DEVICES`].
+    fn take_on<T: Transport>(
+        &mut self,
+        xs: &mut Client<T>,
+        fe: DomId,
+        devid: u32,
+    ) -> Option<usize> {
+        if self.devices.push(Device::new(fe, devid)).is_err() {
+            log::warn!("vgpu dom{}/{devid}: more than {MAX_DEVICES} devices; not served", fe.0);
+            return None;
+        }
+        let dev = self.devices.last().expect("just pushed");
+        let fe_state = path_of(format_args!("{}/{}", dev.fe_path(), "state"));
+        let _ = xs.watch(&fe_state, TOKEN_FRONTEND);
+        Some(self.devices.len() - 1)
     }
 
     /// Moves device `i` one step along the handshake, given xenstore now.

@@ -368,3 +368,50 @@ fn batches_mode_rides_out_a_backend_that_dies_mid_batch_and_resumes() {
     assert!(all.iter().any(|l| l.contains("cleanup") && l.contains("still_mapped=0")), "{all:#?}");
     assert_eq!(world.borrow().model.destroy_domain(DomId(DOM)), Some(DomainState::Dead));
 }
+
+#[test]
+fn scale_mode_maps_verifies_a_sample_and_times_its_round_trips_on_one_line() {
+    let world = World::new(true);
+    world.borrow_mut().attach(DOM, 0, 1024, 256);
+    let mut fe = frontend(&world, DOM, 2048, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    let mut t = 0u64;
+    let mut clock = || {
+        t += 3;
+        t
+    };
+    let cfg = scenario::ScaleConfig { pages: 256, verify: 32, rounds: 10, ..Default::default() };
+    let r = scenario::run_scale(&mut fe, &mut rep, &cfg, &mut clock).expect("scale");
+    assert_eq!((r.pages, r.verified, r.mismatches), (256, 32, 0));
+    assert_eq!(r.rtt, scenario::Rtt { n: 10, median_us: 3, mean_us: 3, max_us: 3 });
+    let result = lines.all().into_iter().find(|l| l.contains("scale result")).expect("result line");
+    assert!(
+        result.starts_with("TESTGUEST dom=5 scale result connect_us=")
+            && result.contains(" pages=256 verified=32 mismatches=0 rtt_n=10 rtt_median_us=3 "),
+        "{result}"
+    );
+    assert!(lines.has("TESTGUEST dom=5 scale PASS"), "{:#?}", lines.all());
+    // The pages stay mapped: the run adds up what every guest holds at once.
+    assert!(fe.is_connected());
+    let w = world.borrow();
+    let stats = w.service.as_ref().unwrap().engine().guest_stats(DomId(DOM)).unwrap();
+    assert_eq!(stats.pages, 256);
+}
+
+#[test]
+fn scale_mode_asking_more_pages_than_its_limit_fails_with_the_reason() {
+    let world = World::new(true);
+    world.borrow_mut().attach(DOM, 0, 1024, 64);
+    let mut fe = frontend(&world, DOM, 2048, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    let mut clock = || 0;
+    let cfg = scenario::ScaleConfig { pages: 65, ..Default::default() };
+    let e = scenario::run_scale(&mut fe, &mut rep, &cfg, &mut clock).unwrap_err();
+    assert!(e.contains("GGTT map of 65 pages"), "{e}");
+    assert!(lines.all().iter().any(|l| l.starts_with("TESTGUEST dom=5 scale FAIL GGTT map")));
+    assert!(!lines.all().iter().any(|l| l.contains("scale PASS")));
+}

@@ -41,7 +41,7 @@
 
 use std::cell::RefCell;
 
-use backend::service::{TOKEN_BACKEND, TOKEN_FRONTEND, TOKEN_RELEASE};
+use backend::service::Rescan;
 use backend::{Backend, Change, Service};
 use gpu_dom_tests::channels::{EventChannels, StrictConnector};
 use gpu_dom_tests::{engine_views, pattern, GuestRingPage, ModelCpu, BACKEND};
@@ -454,27 +454,28 @@ impl<'a> Run<'a> {
         self.event_budget -= 1;
     }
 
-    fn on_watch(&mut self, token: &str) {
+    fn on_watches(&mut self, rescan: &Rescan) {
         self.service_ran = true;
         let mut changes = Vec::new();
-        self.service.on_watch(&mut self.client, token, &mut |c| changes.push(c));
+        self.service.on_watches(&mut self.client, rescan, &mut |c| changes.push(c));
         self.changes.extend(changes);
     }
 
-    /// Delivers events as gpu-dom's loop does: every queued event, then one
-    /// rescan, until a round finds none.
+    /// Delivers events as gpu-dom's loop does: every queued event, then
+    /// one look at each device they named (or a full rescan), until a
+    /// round finds none.
     fn drain(&mut self) {
         loop {
-            let mut rescan = false;
+            let mut rescan = Rescan::default();
             while let Ok(Some(ev)) = self.client.poll_event() {
                 self.count_event(format!("{} {}", ev.path(), ev.token()));
-                rescan |= matches!(ev.token(), TOKEN_BACKEND | TOKEN_RELEASE | TOKEN_FRONTEND);
+                rescan.add(ev.token(), ev.path());
             }
             if self.client.take_lost_events() > 0 {
                 self.count_event("(lost events: rescan)".into());
                 self.rescan_for_lost_events();
-            } else if rescan {
-                self.on_watch(TOKEN_BACKEND);
+            } else if !rescan.is_empty() {
+                self.on_watches(&rescan);
             } else {
                 return;
             }
@@ -485,8 +486,9 @@ impl<'a> Run<'a> {
     fn deliver_one(&mut self) {
         if let Ok(Some(ev)) = self.client.poll_event() {
             self.count_event(format!("{} {}", ev.path(), ev.token()));
-            let token = ev.token().to_string();
-            self.on_watch(&token);
+            let mut rescan = Rescan::default();
+            rescan.add(ev.token(), ev.path());
+            self.on_watches(&rescan);
         }
     }
 

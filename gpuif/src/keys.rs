@@ -71,7 +71,8 @@ pub const POOL_KEYS: [&str; 3] = ["capacity", "reserved", "used"];
 
 /// The limits `vgpu attach` gives a guest unless told otherwise: a sixteenth
 /// of each pool of a default gpu-dom (`src/vgpu.rs` asserts it), so a
-/// default gpu-dom serves 16 default guests, its device limit.
+/// default gpu-dom serves 16 default guests (then its pools are full; it serves
+/// up to 64 smaller ones).
 pub mod default_limits {
     /// GGTT entries in the slice (16 MiB of GGTT address space).
     pub const GGTT_ENTRIES: u32 = 4096;

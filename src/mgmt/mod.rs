@@ -312,6 +312,9 @@ fn net_figures(dev: &NetDevice<NetPage>) -> NetFigures {
     }
 }
 
+// Every device gpu-dom serves has its place in a snapshot.
+const _: () = assert!(mgmt_endpoint::metrics::MAX_GUESTS >= backend::service::MAX_DEVICES);
+
 /// Copies what `/metrics` shows out of the service.
 fn fill(s: &mut Snapshot, svc: &VgpuService, net: NetFigures, uptime_ns: u64) {
     let engine = svc.engine();

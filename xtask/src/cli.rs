@@ -43,7 +43,7 @@ pub enum Cmd {
     /// cargo fmt --check, cargo clippy (warnings are errors), cargo test
     /// --workspace (unit, integration and property tests on the platform
     /// model), `fuzz --seconds 20`, `bench`, `boot`, `e2e`, `linux-guest`,
-    /// `restart`, `net` and `iommu`.
+    /// `restart`, `net`, `iommu` and `scale --guests 16`.
     Test,
     /// Builds the gpu-dom PVH image and its 32-bit copy for HVM domUs.
     ///
@@ -127,6 +127,16 @@ pub enum Cmd {
     /// lines, the guest's dma-check lines and Xen's DMAR fault lines. Logs:
     /// target/boot/iommu/.
     Iommu(Timeout),
+    /// Many small guests on one gpu-dom under Xen 4.17 in QEMU (default 64).
+    ///
+    /// dom0 attaches N test guests (mode scale, a 64th of every pool each,
+    /// --guest-memory MiB of RAM) one after the other; each maps 256 pages,
+    /// reads back a sample and times 32 round trips on its own clock. Prints
+    /// attach-to-Connected time and round trip by number of guests, the
+    /// guest memory made GPU-reachable at once, gpu-dom's pools and the
+    /// limit that stops one guest more, gpu-dom's heap. Logs and figures:
+    /// target/boot/scale/.
+    Scale(crate::commands::scale::ScaleArgs),
     /// Runs the cargo-fuzz targets for a bounded time or number of runs.
     ///
     /// Each target (or only --target NAME) on the stable toolchain for N

@@ -22,7 +22,7 @@ use clap::Parser;
 
 use cli::{Cli, Cmd};
 use commands::boot::{self, Options, Stage};
-use commands::{checks, e2e, image, iommu, linux_guest, net, restart};
+use commands::{checks, e2e, image, iommu, linux_guest, net, restart, scale};
 use error::Result;
 use paths::Paths;
 use progress::Progress;
@@ -56,6 +56,7 @@ fn test(paths: &Paths) -> Result<()> {
     restart::run(paths, None)?;
     net::run(paths, None)?;
     iommu::run(paths, None)?;
+    scale::run(paths, &scale::ScaleArgs::ci())?;
     println!("[test] all passed in {:.0} s", t0.elapsed().as_secs_f64());
     Ok(())
 }
@@ -75,6 +76,7 @@ fn main() -> ExitCode {
         Cmd::LinuxGuest(t) => linux_guest::run(&paths, t.timeout),
         Cmd::Iommu(t) => iommu::run(&paths, t.timeout),
         Cmd::Net(t) => net::run(&paths, t.timeout),
+        Cmd::Scale(args) => scale::run(&paths, &args).map(|_| ()),
         Cmd::Fuzz(args) => checks::fuzz_run(&paths, &args.run()).map(|_| ()),
         Cmd::Bench(args) => checks::bench(&paths, args.criterion).map(|_| ()),
     };

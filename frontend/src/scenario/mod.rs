@@ -12,6 +12,7 @@
 //! | busy | `busy connected pages=<n>`, `busy batches=<n>` every 100 responses (a flood: see [`run_busy`]), `busy stopped batches=<n> (<why>)` |
 //! | badfe | `badfe <value> -> refused: <error>` per value of [`Bad::ALL`] (or `-> not refused FAIL`), `badfe good values -> connected`, `badfe PASS` or `badfe FAIL <what>` |
 //! | batches | `batches connected pages=<n>`, `batches verified entries=<n> mismatches=<m>` after the first batch, `batches sent=<n>` every 100 batches, after a lost backend `batches <op> failed: <error>` then the lines of [`ride_out`] and `batches resumed`, `batches stopped sent=<n> (<why>)` |
+//! | scale | `scale result connect_us=<n> map_us=<n> pages=<n> verified=<n> mismatches=<n> rtt_n=<n> rtt_median_us=<n> rtt_mean_us=<n> rtt_max_us=<n>` then `scale PASS`, or `scale FAIL <why>` (see [`run_scale`]) |
 //! | unattached | `unattached: no device`, or `unattached: backend did not serve`, or `unattached: FAIL <what happened>` |
 
 mod badfe;
@@ -20,6 +21,7 @@ mod busy;
 mod fairness;
 mod good;
 mod hostile;
+mod scale;
 mod survive;
 
 pub use badfe::{run_badfe, Bad, NEVER_GRANTED_GREF};
@@ -28,6 +30,7 @@ pub use busy::{run_busy, BUSY_MAX_ENTRIES};
 pub use fairness::{measure_rtt, Rtt, RTT_ENTRIES};
 pub use good::{reverify, run_good, GoodConfig, Mapped};
 pub use hostile::{run_hostile, FOREIGN_GREF};
+pub use scale::{run_scale, ScaleConfig, ScaleReport};
 pub use survive::{ride_out, verify_record, Outcome, Verified};
 
 use alloc::format;

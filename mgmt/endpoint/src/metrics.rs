@@ -15,15 +15,16 @@
 
 use core::fmt::{self, Write};
 
-/// Guests one snapshot holds (gpu-dom serves at most 16 devices).
-pub const MAX_GUESTS: usize = 16;
+/// Guests one snapshot holds (gpu-dom serves at most 64 devices,
+/// `backend::service::MAX_DEVICES`).
+pub const MAX_GUESTS: usize = 64;
 /// Request results per guest (gpuif's statuses and one for others).
 pub const MAX_RESULTS: usize = 20;
 /// Pools (gpu-dom has five).
 pub const MAX_POOLS: usize = 5;
 /// The largest exposition [`render`] produces (see the invariants): what
 /// one response may take to send.
-pub const MAX_EXPOSITION: usize = 160 * 1024;
+pub const MAX_EXPOSITION: usize = 640 * 1024;
 
 /// One of gpu-dom's pools (`gtt::Engine::pools`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

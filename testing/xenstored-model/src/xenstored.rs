@@ -52,6 +52,8 @@ pub struct Counters {
     pub aborts: u32,
     /// Modifications made outside any transaction.
     pub ops_outside_tx: u32,
+    /// Requests of every kind (reads, writes, directories, watches, ...).
+    pub requests: u32,
 }
 
 /// The store, as hooks see it: read and write as any domain, outside transactions.
@@ -305,6 +307,7 @@ impl Xenstored {
     /// Handles one request of connection `conn`; queues the reply.
     fn handle(&self, conn: usize, ty: u32, req_id: u32, tx_id: u32, payload: &[u8]) {
         let mut s = self.lock();
+        s.model.counters[conn].requests += 1;
         let reply = match MsgType::try_from(ty) {
             Ok(MsgType::TransactionEnd) => {
                 let commit = payload.first() == Some(&b'T');

@@ -1,5 +1,6 @@
 //! The xtask's commands, one file each: `build` (`image`), `boot`, `e2e`,
-//! `linux-guest`, `restart`, `net`, `iommu`, and the host-side checks
+//! `linux-guest`, `restart`, `net`, `iommu`, `scale` (its figures in
+//! `scale_figures`), and the host-side checks
 //! (`fuzz`, `bench`, `test`).
 
 pub mod boot;
@@ -10,3 +11,5 @@ pub mod iommu;
 pub mod linux_guest;
 pub mod net;
 pub mod restart;
+pub mod scale;
+pub mod scale_figures;

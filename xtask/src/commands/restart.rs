@@ -309,7 +309,7 @@ fn nothing_leaked() -> Part {
 sed 's/^/E2E: [vgpu] /' /tmp/list.txt
 [ "$(grep -c 'Connected  Connected' /tmp/list.txt)" = 2 ] || fail "vgpu list does not show both devices Connected"
 grep -q stale /tmp/list.txt && fail "vgpu list reports a stale device"
-grep -q "^devices  *16  *2  *2 " /tmp/list.txt || fail "vgpu list: the devices pool is not 2 reserved, 2 used"
+grep -q "^devices  *64  *2  *2 " /tmp/list.txt || fail "vgpu list: the devices pool is not 2 reserved, 2 used"
 kill $SUP
 show_supervisor
 for g in steady busy; do
@@ -338,6 +338,12 @@ timeout 60 xl shutdown -w gpu-dom > /dev/null 2>&1 || fail "xl shutdown -w gpu-d
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_vgpu_list_check_expects_gpu_doms_device_capacity() {
+        let devices = format!("^devices  *{}  *2  *2 ", backend::service::MAX_DEVICES);
+        assert!(nothing_leaked().script.contains(&devices));
+    }
 
     #[test]
     fn the_armed_command_line_is_read_by_gpu_dom_as_a_panic_after_n_requests() {

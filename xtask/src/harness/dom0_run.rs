@@ -169,12 +169,17 @@ fn judge_dom0_run(
     let (scenario, label) = (run.scenario, run.label);
     let wall = qemu_run.wall.as_secs_f64();
     let serial = &qemu_run.serial;
-    if serial.contains(&scenario.pass_marker()) && !serial.contains(&scenario.fail_marker()) {
+    let expected = scenario.expected_markers();
+    let missing = markers::missing_markers(serial, &expected, &scenario.fail_marker());
+    if passed(serial, scenario, &missing) {
         p.note(format!("{label} PASS in {wall:.1} s"));
         return Ok(());
     }
     let mut reason = match markers::after_marker(serial, &scenario.fail_marker()) {
         Some(why) => format!("dom0 /init reports: {why}"),
+        None if serial.contains(&scenario.pass_marker()) => {
+            "dom0 /init reports PASS, but markers are missing".to_string()
+        }
         None => "no verdict from dom0 /init".to_string(),
     };
     if let Some(f) = watcher.fatal.first() {
@@ -184,8 +189,6 @@ fn judge_dom0_run(
     if let Some(t) = ended_text(qemu_run, timeout).filter(|_| !verdict_seen) {
         reason.push_str(&format!("; {t}"));
     }
-    let expected = scenario.expected_markers();
-    let missing = markers::missing_markers(serial, &expected, &scenario.fail_marker());
     if !missing.is_empty() {
         reason.push_str(&format!(
             "; missing markers: {}",
@@ -205,6 +208,16 @@ fn judge_dom0_run(
             run.rerun
         ),
     })
+}
+
+/// A run passed when dom0's `/init` printed the PASS marker, not the FAIL
+/// marker, and every marker of every part is in the log (`missing` is
+/// empty): a part whose script went on without printing what it should
+/// have is a failure, not a pass.
+fn passed(serial: &str, scenario: &Scenario, missing: &[&str]) -> bool {
+    serial.contains(&scenario.pass_marker())
+        && !serial.contains(&scenario.fail_marker())
+        && missing.is_empty()
 }
 
 pub fn ended_text(run: &Run, timeout: Duration) -> Option<String> {
@@ -239,6 +252,32 @@ fn stage2_shows(line: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn scenario() -> Scenario {
+        let part = crate::harness::scenario::part("p", String::new(), &["E2E: part done"]);
+        Scenario {
+            name: "t".into(),
+            files: Vec::new(),
+            parts: vec![part],
+            timeout: Duration::from_secs(1),
+        }
+    }
+
+    fn verdict(serial: &str) -> bool {
+        let s = scenario();
+        let expected = s.expected_markers();
+        let missing = markers::missing_markers(serial, &expected, &s.fail_marker());
+        passed(serial, &s, &missing)
+    }
+
+    #[test]
+    fn a_pass_without_every_marker_is_a_failure() {
+        let all = "E2E: dom0 toolstack up at 1 ms\nE2E: part done\nE2E: t PASS\n";
+        assert!(verdict(all));
+        assert!(!verdict("E2E: dom0 toolstack up at 1 ms\nE2E: t PASS\n"), "part marker missing");
+        assert!(!verdict(&format!("{all}E2E: t FAIL late\n")));
+        assert!(!verdict("E2E: dom0 toolstack up at 1 ms\nE2E: part done\n"), "no verdict");
+    }
 
     #[test]
     fn stage2_shows_verdicts_and_copied_consoles_but_not_kernel_chatter() {

@@ -133,7 +133,7 @@ fn hostile_guest_names_are_escaped_and_read_back_intact() {
 }
 
 #[test]
-fn sixteen_guests_with_every_number_at_its_largest_fit_the_response_buffer() {
+fn sixty_four_guests_with_every_number_at_its_largest_fit_the_response_buffer() {
     let mut s = snapshot();
     s.uptime_ns = u64::MAX;
     s.guests.clear();

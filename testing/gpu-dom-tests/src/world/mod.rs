@@ -277,7 +277,10 @@ impl World {
         loop {
             let mut did = false;
             while let Ok(Some(ev)) = self.backend_xs.poll_event() {
-                service.on_watch(&mut self.backend_xs, ev.token(), &mut |c| self.changes.push(c));
+                let (token, path) = (ev.token().to_string(), ev.path().to_string());
+                service.on_watch_event(&mut self.backend_xs, &token, &path, &mut |c| {
+                    self.changes.push(c)
+                });
                 did = true;
                 work += 1;
                 // A backend that keeps finding work with nobody else acting
@@ -304,7 +307,8 @@ impl World {
     }
 
     /// Delivers pending watch events to the service, as gpu-dom's loop
-    /// does, until none is left. The service must reach that fixed point:
+    /// does (each looks again only at the device its path names), until
+    /// none is left. The service must reach that fixed point:
     /// its own writes fire its watches, and a step that writes every time
     /// would loop forever under a real xenstored.
     pub fn pump(&mut self) {
@@ -321,8 +325,10 @@ impl World {
         for n in 0..max {
             match self.backend_xs.poll_event() {
                 Ok(Some(ev)) => {
-                    let token = ev.token().to_string();
-                    service.on_watch(&mut self.backend_xs, &token, &mut |c| self.changes.push(c));
+                    let (token, path) = (ev.token().to_string(), ev.path().to_string());
+                    service.on_watch_event(&mut self.backend_xs, &token, &path, &mut |c| {
+                        self.changes.push(c)
+                    });
                 }
                 _ => return Some(n),
             }
