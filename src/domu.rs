@@ -57,6 +57,7 @@
 
 extern crate alloc;
 
+use crate::hypercall_pub::{self, Publisher, Step};
 use crate::iommu_test::{self, IommuTest};
 use crate::mgmt::Mgmt;
 use crate::vgpu::{self, Ports, VgpuService};
@@ -136,6 +137,8 @@ struct Backend {
     iommu: Option<IommuTest>,
     /// The management endpoint (off without a vif).
     mgmt: Mgmt,
+    /// The grant hypercall counters as published for dom0.
+    calls: Publisher,
 }
 
 /// What the main loop measured: the bounds of the module documentation,
@@ -277,6 +280,27 @@ fn serve_devices(k: &mut Kernel, xs: &mut Xenstore, be: &mut Backend) -> bool {
     !be.busy.is_empty()
 }
 
+/// Writes the grant hypercall counters to `data/vgpu-hypercalls` if they
+/// changed (see `hypercall_pub`); returns when to look again if the write
+/// had to wait.
+fn publish_hypercalls(xs: &mut Xenstore, be: &mut Backend) -> Option<u64> {
+    let c = be.svc.engine().mapper().hypercalls();
+    let (now, now_ns) = ((c.map, c.unmap), timer::now_ns());
+    match be.calls.poll(now, now_ns) {
+        Step::Idle => None,
+        Step::Later(at) => Some(at),
+        Step::Write(map, unmap) => {
+            let mut v: heapless::String<48> = heapless::String::new();
+            let _ = hypercall_pub::value(map, unmap, &mut v);
+            match xs.write(TxId::NONE, hypercall_pub::NODE, v.as_bytes()) {
+                Ok(()) => be.calls.written(now, now_ns),
+                Err(e) => log::warn!("cannot write {}: {e}", hypercall_pub::NODE),
+            }
+            None
+        }
+    }
+}
+
 /// Runs gpu-dom as a domU.
 pub fn run(mut k: Kernel) -> ! {
     log::info!("started as domU");
@@ -306,6 +330,7 @@ pub fn run(mut k: Kernel) -> ! {
         stats: LoopStats::default(),
         iommu,
         mgmt: Mgmt::off(start_ns),
+        calls: Publisher::default(),
     };
     if let Err(e) = be.svc.start(xs, &mut vgpu::print_change) {
         xs_fail("start the vgpu backend (data/vgpu-ggtt-entries, watches)", e);
@@ -341,6 +366,7 @@ pub fn run(mut k: Kernel) -> ! {
             f.check(&be.svc);
         }
         let net = be.mgmt.round(&mut k, xs, &be.svc);
+        let calls_at = publish_hypercalls(xs, &mut be);
         let (t1, m1) = (timer::now_ns(), xs.transport().meter());
         let xenstore_left = xenstore_round(&k, xs, &mut be);
         let took = timer::now_ns().saturating_sub(t1);
@@ -359,8 +385,11 @@ pub fn run(mut k: Kernel) -> ! {
         be.stats.longest_round_ns = be.stats.longest_round_ns.max(round);
         // Work left over: look for events without sleeping, then go on.
         let net_left = net.more || be.mgmt.pending();
-        let deadline =
-            if rings_left || xenstore_left || net_left { Some(0) } else { net.deadline_ns };
+        let deadline = if rings_left || xenstore_left || net_left {
+            Some(0)
+        } else {
+            [net.deadline_ns, calls_at].into_iter().flatten().min()
+        };
         if let Err(e) = k.executor.wait(deadline) {
             panic!("executor: {e}");
         }

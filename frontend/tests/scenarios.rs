@@ -368,3 +368,47 @@ fn batches_mode_rides_out_a_backend_that_dies_mid_batch_and_resumes() {
     assert!(all.iter().any(|l| l.contains("cleanup") && l.contains("still_mapped=0")), "{all:#?}");
     assert_eq!(world.borrow().model.destroy_domain(DomId(DOM)), Some(DomainState::Dead));
 }
+
+#[test]
+fn bench_mode_times_every_kind_and_size_marks_the_counted_batches_and_detaches_clean() {
+    let world = World::new(true);
+    world.borrow_mut().attach(DOM, 0, 4096, 4200);
+    let mut fe = frontend(&world, DOM, 8192, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    let mut t = 0u64;
+    let mut clock = || {
+        t += 1_000;
+        t
+    };
+    let mut marks: Vec<String> = Vec::new();
+    let mut mark = |fe: &mut support::world::TestFrontend, m: &str| {
+        assert!(fe.is_connected());
+        marks.push(m.to_string());
+        Ok(())
+    };
+    let cfg = scenario::BenchConfig { detach_grants: 600, ..Default::default() };
+    let mut hooks = scenario::Hooks { now_ns: &mut clock, mark: &mut mark };
+    scenario::run_bench(&mut fe, &mut rep, &cfg, &mut hooks)
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", lines.all()));
+    // Each timed request reads the clock twice: 1000 ns apart.
+    for want in [
+        "TESTGUEST dom=5 bench: kind=rtt batch=0 n=32 median_ns=1000 mean_ns=1000 per_entry_ns=1000",
+        "TESTGUEST dom=5 bench: kind=ggtt-cold batch=1 n=32 median_ns=1000",
+        "TESTGUEST dom=5 bench: kind=ggtt-warm batch=8 n=32 median_ns=1000 mean_ns=1000 per_entry_ns=125",
+        "TESTGUEST dom=5 bench: kind=ppgtt-unmap batch=64 n=4 ",
+        "TESTGUEST dom=5 bench: kind=ggtt-cold batch=2048 n=1 median_ns=1000 mean_ns=1000 per_entry_ns=0",
+        "TESTGUEST dom=5 bench: kind=ppgtt-cold batch=512 n=1 ",
+        "TESTGUEST dom=5 bench: kind=detach batch=1200 n=1 ",
+        "TESTGUEST dom=5 bench PASS",
+    ] {
+        assert!(lines.all().iter().any(|l| l.starts_with(want)), "missing {want:?} in {:#?}", lines.all());
+    }
+    let kinds = ["ggtt-cold", "ggtt-warm", "ggtt-unmap", "ppgtt-cold", "ppgtt-warm", "ppgtt-unmap"];
+    let want: Vec<String> =
+        kinds.iter().flat_map(|k| [format!("{k} begin"), format!("{k} end")]).collect();
+    assert_eq!(marks, want, "one begin and one end around each counted batch");
+    assert!(!fe.is_connected(), "detach disconnected");
+    assert_eq!(fe.granted_pages(), 0, "every grant ended");
+}

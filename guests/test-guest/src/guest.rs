@@ -41,6 +41,7 @@ enum Mode {
     Busy,
     Batches,
     BadFe,
+    Bench,
 }
 
 impl Mode {
@@ -52,6 +53,7 @@ impl Mode {
             "busy" => Mode::Busy,
             "batches" => Mode::Batches,
             "badfe" => Mode::BadFe,
+            "bench" => Mode::Bench,
             _ => return None,
         })
     }
@@ -165,7 +167,7 @@ pub fn run(mut k: Kernel) -> ! {
     let mut rep = Reporter::new("TESTGUEST", dom, &mut console);
     let Some(mode) = Mode::parse(mode_name) else {
         rep.say(format_args!(
-            "{mode_name} FAIL unknown mode (good, hostile, unattached, busy, batches, badfe)"
+            "{mode_name} FAIL unknown mode (good, hostile, unattached, busy, batches, badfe, bench)"
         ));
         crash::shutdown(SHUTDOWN_POWEROFF)
     };
@@ -191,6 +193,9 @@ pub fn run(mut k: Kernel) -> ! {
         }
         Mode::BadFe => {
             scenario::run_badfe(&mut fe, &mut rep, crate::sync::badfe_settle);
+        }
+        Mode::Bench => {
+            crate::bench::run(&mut fe, &mut rep);
         }
         Mode::Busy | Mode::Batches => {
             let mut asked = None;
