@@ -22,7 +22,7 @@ use clap::Parser;
 
 use cli::{Cli, Cmd};
 use commands::boot::{self, Options, Stage};
-use commands::{checks, e2e, image, iommu, linux_guest, net, restart};
+use commands::{bench_xen, checks, e2e, image, iommu, linux_guest, net, restart};
 use error::Result;
 use paths::Paths;
 use progress::Progress;
@@ -76,6 +76,7 @@ fn main() -> ExitCode {
         Cmd::Iommu(t) => iommu::run(&paths, t.timeout),
         Cmd::Net(t) => net::run(&paths, t.timeout),
         Cmd::Fuzz(args) => checks::fuzz_run(&paths, &args.run()).map(|_| ()),
+        Cmd::Bench(args) if args.xen => bench_xen::run(&paths, args.timeout.timeout),
         Cmd::Bench(args) => checks::bench(&paths, args.criterion).map(|_| ()),
     };
     match result {

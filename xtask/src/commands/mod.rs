@@ -1,7 +1,8 @@
 //! The xtask's commands, one file each: `build` (`image`), `boot`, `e2e`,
-//! `linux-guest`, `restart`, `net`, `iommu`, and the host-side checks
-//! (`fuzz`, `bench`, `test`).
+//! `linux-guest`, `restart`, `net`, `iommu`, `bench --xen` (`bench_xen`), and
+//! the host-side checks (`fuzz`, `bench`, `test`).
 
+pub mod bench_xen;
 pub mod boot;
 pub mod checks;
 pub mod e2e;
