@@ -73,6 +73,12 @@ mod tests {
     }
 
     #[test]
+    fn the_node_is_outside_the_watched_backend_tree_beside_the_pools() {
+        assert!(!NODE.starts_with("backend/"), "writing it would fire gpu-dom's own watch");
+        assert_eq!(NODE.rsplit_once('/').map(|(dir, _)| dir), Some("data"));
+    }
+
+    #[test]
     fn the_value_is_map_space_unmap() {
         let mut s = String::new();
         value(16, 2, &mut s).unwrap();

@@ -20,9 +20,23 @@ const ACK_WAIT_MS: u64 = 120_000;
 /// How often `data/bench-ack` is read meanwhile.
 const ACK_POLL_MS: u64 = 100;
 
+/// The bench's configuration from the command line: `sizes=<n>,<n>,...`
+/// (default 1,8,64,512,2048) and `detach=<grants>` (default 2048; 0 skips
+/// it). `cargo xtask e2e` runs `sizes=512 detach=0` to count hypercalls.
+pub fn config(sizes: Option<&str>, detach: Option<&str>) -> BenchConfig {
+    let mut cfg = BenchConfig::default();
+    if let Some(s) = sizes {
+        cfg.sizes = s.split(',').filter_map(|n| n.parse().ok()).collect();
+    }
+    if let Some(d) = detach.and_then(|d| d.parse().ok()) {
+        cfg.detach_grants = d;
+    }
+    cfg
+}
+
 /// Runs the bench; returns whether it passed (the frontend is disconnected
-/// when it did: `detach` is its last measurement).
-pub fn run(fe: &mut Fe, rep: &mut Reporter<'_>) -> bool {
+/// when it did and `detach` ran: it is the last measurement).
+pub fn run(fe: &mut Fe, rep: &mut Reporter<'_>, cfg: &BenchConfig) -> bool {
     let mut k = 0u32;
     let mut mark = |fe: &mut Fe, what: &str| {
         k += 1;
@@ -30,7 +44,7 @@ pub fn run(fe: &mut Fe, rep: &mut Reporter<'_>) -> bool {
     };
     let mut now_ns = timer::now_ns;
     let mut hooks = Hooks { now_ns: &mut now_ns, mark: &mut mark };
-    scenario::run_bench(fe, rep, &BenchConfig::default(), &mut hooks).is_ok()
+    scenario::run_bench(fe, rep, cfg, &mut hooks).is_ok()
 }
 
 fn mark(fe: &mut Fe, k: u32, what: &str) -> Result<(), String> {

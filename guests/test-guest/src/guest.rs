@@ -153,6 +153,7 @@ pub fn run(mut k: Kernel) -> ! {
     // `cargo xtask iommu` only: check what gpu-dom's test device wrote.
     let k_dma_check = args.flag("dma-check");
     let pages = args.value("pages").and_then(|p| p.parse::<u32>().ok()).unwrap_or(300);
+    let bench = crate::bench::config(args.value("sizes"), args.value("detach"));
     for feature in ["control/feature-poweroff", "control/feature-reboot"] {
         if let Err(e) = xs.write(TxId::NONE, feature, b"1") {
             log::warn!("cannot write {feature}: {e}");
@@ -195,7 +196,7 @@ pub fn run(mut k: Kernel) -> ! {
             scenario::run_badfe(&mut fe, &mut rep, crate::sync::badfe_settle);
         }
         Mode::Bench => {
-            crate::bench::run(&mut fe, &mut rep);
+            crate::bench::run(&mut fe, &mut rep, &bench);
         }
         Mode::Busy | Mode::Batches => {
             let mut asked = None;

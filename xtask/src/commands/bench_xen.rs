@@ -166,6 +166,7 @@ wait_for {secs} bench_over {name} || fail "{name}: no bench verdict within {secs
 console_has {name} "bench PASS" || fail "{name}: $(grep -o 'bench FAIL.*' "$CONSOLE_DIR/guest-{name}.log")"
 e2e "{name}: bench done in $(( $(now_ms) - b_t0 )) ms (QEMU TCG, not hardware)"
 xl destroy {name}
+vgpu_run detach $GBX --backend gpu-dom --force || fail "vgpu detach of {name} failed (output above)"
 "#
         ),
         &[&format!("E2E: hypercalls kind={} batch={COUNTED}", KINDS[0]), "bench PASS"],
