@@ -62,7 +62,7 @@ impl Default for BenchConfig {
         BenchConfig {
             sizes: alloc::vec![1, 8, 64, 512, 2048],
             detach_grants: 2048,
-            rtt_rounds: 32,
+            rtt_rounds: 16,
             ppgtt_base: 0x1_0000_0000,
         }
     }
@@ -74,7 +74,7 @@ pub fn rounds(size: u32) -> u32 {
     if size >= COUNTED_BATCH {
         1
     } else {
-        (256 / size.max(1)).clamp(1, 32)
+        (128 / size.max(1)).clamp(1, 16)
     }
 }
 
@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn small_batches_repeat_and_the_counted_batch_and_larger_run_once() {
-        assert_eq!([1, 8, 64, 512, 2048].map(rounds), [32, 32, 4, 1, 1]);
+        assert_eq!([1, 8, 64, 512, 2048].map(rounds), [16, 16, 2, 1, 1]);
     }
 
     #[test]
