@@ -397,9 +397,9 @@ fn bench_mode_times_every_kind_and_size_marks_the_counted_batches_and_detaches_c
         "TESTGUEST dom=5 bench: kind=rtt batch=0 n=16 median_ns=1000 mean_ns=1000 per_entry_ns=1000",
         "TESTGUEST dom=5 bench: kind=ggtt-cold batch=1 n=16 median_ns=1000",
         "TESTGUEST dom=5 bench: kind=ggtt-warm batch=8 n=16 median_ns=1000 mean_ns=1000 per_entry_ns=125",
-        "TESTGUEST dom=5 bench: kind=ppgtt-unmap batch=64 n=2 ",
+        "TESTGUEST dom=5 bench: kind=ppgtt-unmap batch=64 n=4 ",
         "TESTGUEST dom=5 bench: kind=ggtt-cold batch=2048 n=1 median_ns=1000 mean_ns=1000 per_entry_ns=0",
-        "TESTGUEST dom=5 bench: kind=ppgtt-cold batch=512 n=1 ",
+        "TESTGUEST dom=5 bench: kind=ppgtt-cold batch=512 n=3 ",
         "TESTGUEST dom=5 bench: kind=detach batch=1200 n=1 ",
         "TESTGUEST dom=5 bench PASS",
     ] {

@@ -132,11 +132,12 @@ impl Figures {
         let mut s = String::new();
         let head: String = SIZES.iter().map(|b| format!(" {b} |")).collect();
         let rule: String = SIZES.iter().map(|_| "---:|").collect();
-        let _ = writeln!(s, "Per request (median, us):\n\n| kind |{head}\n|---|{rule}");
+        let _ =
+            writeln!(s, "Per request (median, ms), by batch size:\n\n| kind |{head}\n|---|{rule}");
         for kind in KINDS {
             let cells: String = SIZES
                 .iter()
-                .map(|b| format!(" {:.1} |", self.median(kind, *b) as f64 / 1e3))
+                .map(|b| format!(" {:.2} |", self.median(kind, *b) as f64 / 1e6))
                 .collect();
             let _ = writeln!(s, "| {kind} |{cells}");
         }
@@ -148,14 +149,17 @@ impl Figures {
         for kind in KINDS {
             let cells: String = SIZES
                 .iter()
-                .map(|b| format!(" {:.2} |", self.median(kind, *b) as f64 / 1e3 / *b as f64))
+                .map(|b| format!(" {:.1} |", self.median(kind, *b) as f64 / 1e3 / *b as f64))
                 .collect();
             let _ = writeln!(s, "| {kind} |{cells} {:.0}x |", self.ratio(kind));
         }
         let rtt = self.timed.get(&("rtt".to_string(), 0));
         let (n, rtt_us) = rtt.map_or((0, 0.0), |t| (t.n, t.median_ns as f64 / 1e3));
-        let _ =
-            writeln!(s, "\nFloor: an empty request's round trip, {rtt_us:.1} us (median of {n}).");
+        let _ = writeln!(
+            s,
+            "\nFloor: an empty request's round trip, {:.2} ms (median of {n}).",
+            rtt_us / 1e3
+        );
         if let Some(((_, held), t)) = self.timed.iter().find(|((k, _), _)| k == "detach") {
             let _ = writeln!(
                 s,
@@ -213,9 +217,9 @@ mod tests {
     #[test]
     fn the_table_shows_times_per_request_and_entry_the_ratio_the_floor_detach_and_hypercalls() {
         let t = parse(&complete_log()).unwrap().table();
-        assert!(t.contains("| ggtt-cold | 101.0 | 108.0 | 164.0 | 612.0 | 2148.0 |"), "{t}");
-        assert!(t.contains("| ggtt-cold | 101.00 | 13.50 | 2.56 | 1.20 | 1.05 | 84x |"), "{t}");
-        assert!(t.contains("Floor: an empty request's round trip, 90.0 us (median of 32)."), "{t}");
+        assert!(t.contains("| ggtt-cold | 0.10 | 0.11 | 0.16 | 0.61 | 2.15 |"), "{t}");
+        assert!(t.contains("| ggtt-cold | 101.0 | 13.5 | 2.6 | 1.2 | 1.0 | 84x |"), "{t}");
+        assert!(t.contains("Floor: an empty request's round trip, 0.09 ms (median of 32)."), "{t}");
         assert!(t.contains("Detach of a guest holding 4096 entries: 250.0 ms"), "{t}");
         assert!(t.contains("| ppgtt-warm | 16 | 0 |"), "{t}");
     }
