@@ -18,10 +18,13 @@
 //! PPGTT both, then disconnects; timed until the backend reached Closed
 //! (it revoked every entry and unmapped every grant) and our grants ended.
 //!
-//! Around the first round of [`COUNTED_BATCH`] entries of each kind, the
-//! guest calls `mark("<kind> begin")` and `mark("<kind> end")`: in the test
-//! guest, dom0 reads gpu-dom's hypercall counters there (`data/bench-mark`,
-//! see the test guest's `sync`). Marks are never inside a timed interval.
+//! In the first round of [`COUNTED_BATCH`] entries, the guest calls
+//! `mark("<table>-cold begin")` before the cold batch and
+//! `mark("<kind> end")` after each batch (an end is also the next batch's
+//! begin: nothing happens in between). In the test guest, dom0 reads
+//! gpu-dom's hypercall counters at each mark (`data/bench-mark`, see the
+//! test guest's `bench`) and prints each batch's difference. Marks are never
+//! inside a timed interval.
 //!
 //! Lines (after the reporter's `TESTGUEST dom=<id> `):
 //! `bench: kind=<kind> batch=<entries> n=<rounds> median_ns=<m> mean_ns=<a>
@@ -56,6 +59,8 @@ pub struct BenchConfig {
     pub rtt_rounds: u32,
     /// GPU virtual address of the first PPGTT entry.
     pub ppgtt_base: u64,
+    /// At most this many rounds per size (see [`rounds`]).
+    pub max_rounds: u32,
 }
 
 impl Default for BenchConfig {
@@ -65,6 +70,7 @@ impl Default for BenchConfig {
             detach_grants: 2048,
             rtt_rounds: 16,
             ppgtt_base: 0x1_0000_0000,
+            max_rounds: u32::MAX,
         }
     }
 }
@@ -178,7 +184,7 @@ fn bench<P: Platform, T: Transport>(
     let ctx = fe.context_create().map_err(|e| format!("context: {e}"))?;
     for table in [Table::Ggtt, Table::Ppgtt { ctx, base: cfg.ppgtt_base }] {
         for &size in &cfg.sizes {
-            measure(fe, rep, table, size, hooks)?;
+            measure(fe, rep, table, (size, rounds(size).min(cfg.max_rounds)), hooks)?;
         }
     }
     if cfg.detach_grants > 0 {
@@ -222,17 +228,19 @@ fn end_all<P: Platform, T: Transport>(
     Ok(())
 }
 
-/// The rounds of `size` entries in `table`: prints its cold, warm and unmap lines.
+/// `n` rounds of `size` entries in `table`: prints its cold, warm and unmap
+/// lines. Marks (first counted round): a begin before cold, an end after
+/// each step (an end is the next step's begin: nothing happens in between).
 fn measure<P: Platform, T: Transport>(
     fe: &mut Frontend<P, T>,
     rep: &mut Reporter<'_>,
     table: Table,
-    size: u32,
+    (size, n): (u32, u32),
     hooks: &mut Hooks<'_, Frontend<P, T>>,
 ) -> Result<(), String> {
     let (map_op, unmap_op, ctx) = table.ops();
     let mut t: [Vec<u64>; 3] = Default::default();
-    for round in 0..rounds(size) {
+    for round in 0..n.max(1) {
         let counted = size == COUNTED_BATCH && round == 0;
         let pages = grant_fresh(fe, size)?;
         let map: Vec<Entry> = pages
@@ -244,7 +252,7 @@ fn measure<P: Platform, T: Transport>(
         let steps = [("cold", map_op, &map), ("warm", map_op, &map), ("unmap", unmap_op, &unmap)];
         for (k, (step, op, entries)) in steps.into_iter().enumerate() {
             let kind = format!("{}-{step}", table.name());
-            if counted {
+            if counted && k == 0 {
                 (hooks.mark)(fe, &format!("{kind} begin"))?;
             }
             let t0 = (hooks.now_ns)();

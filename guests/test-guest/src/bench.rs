@@ -21,10 +21,19 @@ const ACK_WAIT_MS: u64 = 120_000;
 const ACK_POLL_MS: u64 = 100;
 
 /// The bench's configuration from the command line: `sizes=<n>,<n>,...`
-/// (default 1,8,64,512,2048) and `detach=<grants>` (default 2048; 0 skips
-/// it). `cargo xtask e2e` runs `sizes=512 detach=0` to count hypercalls.
-pub fn config(sizes: Option<&str>, detach: Option<&str>) -> BenchConfig {
+/// (default 1,8,64,512,2048), `detach=<grants>` (default 2048; 0 skips
+/// it), `rounds=<n>` (at most n rounds per size) and `rtt=<n>` (round trips
+/// of the empty request, default 16). `cargo xtask e2e` runs `sizes=512
+/// detach=0 rounds=1 rtt=0`: only the counted batches.
+pub fn config(args: &unikernel::boot_options::Cmdline<'_>) -> BenchConfig {
+    let (sizes, detach) = (args.value("sizes"), args.value("detach"));
     let mut cfg = BenchConfig::default();
+    if let Some(n) = args.value("rounds").and_then(|n| n.parse().ok()) {
+        cfg.max_rounds = n;
+    }
+    if let Some(n) = args.value("rtt").and_then(|n| n.parse().ok()) {
+        cfg.rtt_rounds = n;
+    }
     if let Some(s) = sizes {
         cfg.sizes = s.split(',').filter_map(|n| n.parse().ok()).collect();
     }

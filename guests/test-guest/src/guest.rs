@@ -155,7 +155,7 @@ pub fn run(mut k: Kernel) -> ! {
     // `cargo xtask iommu` only: check what gpu-dom's test device wrote.
     let k_dma_check = args.flag("dma-check");
     let pages = args.value("pages").and_then(|p| p.parse::<u32>().ok()).unwrap_or(300);
-    let bench = crate::bench::config(args.value("sizes"), args.value("detach"));
+    let bench = crate::bench::config(&args);
     for feature in ["control/feature-poweroff", "control/feature-reboot"] {
         if let Err(e) = xs.write(TxId::NONE, feature, b"1") {
             log::warn!("cannot write {feature}: {e}");

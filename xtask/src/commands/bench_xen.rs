@@ -109,8 +109,9 @@ fn bench_error(log: &std::path::Path, reason: String) -> Error {
     }
 }
 
-/// Marks a bench guest stops at: a begin and an end per counted kind.
-pub const MARKS: usize = 2 * KINDS.len();
+/// Marks a bench guest stops at: an end per counted kind, and a begin per
+/// table (GGTT, PPGTT) before its first counted batch.
+pub const MARKS: usize = KINDS.len() + 2;
 
 /// Shell helpers for a bench guest (busybox ash, on the scenario prelude).
 pub const HELPERS: &str = r#"GD=$GPU_DOM_DOMID
@@ -130,7 +131,7 @@ hc_read() {
 bench_over() { console_has "$1" "bench PASS" || console_has "$1" "bench FAIL"; }
 # bench_marks NAME DOMID COUNT SECS: acknowledges the bench guest's COUNT
 # marks (data/bench-mark = "<k> <kind> begin|end"), each within SECS, and
-# prints gpu-dom's hypercalls between each begin and end. Polls once a
+# prints gpu-dom's hypercalls since the mark before, at each end. Polls once a
 # second (each poll forks in dom0, which slows everyone under TCG).
 bm_ready() { xs_starts /local/domain/$bm_dom/data/bench-mark "$bm_k " || bench_over "$bm_name"; }
 bench_marks() {
@@ -141,9 +142,9 @@ bench_marks() {
         bm_what=$(xenstore-read /local/domain/$2/data/bench-mark | cut -d' ' -f2-)
         bm_hc=$(hc_read)
         case "$bm_what" in
-            *" begin") bm_begin=$bm_hc ;;
             *" end") e2e "hypercalls kind=${bm_what% end} batch=__COUNTED__ map=$(( ${bm_hc% *} - ${bm_begin% *} )) unmap=$(( ${bm_hc#* } - ${bm_begin#* } ))" ;;
         esac
+        bm_begin=$bm_hc
         xenstore-write /local/domain/$2/data/bench-ack $bm_k
         bm_k=$(( bm_k + 1 ))
     done

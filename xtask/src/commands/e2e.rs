@@ -11,7 +11,7 @@
 //!    waits until gpu-dom reports it Connected (timed) and the guest reports
 //!    that every GGTT and PPGTT entry read back its own bytes;
 //! 3. counts gpu-dom's grant hypercalls per 512-entry batch: a guest in
-//!    `mode=bench sizes=512 detach=0` maps 512 fresh grants (cold), maps
+//!    `mode=bench sizes=512 detach=0 rounds=1 rtt=0` maps 512 fresh grants (cold), maps
 //!    them again (warm) and unmaps them, through the GGTT and a PPGTT
 //!    context; dom0 reads gpu-dom's own counters (`data/vgpu-hypercalls`)
 //!    around each batch and prints `E2E: hypercalls kind=<kind> batch=512
@@ -67,7 +67,7 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("lonely2", "mode=unattached"),
     ("busy", "mode=busy pages=1024"),
     ("badfe", "mode=badfe"),
-    ("hcount", "mode=bench sizes=512 detach=0"),
+    ("hcount", "mode=bench sizes=512 detach=0 rounds=1 rtt=0"),
 ];
 /// Seconds gpu-dom gets, after refusing a bad frontend value, to show that
 /// it refuses it again (a watch loop) before its refusals are counted.
@@ -135,7 +135,7 @@ pub fn e2e_scenario(files: Vec<ScenarioFile>) -> Scenario {
         linux_frontend_in_dom0(),
         shutdown_with_guests_attached(),
     ];
-    Scenario { name: "e2e".into(), files, parts, timeout: Duration::from_secs(1200) }
+    Scenario { name: "e2e".into(), files, parts, timeout: Duration::from_secs(1320) }
 }
 
 /// gpu-dom's backend is ready (timed from `xl create`).
