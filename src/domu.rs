@@ -59,6 +59,7 @@
 
 extern crate alloc;
 
+use crate::hypercall_pub::{self, Publisher, Step};
 use crate::iommu_test::{self, IommuTest};
 use crate::mgmt::Mgmt;
 use crate::vgpu::{self, Ports, VgpuService};
@@ -141,6 +142,8 @@ struct Domu {
     mgmt: Mgmt,
     /// The deliberate crash of `gpu-dom.fault=<kind>-after=<N>` (CI only).
     fault: Option<vgpu::FaultPlan>,
+    /// The grant hypercall counters as published for dom0.
+    calls: Publisher,
 }
 
 /// What the main loop measured: the bounds of the module documentation,
@@ -228,6 +231,7 @@ impl Domu {
             iommu,
             mgmt,
             fault: vgpu::FaultPlan::from_options(k),
+            calls: Publisher::default(),
         }
     }
 
@@ -254,7 +258,7 @@ impl Domu {
 
     /// One round of the main loop. Returns how long the loop may sleep:
     /// `Some(0)` when a source had work left (look for events, go on), else
-    /// the endpoint's next timer, if any.
+    /// the endpoint's next timer or the counters' next publication, if any.
     fn round(&mut self, k: &mut Kernel, xs: &mut Xenstore) -> Option<u64> {
         let t0 = timer::now_ns();
         let rings_left = self.serve_devices(k, xs);
@@ -262,6 +266,7 @@ impl Domu {
             f.check(&self.svc);
         }
         let net = self.mgmt.round(k, xs, &self.svc);
+        let calls_at = self.publish_hypercalls(xs);
         let xenstore_left = self.timed_xenstore_round(k, xs);
         self.ports.sync(&mut k.executor, &self.svc);
         self.stats.round(timer::now_ns().saturating_sub(t0));
@@ -269,7 +274,28 @@ impl Domu {
         if rings_left || xenstore_left || net_left {
             Some(0)
         } else {
-            net.deadline_ns
+            [net.deadline_ns, calls_at].into_iter().flatten().min()
+        }
+    }
+
+    /// Writes the grant hypercall counters to `data/vgpu-hypercalls` if they
+    /// changed (see `hypercall_pub`); returns when to look again if the write
+    /// had to wait.
+    fn publish_hypercalls(&mut self, xs: &mut Xenstore) -> Option<u64> {
+        let c = self.svc.engine().mapper().hypercalls();
+        let (now, now_ns) = ((c.map, c.unmap), timer::now_ns());
+        match self.calls.poll(now, now_ns) {
+            Step::Idle => None,
+            Step::Later(at) => Some(at),
+            Step::Write(map, unmap) => {
+                let mut v: heapless::String<48> = heapless::String::new();
+                let _ = hypercall_pub::value(map, unmap, &mut v);
+                match xs.write(TxId::NONE, hypercall_pub::NODE, v.as_bytes()) {
+                    Ok(()) => self.calls.written(now, now_ns),
+                    Err(e) => log::warn!("cannot write {}: {e}", hypercall_pub::NODE),
+                }
+                None
+            }
         }
     }
 
@@ -363,7 +389,9 @@ impl Domu {
                         self.shut_down(k, xs, reason, name);
                     }
                 }
-                t if vgpu::is_service_token(t) => rescan.add(t, ev.path()),
+                t if vgpu::is_service_token(t) => {
+                    rescan.add(t, ev.path());
+                }
                 t if Mgmt::is_token(t) => self.mgmt.on_watch(),
                 iommu_test::TOKEN if self.iommu.is_some() => {
                     if let Some(t) = self.iommu.as_mut() {

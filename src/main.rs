@@ -21,6 +21,8 @@ fn main() {
 mod domu;
 #[cfg(any(test, target_os = "none"))]
 mod gpu;
+#[cfg(any(test, target_os = "none"))]
+mod hypercall_pub;
 #[cfg(target_os = "none")]
 mod iommu_test;
 #[cfg(target_os = "none")]

@@ -415,3 +415,54 @@ fn scale_mode_asking_more_pages_than_its_limit_fails_with_the_reason() {
     assert!(lines.all().iter().any(|l| l.starts_with("TESTGUEST dom=5 scale FAIL GGTT map")));
     assert!(!lines.all().iter().any(|l| l.contains("scale PASS")));
 }
+
+#[test]
+fn bench_mode_times_every_kind_and_size_marks_the_counted_batches_and_detaches_clean() {
+    let world = World::new(true);
+    world.borrow_mut().attach(DOM, 0, 4096, 4200);
+    let mut fe = frontend(&world, DOM, 8192, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    let mut t = 0u64;
+    let mut clock = || {
+        t += 1_000;
+        t
+    };
+    let mut marks: Vec<String> = Vec::new();
+    let mut mark = |fe: &mut support::world::TestFrontend, m: &str| {
+        assert!(fe.is_connected());
+        marks.push(m.to_string());
+        Ok(())
+    };
+    let cfg = scenario::BenchConfig { detach_grants: 600, ..Default::default() };
+    let mut hooks = scenario::Hooks { now_ns: &mut clock, mark: &mut mark };
+    scenario::run_bench(&mut fe, &mut rep, &cfg, &mut hooks)
+        .unwrap_or_else(|e| panic!("{e}: {:#?}", lines.all()));
+    // Each timed request reads the clock twice: 1000 ns apart.
+    for want in [
+        "TESTGUEST dom=5 bench: kind=rtt batch=0 n=16 median_ns=1000 mean_ns=1000 per_entry_ns=1000",
+        "TESTGUEST dom=5 bench: kind=ggtt-cold batch=1 n=16 median_ns=1000",
+        "TESTGUEST dom=5 bench: kind=ggtt-warm batch=8 n=16 median_ns=1000 mean_ns=1000 per_entry_ns=125",
+        "TESTGUEST dom=5 bench: kind=ppgtt-unmap batch=64 n=4 ",
+        "TESTGUEST dom=5 bench: kind=ggtt-cold batch=2048 n=1 median_ns=1000 mean_ns=1000 per_entry_ns=0",
+        "TESTGUEST dom=5 bench: kind=ppgtt-cold batch=512 n=3 ",
+        "TESTGUEST dom=5 bench: kind=detach batch=1200 n=1 ",
+        "TESTGUEST dom=5 bench PASS",
+    ] {
+        assert!(lines.all().iter().any(|l| l.starts_with(want)), "missing {want:?} in {:#?}", lines.all());
+    }
+    let want = [
+        "ggtt-cold begin",
+        "ggtt-cold end",
+        "ggtt-warm end",
+        "ggtt-unmap end",
+        "ppgtt-cold begin",
+        "ppgtt-cold end",
+        "ppgtt-warm end",
+        "ppgtt-unmap end",
+    ];
+    assert_eq!(marks, want, "a begin before each table's counted batches, an end after each");
+    assert!(!fe.is_connected(), "detach disconnected");
+    assert_eq!(fe.granted_pages(), 0, "every grant ended");
+}

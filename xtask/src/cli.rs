@@ -156,7 +156,11 @@ pub enum Cmd {
     /// and into a fresh region, of its unmap, and of revoking a guest;
     /// prints instructions per entry (also in target/bench/) and fails over
     /// a bar. --criterion also runs the criterion benchmark (`cargo bench -p
-    /// backend`) for wall time.
+    /// backend`) for wall time. --xen instead times batches under Xen in
+    /// QEMU (see `bench_xen`): per-entry costs of GGTT and PPGTT batches of
+    /// 1 to 2048 entries, cold and warm, unmap, detach, an empty request's
+    /// round trip, and gpu-dom's grant hypercalls per 512-entry batch.
+    /// Logs: target/boot/bench-xen/.
     Bench(BenchArgs),
 }
 
@@ -212,6 +216,11 @@ pub struct BenchArgs {
     /// Also run the criterion benchmark (wall time).
     #[arg(long)]
     pub criterion: bool,
+    /// Time batches under Xen in QEMU instead (QEMU TCG times, not hardware).
+    #[arg(long, conflicts_with = "criterion")]
+    pub xen: bool,
+    #[command(flatten)]
+    pub timeout: Timeout,
 }
 
 fn seconds(s: &str) -> Result<Duration, String> {

@@ -22,7 +22,7 @@ use clap::Parser;
 
 use cli::{Cli, Cmd};
 use commands::boot::{self, Options, Stage};
-use commands::{checks, e2e, image, iommu, linux_guest, net, restart, scale};
+use commands::{bench_xen, checks, e2e, image, iommu, linux_guest, net, restart, scale};
 use error::Result;
 use paths::Paths;
 use progress::Progress;
@@ -78,6 +78,7 @@ fn main() -> ExitCode {
         Cmd::Net(t) => net::run(&paths, t.timeout),
         Cmd::Scale(args) => scale::run(&paths, &args).map(|_| ()),
         Cmd::Fuzz(args) => checks::fuzz_run(&paths, &args.run()).map(|_| ()),
+        Cmd::Bench(args) if args.xen => bench_xen::run(&paths, args.timeout.timeout),
         Cmd::Bench(args) => checks::bench(&paths, args.criterion).map(|_| ()),
     };
     match result {

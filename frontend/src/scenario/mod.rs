@@ -13,10 +13,12 @@
 //! | badfe | `badfe <value> -> refused: <error>` per value of [`Bad::ALL`] (or `-> not refused FAIL`), `badfe good values -> connected`, `badfe PASS` or `badfe FAIL <what>` |
 //! | batches | `batches connected pages=<n>`, `batches verified entries=<n> mismatches=<m>` after the first batch, `batches sent=<n>` every 100 batches, after a lost backend `batches <op> failed: <error>` then the lines of [`ride_out`] and `batches resumed`, `batches stopped sent=<n> (<why>)` |
 //! | scale | `scale result connect_us=<n> map_us=<n> pages=<n> verified=<n> mismatches=<n> rtt_n=<n> rtt_median_us=<n> rtt_mean_us=<n> rtt_max_us=<n>` then `scale PASS`, or `scale FAIL <why>` (see [`run_scale`]) |
+//! | bench | `bench: kind=<kind> batch=<n> n=<rounds> median_ns=<m> mean_ns=<a> per_entry_ns=<e>` per kind and size (see [`run_bench`]), `bench PASS` or `bench FAIL <why>` |
 //! | unattached | `unattached: no device`, or `unattached: backend did not serve`, or `unattached: FAIL <what happened>` |
 
 mod badfe;
 mod batches;
+mod bench;
 mod busy;
 mod fairness;
 mod good;
@@ -26,6 +28,7 @@ mod survive;
 
 pub use badfe::{run_badfe, Bad, NEVER_GRANTED_GREF};
 pub use batches::run_batches;
+pub use bench::{run_bench, BenchConfig, Hooks, COUNTED_BATCH};
 pub use busy::{run_busy, BUSY_MAX_ENTRIES};
 pub use fairness::{measure_rtt, Rtt, RTT_ENTRIES};
 pub use good::{reverify, run_good, GoodConfig, Mapped};

@@ -32,6 +32,8 @@ const IDLE_MS: u64 = 60_000;
 /// other QEMU runs: gpu-dom taking another guest up (or coming back after a
 /// restart) has kept a response waiting for more than the default 10 s.
 const RESPONSE_TIMEOUT_MS: u64 = 30_000;
+/// Mode `bench`: longest wait for one response.
+const BENCH_RESPONSE_TIMEOUT_MS: u64 = 120_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -42,6 +44,7 @@ enum Mode {
     Batches,
     BadFe,
     Scale,
+    Bench,
 }
 
 impl Mode {
@@ -54,6 +57,7 @@ impl Mode {
             "batches" => Mode::Batches,
             "badfe" => Mode::BadFe,
             "scale" => Mode::Scale,
+            "bench" => Mode::Bench,
             _ => return None,
         })
     }
@@ -153,6 +157,7 @@ pub fn run(mut k: Kernel) -> ! {
     // `cargo xtask iommu` only: check what gpu-dom's test device wrote.
     let k_dma_check = args.flag("dma-check");
     let pages = args.value("pages").and_then(|p| p.parse::<u32>().ok()).unwrap_or(300);
+    let bench = crate::bench::config(&args);
     for feature in ["control/feature-poweroff", "control/feature-reboot"] {
         if let Err(e) = xs.write(TxId::NONE, feature, b"1") {
             log::warn!("cannot write {feature}: {e}");
@@ -167,13 +172,18 @@ pub fn run(mut k: Kernel) -> ! {
     let mut rep = Reporter::new("TESTGUEST", dom, &mut console);
     let Some(mode) = Mode::parse(mode_name) else {
         rep.say(format_args!(
-            "{mode_name} FAIL unknown mode (good, hostile, unattached, busy, batches, badfe, scale)"
+            "{mode_name} FAIL unknown mode (good, hostile, unattached, busy, batches, badfe, scale, bench)"
         ));
         crash::shutdown(SHUTDOWN_POWEROFF)
     };
     let mut opts = Options { response_timeout_ms: RESPONSE_TIMEOUT_MS, ..Options::default() };
     if mode == Mode::Unattached {
         opts.handshake_timeout_ms = UNATTACHED_WAIT_MS;
+    }
+    if mode == Mode::Bench {
+        // A measurement, not a liveness check: a starved emulated machine
+        // has kept one response for more than 30 s.
+        opts.response_timeout_ms = BENCH_RESPONSE_TIMEOUT_MS;
     }
     // dma-check: a page of ours at a high frame number (above gpu-dom's
     // RAM), filled with known bytes and never granted.
@@ -195,6 +205,9 @@ pub fn run(mut k: Kernel) -> ! {
             scenario::run_badfe(&mut fe, &mut rep, crate::sync::badfe_settle);
         }
         Mode::Scale => crate::scale::run(&mut fe, &mut rep, crate::scale::config(&args, pages)),
+        Mode::Bench => {
+            crate::bench::run(&mut fe, &mut rep, &bench);
+        }
         Mode::Busy | Mode::Batches => {
             let mut asked = None;
             let check = |fe: &mut Fe| {

@@ -2,7 +2,8 @@
 //! frontend (`frontend::scenario`, the same code the host tests run). The
 //! mode comes from the kernel command line (`cmdline=` in the xl config):
 //! `mode=good pages=N` (default), `mode=hostile`, `mode=unattached`,
-//! `mode=busy pages=N`, `mode=badfe`, `mode=scale pages=N verify=V rounds=R`; `dma-check` (with mode good, for
+//! `mode=busy pages=N`, `mode=badfe`, `mode=scale pages=N verify=V rounds=R`,
+//! `mode=bench` (see `bench`); `dma-check` (with mode good, for
 //! `cargo xtask iommu`: see `dma_check`). See `xl-configs/test-guest.cfg`.
 //! Modes `badfe` and `good` follow dom0's e2e script through `data/` nodes
 //! (see `sync`).
@@ -27,6 +28,8 @@ fn main() {
 #[cfg(target_os = "none")]
 extern crate alloc;
 
+#[cfg(target_os = "none")]
+mod bench;
 #[cfg(target_os = "none")]
 mod dma_check;
 #[cfg(target_os = "none")]

@@ -10,31 +10,37 @@
 //! 2. creates two good guests paused, `vgpu attach`es each, unpauses it, and
 //!    waits until gpu-dom reports it Connected (timed) and the guest reports
 //!    that every GGTT and PPGTT entry read back its own bytes;
-//! 3. runs a hostile guest (foreign and revoked grants, read-only asked
+//! 3. counts gpu-dom's grant hypercalls per 512-entry batch: a guest in
+//!    `mode=bench sizes=512 detach=0 rounds=1 rtt=0` maps 512 fresh grants (cold), maps
+//!    them again (warm) and unmaps them, through the GGTT and a PPGTT
+//!    context; dom0 reads gpu-dom's own counters (`data/vgpu-hypercalls`)
+//!    around each batch and prints `E2E: hypercalls kind=<kind> batch=512
+//!    map=<n> unmap=<n>` (see `bench_xen`);
+//! 4. runs a hostile guest (foreign and revoked grants, read-only asked
 //!    writable, out-of-slice indexes, garbage directory pages, a runaway
 //!    `req_prod`): it gets errors, then is disconnected; the good guests stay
 //!    Connected and report no mismatch;
-//! 4. fair service: guest1 measures its request round trip (a 4-entry GGTT
+//! 5. fair service: guest1 measures its request round trip (a 4-entry GGTT
 //!    request, on its own clock) with the others idle, then while a busy
 //!    guest floods its ring and event channel; the two medians and their
 //!    ratio are printed, and the means and maxima (QEMU TCG times, not
 //!    asserted);
-//! 5. `xl destroy`s that busy guest in the middle of its flood: gpu-dom
+//! 6. `xl destroy`s that busy guest in the middle of its flood: gpu-dom
 //!    revokes everything and the domain leaves `xl list` (no zombie), timed;
-//! 6. runs a frontend that presents bad values in xenstore (`mode=badfe`:
+//! 7. runs a frontend that presents bad values in xenstore (`mode=badfe`:
 //!    `version = 2`, ring-refs never granted and not a number,
 //!    `event-channel = 0`), each after going back to
 //!    Initialising: [`BADFE_SETTLE_S`] after each refusal, gpu-dom's log
 //!    must show exactly one refusal for it (no watch loop); then the right
 //!    values connect, and the good guests stay Connected and verified;
-//! 7. boots a guest nobody attached (it finds no device), and one whose limits
+//! 8. boots a guest nobody attached (it finds no device), and one whose limits
 //!    the "toolstack" then makes guest-writable (gpu-dom refuses it);
-//! 8. admission control: `vgpu attach` asking one page more than gpu-dom's
+//! 9. admission control: `vgpu attach` asking one page more than gpu-dom's
 //!    pages pool has free exits 1 with "does not fit", writes nothing, and
 //!    the good guests stay Connected and verified;
-//! 9. attaches dom0 itself and runs `vgpu-front attach-test` (a Linux
-//!    frontend over gntalloc and evtchn);
-//! 10. `xl shutdown`s gpu-dom with the good guests attached: they see the
+//! 10. attaches dom0 itself and runs `vgpu-front attach-test` (a Linux
+//!     frontend over gntalloc and evtchn);
+//! 11. `xl shutdown`s gpu-dom with the good guests attached: they see the
 //!     backend close, and gpu-dom goes away.
 
 use std::time::Duration;
@@ -61,6 +67,7 @@ pub const GUESTS: &[(&str, &str)] = &[
     ("lonely2", "mode=unattached"),
     ("busy", "mode=busy pages=1024"),
     ("badfe", "mode=badfe"),
+    ("hcount", "mode=bench sizes=512 detach=0 rounds=1 rtt=0"),
 ];
 /// Seconds gpu-dom gets, after refusing a bad frontend value, to show that
 /// it refuses it again (a watch loop) before its refusals are counted.
@@ -119,6 +126,7 @@ pub fn e2e_scenario(files: Vec<ScenarioFile>) -> Scenario {
         ),
         backend_ready(),
         good_guests(),
+        crate::commands::bench_xen::bench_part("hcount", 300),
         hostile_guest(),
         fairness_then_destroy_mid_flood(),
         bad_frontend_values(),
@@ -127,7 +135,7 @@ pub fn e2e_scenario(files: Vec<ScenarioFile>) -> Scenario {
         linux_frontend_in_dom0(),
         shutdown_with_guests_attached(),
     ];
-    Scenario { name: "e2e".into(), files, parts, timeout: Duration::from_secs(1200) }
+    Scenario { name: "e2e".into(), files, parts, timeout: Duration::from_secs(1320) }
 }
 
 /// gpu-dom's backend is ready (timed from `xl create`).
@@ -161,7 +169,7 @@ vgpu_run list
     )
 }
 
-/// A hostile guest gets errors, then is disconnected; the good guests stay intact (step 3).
+/// A hostile guest gets errors, then is disconnected; the good guests stay intact (step 4).
 fn hostile_guest() -> Part {
     part(
         "hostile guest: errors, then disconnected; the good guests intact",
@@ -184,7 +192,7 @@ xl destroy hostile
     )
 }
 
-/// Fair service against a flooding guest, then `xl destroy` of it mid-flood (steps 4 and 5).
+/// Fair service against a flooding guest, then `xl destroy` of it mid-flood (steps 5 and 6).
 fn fairness_then_destroy_mid_flood() -> Part {
     part(
     "fair service against a flooding guest, then xl destroy of it mid-flood",
@@ -227,7 +235,7 @@ vgpu_run detach $GB --backend gpu-dom --force || fail "vgpu detach of the dead g
     )
 }
 
-/// A frontend presenting bad values in xenstore is refused once each (step 6).
+/// A frontend presenting bad values in xenstore is refused once each (step 7).
 fn bad_frontend_values() -> Part {
     part(
         "a frontend presenting bad values in xenstore: refused once each",
@@ -270,7 +278,7 @@ xl destroy badfe
     )
 }
 
-/// Guests the toolstack did not attach, or attached with guest-writable limits (step 7).
+/// Guests the toolstack did not attach, or attached with guest-writable limits (step 8).
 fn unattached_guests() -> Part {
     part(
     "guests the toolstack did not attach (or attached with guest-writable limits)",
@@ -294,7 +302,7 @@ xl destroy lonely2
     )
 }
 
-/// Admission control: limits that do not fit are refused before anything is written (step 8).
+/// Admission control: limits that do not fit are refused before anything is written (step 9).
 fn admission_control() -> Part {
     part(
     "admission control: limits that do not fit are refused before anything is written",
@@ -318,7 +326,7 @@ e2e "admission: vgpu attach asking $p_ask pages with $p_free free refused (exit 
     )
 }
 
-/// A Linux frontend in dom0: vgpu-front over gntalloc and evtchn (step 9).
+/// A Linux frontend in dom0: vgpu-front over gntalloc and evtchn (step 10).
 fn linux_frontend_in_dom0() -> Part {
     part(
     "a Linux frontend in dom0 (vgpu-front over gntalloc and evtchn)",
@@ -336,7 +344,7 @@ vgpu_run detach Domain-0 --backend gpu-dom || fail "vgpu detach Domain-0 failed 
     )
 }
 
-/// `xl shutdown` of gpu-dom with guests attached (step 10).
+/// `xl shutdown` of gpu-dom with guests attached (step 11).
 fn shutdown_with_guests_attached() -> Part {
     part(
     "xl shutdown gpu-dom with guests attached",
