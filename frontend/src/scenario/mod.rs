@@ -11,7 +11,7 @@
 //! | hostile | `hostile <case> -> <STATUS> PASS\|FAIL` for `foreign-gref`, `revoked-gref`, `readonly-as-writable`, `out-of-slice`, `garbage-directory`, `unknown-context`; `hostile runaway -> disconnected PASS` (or `-> still connected FAIL`); `hostile PASS` or `hostile FAIL <cases>` |
 //! | busy | `busy connected pages=<n>`, `busy batches=<n>` every 100 responses (a flood: see [`run_busy`]), `busy stopped batches=<n> (<why>)` |
 //! | badfe | `badfe <value> -> refused: <error>` per value of [`Bad::ALL`] (or `-> not refused FAIL`), `badfe good values -> connected`, `badfe PASS` or `badfe FAIL <what>` |
-//! | batches | `batches connected pages=<n>`, `batches verified entries=<n> mismatches=<m>` after the first batch, `batches sent=<n>` every 100 batches, after a lost backend `batches <op> failed: <error>` then the lines of [`ride_out`] and `batches resumed`, `batches stopped sent=<n> (<why>)` |
+//! | batches | `batches connected pages=<n> depth=<d>` (`d` batches in flight, a [`crate::Pipeline`]), `batches verified entries=<n> mismatches=<m>` after the first batch, `batches sent=<n>` every 100 batches, after a lost backend `batches failed: <error>` then the lines of [`ride_out`] and `batches resumed`, `batches stopped sent=<n> (<why>)` |
 //! | unattached | `unattached: no device`, or `unattached: backend did not serve`, or `unattached: FAIL <what happened>` |
 
 mod badfe;
@@ -20,6 +20,7 @@ mod busy;
 mod fairness;
 mod good;
 mod hostile;
+mod pipebench;
 mod survive;
 
 pub use badfe::{run_badfe, Bad, NEVER_GRANTED_GREF};
@@ -28,6 +29,7 @@ pub use busy::{run_busy, BUSY_MAX_ENTRIES};
 pub use fairness::{measure_rtt, Rtt, RTT_ENTRIES};
 pub use good::{reverify, run_good, GoodConfig, Mapped};
 pub use hostile::{run_hostile, FOREIGN_GREF};
+pub use pipebench::{measure_pipeline, PipeBench, BENCH_ENTRIES};
 pub use survive::{ride_out, verify_record, Outcome, Verified};
 
 use alloc::format;

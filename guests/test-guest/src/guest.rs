@@ -32,6 +32,8 @@ const IDLE_MS: u64 = 60_000;
 /// other QEMU runs: gpu-dom taking another guest up (or coming back after a
 /// restart) has kept a response waiting for more than the default 10 s.
 const RESPONSE_TIMEOUT_MS: u64 = 30_000;
+/// Mode batches: batches kept in flight unless `depth=` says otherwise.
+const BATCHES_DEPTH: u32 = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -151,6 +153,8 @@ pub fn run(mut k: Kernel) -> ! {
     // `cargo xtask iommu` only: check what gpu-dom's test device wrote.
     let k_dma_check = args.flag("dma-check");
     let pages = args.value("pages").and_then(|p| p.parse::<u32>().ok()).unwrap_or(300);
+    // Mode batches: requests kept in flight (a pipeline; 1 = one at a time).
+    let depth = args.value("depth").and_then(|p| p.parse::<u32>().ok()).unwrap_or(BATCHES_DEPTH);
     for feature in ["control/feature-poweroff", "control/feature-reboot"] {
         if let Err(e) = xs.write(TxId::NONE, feature, b"1") {
             log::warn!("cannot write {feature}: {e}");
@@ -205,7 +209,7 @@ pub fn run(mut k: Kernel) -> ! {
             if mode == Mode::Busy {
                 scenario::run_busy(&mut fe, &mut rep, pages, check);
             } else {
-                scenario::run_batches(&mut fe, &mut rep, pages, check);
+                scenario::run_batches(&mut fe, &mut rep, pages, depth, check);
             }
             if let Some(s) = asked {
                 finish(&mut fe, &mut rep, s);
