@@ -73,9 +73,12 @@ pub struct Ticket(pub u64);
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Abandoned {
     /// The backend closed or went away before the batch finished (its
-    /// requests in flight were not answered; the record holds what was).
+    /// requests in flight were not answered; the record holds what was),
+    /// or a local failure ended the wait (the error returned says which).
     Lost,
-    /// No response within the response timeout.
+    /// No response within the response timeout. The requests may still be
+    /// answered later, and this pipeline would refuse those answers as
+    /// unexpected: disconnect.
     Timeout,
     /// The backend broke the ring protocol; the pipeline stopped.
     Broken(RingError),

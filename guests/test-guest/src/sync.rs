@@ -35,7 +35,7 @@ pub const TOKEN_FAIRNESS: &str = "fairness";
 const RTT_ROUNDS: u32 = 30;
 const RTT_LIMIT_US: u64 = 30_000_000;
 /// Phase `pipeline`: batches per run, and the pipelined run's depth.
-const PIPE_BATCHES: u32 = 200;
+const PIPE_BATCHES: u32 = 50;
 const PIPE_DEPTH: u32 = 8;
 
 /// Mode `badfe`'s `settle`: says which value was refused, waits for dom0.

@@ -14,7 +14,7 @@
 //!    writable, out-of-slice indexes, garbage directory pages, a runaway
 //!    `req_prod`): it gets errors, then is disconnected; the good guests stay
 //!    Connected and report no mismatch;
-//! 4. pipelining and fair service: guest1 times 200 GGTT batches of 64
+//! 4. pipelining and fair service: guest1 times 50 GGTT batches of 64
 //!    entries with one request in flight, then with up to 8 (a
 //!    `frontend::Pipeline`), and the speedup is printed (QEMU TCG times, not
 //!    asserted); guest1 measures its request round trip (a 4-entry GGTT
