@@ -46,7 +46,7 @@ pub mod linux;
 pub use device::{Device, FrontError, Frontend, Happening, Options, Teardown};
 pub use error::Error;
 pub use flood::{Flood, FloodRound};
-pub use pipeline::{Abandoned, Outcome, Pipeline, Ticket};
+pub use pipeline::{Abandoned, BatchOutcome, Pipeline, Ticket};
 pub use platform::{DomId, EndAccessError, Granted, PageId, Platform, Port};
 pub use reconnect::{Lost, Reconnected, Released};
 pub use request::BatchResult;

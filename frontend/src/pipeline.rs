@@ -85,7 +85,7 @@ pub enum Abandoned {
 }
 
 /// What became of one batch.
-pub type Outcome = Result<BatchResult, Abandoned>;
+pub type BatchOutcome = Result<BatchResult, Abandoned>;
 
 /// A batch not finished yet.
 #[derive(Clone, Debug)]
@@ -137,7 +137,7 @@ pub struct Pipeline {
     in_flight: VecDeque<(Ticket, InFlight)>,
     /// Pool pages in use (bit i: the frontend's directory page i).
     busy: u64,
-    finished: VecDeque<(Ticket, Outcome)>,
+    finished: VecDeque<(Ticket, BatchOutcome)>,
     /// The protocol error that stopped the pipeline.
     broken: Option<RingError>,
     /// Most requests in flight at once so far.
@@ -221,12 +221,12 @@ impl Pipeline {
     }
 
     /// The next finished batch, in submission order.
-    pub fn take_next(&mut self) -> Option<(Ticket, Outcome)> {
+    pub fn take_next(&mut self) -> Option<(Ticket, BatchOutcome)> {
         self.finished.pop_front()
     }
 
     /// The outcome of batch `ticket`, once it finished.
-    pub fn take(&mut self, ticket: Ticket) -> Option<Outcome> {
+    pub fn take(&mut self, ticket: Ticket) -> Option<BatchOutcome> {
         let i = self.finished.iter().position(|(t, _)| *t == ticket)?;
         self.finished.remove(i).map(|(_, o)| o)
     }
@@ -267,7 +267,7 @@ impl Pipeline {
     pub fn finish<P: Platform, T: Transport>(
         &mut self,
         fe: &mut Frontend<P, T>,
-    ) -> Res<P, T, Vec<(Ticket, Outcome)>> {
+    ) -> Res<P, T, Vec<(Ticket, BatchOutcome)>> {
         self.wait_until(fe, 0)?;
         Ok(self.finished.drain(..).collect())
     }

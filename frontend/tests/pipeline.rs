@@ -9,7 +9,7 @@ mod support;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use frontend::{Abandoned, BatchResult, Error, Options, Outcome, Pipeline, Platform, Ticket};
+use frontend::{Abandoned, BatchOutcome, BatchResult, Error, Options, Pipeline, Platform, Ticket};
 use gpuif::ring::RING_SIZE;
 use gpuif::wire::Request;
 use gpuif::{Entry, Op, Response, RingError, Status, SLOT_SIZE};
@@ -72,7 +72,7 @@ fn drive(p: &mut Pipeline, fe: &mut TestFrontend, depth: u32) -> (Result<(), Str
     panic!("the pipeline did not finish");
 }
 
-fn all(p: &mut Pipeline) -> Vec<(Ticket, Outcome)> {
+fn all(p: &mut Pipeline) -> Vec<(Ticket, BatchOutcome)> {
     std::iter::from_fn(|| p.take_next()).collect()
 }
 
