@@ -467,6 +467,21 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
         Ok(rsp.info)
     }
 
+    /// Grows the directory pool to `pages` read-only pages (a pipeline keeps
+    /// several requests' entries in it at once); the pool shrinks back to
+    /// [`MAX_DIR_PAGES`] with the next connection.
+    pub fn grow_dir_pool(&mut self, pages: usize) -> Res<P, T, ()> {
+        let backend = self.dev()?.backend_id;
+        if self.conn.is_none() {
+            return Err(Error::NotConnected);
+        }
+        while self.dirs.len() < pages {
+            let d = self.platform.grant_page(backend, true);
+            self.dirs.push(d.map_err(Self::platform_err("grant directory page"))?);
+        }
+        Ok(())
+    }
+
     /// Stops using the connection: closes the port and moves the ring and
     /// directory pages to the ones whose grant must end (`limbo`).
     pub(crate) fn abandon_connection(&mut self) {

@@ -15,6 +15,7 @@
 //! | [`platform`] | the [`Platform`] trait: pages + grants, ports, clock, sleeping |
 //! | [`device`] | [`Frontend`]: discovery, handshake, watches, waiting, teardown |
 //! | [`request`] | requests, directory pages, batches, responses by id |
+//! | [`pipeline`] | [`Pipeline`]: batches queued, several requests in flight, responses matched by id |
 //! | [`flood`] | requests posted without waiting, a notification every round (mode busy) |
 //! | [`record`] | what the backend confirmed it mapped, by page (the guest is the source of truth) |
 //! | [`reconnect`] | the backend died: release its grants, wait for a new one, reconnect, replay |
@@ -32,6 +33,7 @@ extern crate alloc;
 pub mod device;
 pub mod error;
 pub mod flood;
+pub mod pipeline;
 pub mod platform;
 pub mod reconnect;
 pub mod record;
@@ -44,6 +46,7 @@ pub mod linux;
 pub use device::{Device, FrontError, Frontend, Happening, Options, Teardown};
 pub use error::Error;
 pub use flood::{Flood, FloodRound};
+pub use pipeline::{Abandoned, BatchOutcome, Pipeline, Ticket};
 pub use platform::{DomId, EndAccessError, Granted, PageId, Platform, Port};
 pub use reconnect::{Lost, Reconnected, Released};
 pub use request::BatchResult;

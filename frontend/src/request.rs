@@ -6,7 +6,9 @@
 //! - One request is in flight at a time: directory pages are rewritten only
 //!   after the backend answered the request that named them (the backend
 //!   copies them while it handles the request). A flood (`flood`) keeps
-//!   many in flight, on pages it never rewrites.
+//!   many in flight, on pages it never rewrites; a pipeline (`pipeline`)
+//!   keeps several, each on pages of its own until it is answered. Neither
+//!   is mixed with these calls while it has requests in flight.
 //! - A response for another id is kept until asked for; a backend that
 //!   produces responses nobody requested is an [`Error::Ring`].
 //! - Every wait for a response is bounded, and ends early with
@@ -38,6 +40,37 @@ pub struct BatchResult {
     pub detail: i32,
     /// Requests sent.
     pub requests: u32,
+}
+
+impl BatchResult {
+    /// A batch before its first response: `OK`, nothing done.
+    pub const fn start() -> Self {
+        BatchResult {
+            status: Status::OK,
+            done: 0,
+            first_failure: None,
+            value: 0,
+            detail: 0,
+            requests: 0,
+        }
+    }
+
+    /// Adds the response `rsp` to the request that carried the batch's
+    /// entries `base..base + len`; returns whether the batch goes on (the
+    /// request was `OK`).
+    pub fn fold(&mut self, base: u32, len: usize, rsp: &Response) -> bool {
+        self.requests += 1;
+        self.done = base + rsp.done.min(len as u32);
+        if rsp.status == Status::OK {
+            return true;
+        }
+        self.status = rsp.status;
+        self.first_failure =
+            (rsp.first_failure != NO_FAILURE).then(|| base.saturating_add(rsp.first_failure));
+        self.value = rsp.value;
+        self.detail = rsp.detail;
+        false
+    }
 }
 
 impl<P: Platform, T: Transport> Frontend<P, T> {
@@ -112,32 +145,40 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
     }
 
     /// Sends `entries` in as many requests as needed, stopping at the first
-    /// request that is not `OK`.
+    /// request that is not `OK`: one request in flight at a time (the path
+    /// a [`crate::Pipeline`] is checked against).
     pub fn batch(&mut self, op: Op, ctx: u16, entries: &[Entry]) -> Res<P, T, BatchResult> {
-        let mut out = BatchResult {
-            status: Status::OK,
-            done: 0,
-            first_failure: None,
-            value: 0,
-            detail: 0,
-            requests: 0,
-        };
-        let per = self.max_entries.clamp(1, gpuif::MAX_ENTRIES);
+        let mut out = BatchResult::start();
+        let per = self.per_request();
         for (k, chunk) in entries.chunks(per).enumerate() {
-            let base = (k * per) as u32;
             let rsp = self.call(op, ctx, chunk)?;
-            out.requests += 1;
-            out.done = base + rsp.done.min(chunk.len() as u32);
-            if rsp.status != Status::OK {
-                out.status = rsp.status;
-                out.first_failure = (rsp.first_failure != NO_FAILURE)
-                    .then(|| base.saturating_add(rsp.first_failure));
-                out.value = rsp.value;
-                out.detail = rsp.detail;
+            if !out.fold((k * per) as u32, chunk.len(), &rsp) {
                 break;
             }
         }
         Ok(out)
+    }
+
+    /// Entries per request of a batch (the backend's `max-entries`).
+    pub(crate) fn per_request(&self) -> usize {
+        self.max_entries.clamp(1, gpuif::MAX_ENTRIES)
+    }
+
+    /// Sends at most `n` entries per request (at least 1, never more than
+    /// the backend's `max-entries`) until the next connect reads it again.
+    pub fn limit_entries_per_request(&mut self, n: usize) {
+        self.max_entries = n.clamp(1, self.max_entries.max(1));
+    }
+
+    /// Requests sent and not yet answered, as the ring counts them.
+    pub fn ring_in_flight(&self) -> u32 {
+        self.conn.as_ref().map_or(0, |c| c.front.in_flight())
+    }
+
+    /// The shared ring page while connected (for tests that play a broken
+    /// backend by writing into it).
+    pub fn ring_page(&self) -> Option<PageId> {
+        self.conn.as_ref().map(|c| c.ring.id)
     }
 
     /// Creates a PPGTT context; returns its id.
@@ -238,7 +279,7 @@ impl<P: Platform, T: Transport> Frontend<P, T> {
         Ok(value)
     }
 
-    fn submit(&mut self, slot: &Slot) -> Res<P, T, ()> {
+    pub(crate) fn submit(&mut self, slot: &Slot) -> Res<P, T, ()> {
         if self.conn.is_none() {
             return Err(Error::NotConnected);
         }

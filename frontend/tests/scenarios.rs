@@ -307,7 +307,7 @@ fn unattached_with_a_device_the_backend_refused_says_it_was_not_served() {
 }
 
 #[test]
-fn batches_mode_rides_out_a_backend_that_dies_mid_batch_and_resumes() {
+fn batches_mode_one_at_a_time_rides_out_a_backend_that_dies_mid_batch_and_resumes() {
     let world = World::new(true);
     world.borrow_mut().attach(DOM, 0, 512, 600);
     // gpu-dom dies with request 551 (an unmap batch: AttachInfo, the first
@@ -323,7 +323,7 @@ fn batches_mode_rides_out_a_backend_that_dies_mid_batch_and_resumes() {
     let w = world.clone();
     let mut checks = 0;
     let mut restarting = false;
-    let batches = scenario::run_batches(&mut fe, &mut rep, 300, |fe| {
+    let batches = scenario::run_batches(&mut fe, &mut rep, 300, 1, |fe| {
         checks += 1;
         let mut w = w.borrow_mut();
         if w.service.is_none() && !restarting {
@@ -348,10 +348,10 @@ fn batches_mode_rides_out_a_backend_that_dies_mid_batch_and_resumes() {
     let all = lines.all();
     assert!(batches >= 300, "{batches} {all:#?}");
     for want in [
-        "TESTGUEST dom=5 batches connected pages=300",
+        "TESTGUEST dom=5 batches connected pages=300 depth=1",
         "TESTGUEST dom=5 batches verified entries=300 mismatches=0",
         "TESTGUEST dom=5 batches sent=200",
-        "TESTGUEST dom=5 batches GgttUnmap failed: the backend directory is gone",
+        "TESTGUEST dom=5 batches failed: the backend directory is gone",
         "TESTGUEST dom=5 backend gone (its directory is gone): grants_ended=309 still_mapped=0 pages_kept=300",
         "TESTGUEST dom=5 reverified entries=300 mismatches=0",
         "TESTGUEST dom=5 batches resumed",
@@ -465,4 +465,73 @@ fn bench_mode_times_every_kind_and_size_marks_the_counted_batches_and_detaches_c
     assert_eq!(marks, want, "a begin before each table's counted batches, an end after each");
     assert!(!fe.is_connected(), "detach disconnected");
     assert_eq!(fe.granted_pages(), 0, "every grant ended");
+}
+
+#[test]
+fn batches_mode_pipelined_rides_out_a_backend_that_dies_with_batches_in_flight() {
+    let world = World::new(true);
+    world.borrow_mut().attach(DOM, 0, 512, 600);
+    // As above, with 8 batches in flight: gpu-dom dies once it answered 550
+    // requests, with the next ones on the ring, unanswered.
+    world.borrow_mut().kill_if =
+        Some(Box::new(|w| w.service.as_ref().is_some_and(|s| s.backend.stats().requests >= 550)));
+    let mut fe = frontend(&world, DOM, 1024, Options::default());
+    let lines = Lines::default();
+    let mut console = lines.console();
+    let mut rep = Reporter::new("TESTGUEST", DOM, &mut console);
+    let w = world.clone();
+    let (mut checks, mut restarting) = (0, false);
+    let seen = lines.clone();
+    let mut in_flight_at_death = None;
+    let batches = scenario::run_batches(&mut fe, &mut rep, 300, 8, |fe| {
+        checks += 1;
+        let mut w = w.borrow_mut();
+        if w.service.is_some() {
+            assert!(fe.ring_in_flight() <= 8);
+        } else if !restarting {
+            restarting = true;
+            in_flight_at_death = Some(fe.ring_in_flight());
+            let at = w.clock.get() + 3_000;
+            w.later.push((
+                at,
+                Box::new(|w| {
+                    w.start_backend(9);
+                    w.restore(DOM);
+                }),
+            ));
+        }
+        if seen.has("TESTGUEST dom=5 batches sent=400") || checks >= 5_000 {
+            scenario::Control::Stop
+        } else {
+            scenario::Control::Continue
+        }
+    });
+    let all = lines.all();
+    assert!(batches >= 400, "{batches} {all:#?}");
+    for want in [
+        "TESTGUEST dom=5 batches connected pages=300 depth=8",
+        "TESTGUEST dom=5 batches verified entries=300 mismatches=0",
+        "TESTGUEST dom=5 batches failed: the backend directory is gone",
+        "TESTGUEST dom=5 batches resumed",
+        "TESTGUEST dom=5 batches sent=300",
+    ] {
+        assert!(lines.has(want), "missing {want:?} in {all:#?}");
+    }
+    // Every grant ended: 300 pages, the 16-page directory pool, the ring.
+    assert!(lines.has(
+        "TESTGUEST dom=5 backend gone (its directory is gone): grants_ended=317 still_mapped=0 pages_kept=300"
+    ), "{all:#?}");
+    // What the backend answered last before dying decides what comes back:
+    // all 300 entries (a map) or none (an unmap); either is read back whole.
+    let back = all.iter().find(|l| l.contains("reconnected to backend 9")).expect("reconnected");
+    assert!(back.contains("ggtt=300") || back.contains("ggtt=0 "), "{back}");
+    assert!(
+        all.iter()
+            .any(|l| l.starts_with("TESTGUEST dom=5 reverified entries=")
+                && l.ends_with("mismatches=0")),
+        "{all:#?}"
+    );
+    assert!(in_flight_at_death.is_some(), "gpu-dom died while batches ran");
+    assert!(all.iter().any(|l| l.contains("cleanup") && l.contains("still_mapped=0")), "{all:#?}");
+    assert_eq!(world.borrow().model.destroy_domain(DomId(DOM)), Some(DomainState::Dead));
 }

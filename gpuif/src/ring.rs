@@ -84,6 +84,11 @@ pub enum RingError {
     /// it may: the ring's size (requests), or the requests in flight
     /// (responses).
     ProducerOverrun { prod: u32, cons: u32, unconsumed: u32, most: u32 },
+    /// A response whose id is not the one answered next: the backend
+    /// answers requests in ring order, so this is an unknown id, an id
+    /// answered before (a duplicate) or a later request's id (out of
+    /// order). `expected`: the oldest request in flight (`None`: none was).
+    UnexpectedResponse { got: u64, expected: Option<u64> },
 }
 
 impl core::fmt::Display for RingError {
@@ -93,6 +98,13 @@ impl core::fmt::Display for RingError {
                 f,
                 "producer index {prod} is {unconsumed} entries past consumer {cons} (at most {most} may be)"
             ),
+            RingError::UnexpectedResponse { got, expected: Some(want) } => write!(
+                f,
+                "response for request {got} where request {want} was answered next (unknown, duplicate or out of order)"
+            ),
+            RingError::UnexpectedResponse { got, expected: None } => {
+                write!(f, "response for request {got} with no request in flight")
+            }
         }
     }
 }

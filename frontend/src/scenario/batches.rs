@@ -11,24 +11,28 @@ use gpuif::Status;
 use xenbus::Transport;
 
 use super::{pattern, Control, Outcome, Reporter};
-use crate::{Frontend, Platform};
+use crate::{Frontend, Pipeline, Platform};
 
 /// Batches between two heartbeat lines.
 const HEARTBEAT: u64 = 100;
 
 /// Mode `batches` after the frontend connected: alternately maps `pages` GGTT
-/// entries and unmaps them, one batch each, printing `batches sent=<n>`
-/// every 100 batches. Between batches `check` sees the frontend (to look at
-/// watch events); it returns when `check` says stop, or a batch fails (e.g.
-/// the backend closed), and cleans up. Returns the batches sent.
+/// entries and unmaps them, one batch (one request) each, through a
+/// [`Pipeline`] keeping `depth` of them in flight (the first batch alone,
+/// then read back), printing `batches sent=<n>` every 100 batches answered.
+/// Between waits `check` sees the frontend (to look at watch events); it
+/// returns when `check` says stop, or a batch fails, and cleans up. A
+/// backend that goes away fails the batches in flight; after the ride-out
+/// they start over with a map batch. Returns the batches answered `OK`.
 pub fn run_batches<P: Platform, T: Transport>(
     fe: &mut Frontend<P, T>,
     rep: &mut Reporter<'_>,
     pages: u32,
+    depth: u32,
     mut check: impl FnMut(&mut Frontend<P, T>) -> Control,
 ) -> u64 {
     super::run_looping(fe, rep, "batches stopped sent", |fe, rep, n| {
-        batches_loop(fe, rep, pages, n, &mut check)
+        batches_loop(fe, rep, pages, depth, n, &mut check)
     })
 }
 
@@ -36,6 +40,7 @@ fn batches_loop<P: Platform, T: Transport>(
     fe: &mut Frontend<P, T>,
     rep: &mut Reporter<'_>,
     pages: u32,
+    depth: u32,
     batches: &mut u64,
     check: &mut impl FnMut(&mut Frontend<P, T>) -> Control,
 ) -> String {
@@ -61,40 +66,59 @@ fn batches_loop<P: Platform, T: Transport>(
     };
     let mut map = entries(fe);
     let unmap = super::unmap_of(&map);
-    rep.say(format_args!("batches connected pages={n}"));
+    rep.say(format_args!("batches connected pages={n} depth={depth}"));
+    let mut p = Pipeline::new(depth);
+    // The first batch alone: what it mapped is read back before any other
+    // batch changes it.
+    let mut next = Op::GgttMap;
+    let mut first = *batches == 0;
     loop {
-        for op in [Op::GgttMap, Op::GgttUnmap] {
-            let batch = if op == Op::GgttMap { &map } else { &unmap };
-            match fe.batch(op, 0, batch) {
-                Ok(r) if r.status == Status::OK => {}
-                Ok(r) => return format!("{op:?}: {}", r.status.name()),
-                Err(e) if e.is_backend_closed() => {
-                    rep.say(format_args!("batches {op:?} failed: {e}"));
-                    match super::ride_out(fe, rep, &mut *check) {
-                        Outcome::Reconnected { .. } => {
-                            map = entries(fe);
-                            rep.say(format_args!("batches resumed"));
-                            break; // start over with a map batch
-                        }
-                        Outcome::Detached => return String::from("detached"),
-                        Outcome::Stopped => return String::from("asked to stop"),
-                        Outcome::Failed(why) => return why,
+        // Keep `depth` batches queued: map and unmap, one request each.
+        while p.pending() < p.depth() as usize && !(first && p.pending() > 0) {
+            p.queue(next, 0, if next == Op::GgttMap { &map } else { &unmap });
+            next = if next == Op::GgttMap { Op::GgttUnmap } else { Op::GgttMap };
+        }
+        let waited = p.wait_until(fe, p.pending() - 1);
+        while let Some((_, outcome)) = p.take_next() {
+            match outcome {
+                Ok(r) if r.status == Status::OK => {
+                    *batches += 1;
+                    if *batches % HEARTBEAT == 0 {
+                        rep.say(format_args!("batches sent={batches}"));
                     }
                 }
-                Err(e) => return format!("{op:?}: {e}"),
+                Ok(r) => return format!("batch: {}", r.status.name()),
+                Err(_) => {} // abandoned: `waited` says why
             }
-            *batches += 1;
-            if *batches == 1 {
-                if let Err(why) = verify_first(fe, rep) {
-                    return why;
+        }
+        match waited {
+            Ok(()) => {}
+            Err(e) if e.is_backend_closed() => {
+                rep.say(format_args!("batches failed: {e}"));
+                match super::ride_out(fe, rep, &mut *check) {
+                    Outcome::Reconnected { .. } => {
+                        map = entries(fe);
+                        next = Op::GgttMap; // start over with a map batch
+                        rep.say(format_args!("batches resumed"));
+                        continue;
+                    }
+                    Outcome::Detached => return String::from("detached"),
+                    Outcome::Stopped => return String::from("asked to stop"),
+                    Outcome::Failed(why) => return why,
                 }
             }
-            if *batches % HEARTBEAT == 0 {
-                rep.say(format_args!("batches sent={batches}"));
+            Err(e) => return format!("{e}"),
+        }
+        if first && *batches == 1 {
+            first = false;
+            if let Err(why) = verify_first(fe, rep) {
+                return why;
             }
-            if check(fe) == Control::Stop {
-                return String::from("asked to stop");
-            }
+        }
+        if check(fe) == Control::Stop {
+            // Let what is in flight be answered before disconnecting.
+            let _ = p.finish(fe);
+            return String::from("asked to stop");
         }
     }
 }

@@ -11,7 +11,7 @@
 //! | hostile | `hostile <case> -> <STATUS> PASS\|FAIL` for `foreign-gref`, `revoked-gref`, `readonly-as-writable`, `out-of-slice`, `garbage-directory`, `unknown-context`; `hostile runaway -> disconnected PASS` (or `-> still connected FAIL`); `hostile PASS` or `hostile FAIL <cases>` |
 //! | busy | `busy connected pages=<n>`, `busy batches=<n>` every 100 responses (a flood: see [`run_busy`]), `busy stopped batches=<n> (<why>)` |
 //! | badfe | `badfe <value> -> refused: <error>` per value of [`Bad::ALL`] (or `-> not refused FAIL`), `badfe good values -> connected`, `badfe PASS` or `badfe FAIL <what>` |
-//! | batches | `batches connected pages=<n>`, `batches verified entries=<n> mismatches=<m>` after the first batch, `batches sent=<n>` every 100 batches, after a lost backend `batches <op> failed: <error>` then the lines of [`ride_out`] and `batches resumed`, `batches stopped sent=<n> (<why>)` |
+//! | batches | `batches connected pages=<n> depth=<d>` (`d` batches in flight, a [`crate::Pipeline`]), `batches verified entries=<n> mismatches=<m>` after the first batch, `batches sent=<n>` every 100 batches, after a lost backend `batches failed: <error>` then the lines of [`ride_out`] and `batches resumed`, `batches stopped sent=<n> (<why>)` |
 //! | scale | `scale result connect_us=<n> map_us=<n> pages=<n> verified=<n> mismatches=<n> rtt_n=<n> rtt_median_us=<n> rtt_mean_us=<n> rtt_max_us=<n>` then `scale PASS`, or `scale FAIL <why>` (see [`run_scale`]) |
 //! | bench | `bench: kind=<kind> batch=<n> n=<rounds> median_ns=<m> mean_ns=<a> per_entry_ns=<e>` per kind and size (see [`run_bench`]), `bench PASS` or `bench FAIL <why>` |
 //! | unattached | `unattached: no device`, or `unattached: backend did not serve`, or `unattached: FAIL <what happened>` |
@@ -23,6 +23,7 @@ mod busy;
 mod fairness;
 mod good;
 mod hostile;
+mod pipebench;
 mod scale;
 mod survive;
 
@@ -33,6 +34,7 @@ pub use busy::{run_busy, BUSY_MAX_ENTRIES};
 pub use fairness::{measure_rtt, Rtt, RTT_ENTRIES};
 pub use good::{reverify, run_good, GoodConfig, Mapped};
 pub use hostile::{run_hostile, FOREIGN_GREF};
+pub use pipebench::{measure_pipeline, PipeBench, BENCH_ENTRIES};
 pub use scale::{run_scale, ScaleConfig, ScaleReport};
 pub use survive::{ride_out, verify_record, Outcome, Verified};
 

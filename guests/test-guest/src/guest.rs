@@ -34,6 +34,8 @@ const IDLE_MS: u64 = 60_000;
 const RESPONSE_TIMEOUT_MS: u64 = 30_000;
 /// Mode `bench`: longest wait for one response.
 const BENCH_RESPONSE_TIMEOUT_MS: u64 = 120_000;
+/// Mode batches: batches kept in flight unless `depth=` says otherwise.
+const BATCHES_DEPTH: u32 = 8;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Mode {
@@ -158,6 +160,8 @@ pub fn run(mut k: Kernel) -> ! {
     let k_dma_check = args.flag("dma-check");
     let pages = args.value("pages").and_then(|p| p.parse::<u32>().ok()).unwrap_or(300);
     let bench = crate::bench::config(&args);
+    // Mode batches: requests kept in flight (a pipeline; 1 = one at a time).
+    let depth = args.value("depth").and_then(|p| p.parse::<u32>().ok()).unwrap_or(BATCHES_DEPTH);
     for feature in ["control/feature-poweroff", "control/feature-reboot"] {
         if let Err(e) = xs.write(TxId::NONE, feature, b"1") {
             log::warn!("cannot write {feature}: {e}");
@@ -221,7 +225,7 @@ pub fn run(mut k: Kernel) -> ! {
             if mode == Mode::Busy {
                 scenario::run_busy(&mut fe, &mut rep, pages, check);
             } else {
-                scenario::run_batches(&mut fe, &mut rep, pages, check);
+                scenario::run_batches(&mut fe, &mut rep, pages, depth, check);
             }
             if let Some(s) = asked {
                 finish(&mut fe, &mut rep, s);

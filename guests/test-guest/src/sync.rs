@@ -9,7 +9,11 @@
 //!   (`frontend::scenario::measure_rtt`) on Xen's system time, prints
 //!   `TESTGUEST dom=<id> rtt phase=<phase> n=<n> median_us=<m> mean_us=<a>
 //!   max_us=<x>` and writes `data/fairness-<phase> = "<m> <a> <x>"` (or
-//!   `FAIL <why>`), once per phase.
+//!   `FAIL <why>`), once per phase. Phase `pipeline` measures pipelining
+//!   instead (`frontend::scenario::measure_pipeline`: the same GGTT batches
+//!   with one request in flight, then with up to 8), prints `TESTGUEST
+//!   dom=<id> pipeline batches=<k> entries=<n> depth1_us=<a> depth8_us=<b>
+//!   speedup=<a/b>` and writes `data/fairness-pipeline = "<a> <b> <k>"`.
 
 use alloc::format;
 use alloc::string::{String, ToString};
@@ -30,6 +34,9 @@ pub const TOKEN_FAIRNESS: &str = "fairness";
 /// Round trips per measurement, and the time they may take at most.
 const RTT_ROUNDS: u32 = 30;
 const RTT_LIMIT_US: u64 = 30_000_000;
+/// Phase `pipeline`: batches per run, and the pipelined run's depth.
+const PIPE_BATCHES: u32 = 50;
+const PIPE_DEPTH: u32 = 8;
 
 /// Mode `badfe`'s `settle`: says which value was refused, waits for dom0.
 pub fn badfe_settle(fe: &mut Fe, k: usize, bad: Bad) -> Result<(), String> {
@@ -69,7 +76,45 @@ pub fn on_fairness(fe: &mut Fe, dom: u16) {
         return; // measured already
     }
     let mut now_us = || timer::now_ns() / 1_000;
-    let value = match scenario::measure_rtt(fe, RTT_ROUNDS, RTT_LIMIT_US, &mut now_us) {
+    let value = if phase == "pipeline" {
+        pipeline(fe, dom, &mut now_us)
+    } else {
+        rtt(fe, dom, &phase, &mut now_us)
+    };
+    if let Err(e) = fe.xs().write(TxId::NONE, &result, value.as_bytes()) {
+        log::warn!("cannot write {result}: {e}");
+    }
+}
+
+/// Phase `pipeline`: the figures, or `FAIL <why>`.
+fn pipeline(fe: &mut Fe, dom: u16, now_us: &mut dyn FnMut() -> u64) -> String {
+    let mut console = console_line;
+    let mut rep = Reporter::new("TESTGUEST", dom, &mut console);
+    match scenario::measure_pipeline(fe, PIPE_BATCHES, PIPE_DEPTH, now_us) {
+        Ok(b) => {
+            let x = b.speedup_x100();
+            rep.say(format_args!(
+                "pipeline batches={} entries={} depth1_us={} depth{}_us={} speedup={}.{:02}",
+                b.batches,
+                b.entries,
+                b.one_us,
+                b.depth,
+                b.piped_us,
+                x / 100,
+                x % 100
+            ));
+            format!("{} {} {}", b.one_us, b.piped_us, b.batches)
+        }
+        Err(e) => {
+            rep.say(format_args!("pipeline FAIL {e}"));
+            format!("FAIL {e}")
+        }
+    }
+}
+
+/// A round-trip phase: `"<median> <mean> <max>"`, or `FAIL <why>`.
+fn rtt(fe: &mut Fe, dom: u16, phase: &str, now_us: &mut dyn FnMut() -> u64) -> String {
+    match scenario::measure_rtt(fe, RTT_ROUNDS, RTT_LIMIT_US, now_us) {
         Ok(r) => {
             let mut console = console_line;
             let mut rep = Reporter::new("TESTGUEST", dom, &mut console);
@@ -85,8 +130,5 @@ pub fn on_fairness(fe: &mut Fe, dom: u16) {
             rep.say(format_args!("rtt phase={phase} FAIL {e}"));
             format!("FAIL {e}")
         }
-    };
-    if let Err(e) = fe.xs().write(TxId::NONE, &result, value.as_bytes()) {
-        log::warn!("cannot write {result}: {e}");
     }
 }

@@ -20,7 +20,10 @@
 //!    writable, out-of-slice indexes, garbage directory pages, a runaway
 //!    `req_prod`): it gets errors, then is disconnected; the good guests stay
 //!    Connected and report no mismatch;
-//! 5. fair service: guest1 measures its request round trip (a 4-entry GGTT
+//! 5. pipelining and fair service: guest1 times 50 GGTT batches of 64
+//!    entries with one request in flight, then with up to 8 (a
+//!    `frontend::Pipeline`), and the speedup is printed (QEMU TCG times, not
+//!    asserted); guest1 measures its request round trip (a 4-entry GGTT
 //!    request, on its own clock) with the others idle, then while a busy
 //!    guest floods its ring and event channel; the two medians and their
 //!    ratio are printed, and the means and maxima (QEMU TCG times, not
@@ -192,13 +195,22 @@ xl destroy hostile
     )
 }
 
-/// Fair service against a flooding guest, then `xl destroy` of it mid-flood (steps 5 and 6).
+/// Pipelining measured by guest1, fair service against a flooding guest,
+/// then `xl destroy` of it mid-flood (steps 5 and 6).
 fn fairness_then_destroy_mid_flood() -> Part {
     part(
     "fair service against a flooding guest, then xl destroy of it mid-flood",
     r#"fair_node=/local/domain/$G1/data/fairness
 xenstore-write $fair_node idle
 wait_1s 90 xs_exists $fair_node-idle || fail "guest1 did not measure its round trip (idle) within 90 s"
+# field N of a "median mean max" figure; the ratio of two numbers
+fig() { echo "$1" | cut -d' ' -f"$2"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a > 0 ? b / a : 0) }'; }
+xenstore-write $fair_node pipeline
+wait_1s 180 xs_exists $fair_node-pipeline || fail "guest1 did not measure pipelining within 180 s"
+pipe=$(xenstore-read $fair_node-pipeline)
+case "$pipe" in *FAIL*) fail "guest1's pipelining measurement failed: '$pipe'" ;; esac
+e2e "pipelining: $(fig "$pipe" 3) GGTT batches of 64 entries took $(fig "$pipe" 1) us with 1 request in flight, $(fig "$pipe" 2) us with up to 8: speedup=$(ratio $(fig "$pipe" 2) $(fig "$pipe" 1)) (guest1's clock; QEMU TCG times, not hardware)"
 guest_create busy GB
 attach_and_start busy $GB
 wait_console busy "busy batches=" 300
@@ -208,9 +220,6 @@ wait_1s 90 xs_exists $fair_node-busy || fail "guest1 did not measure its round t
 busy_after=$(grep -o "busy batches=[0-9]*" "$CONSOLE_DIR/guest-busy.log" | tail -n 1 | cut -d= -f2)
 rtt_idle=$(xenstore-read $fair_node-idle); rtt_busy=$(xenstore-read $fair_node-busy)
 case "$rtt_idle $rtt_busy" in *FAIL*) fail "guest1's round trip measurement failed: idle '$rtt_idle', busy '$rtt_busy'" ;; esac
-# field N of a "median mean max" figure; the ratio of two numbers
-fig() { echo "$1" | cut -d' ' -f"$2"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", (a > 0 ? b / a : 0) }'; }
 e2e "fairness rtt idle=$(fig "$rtt_idle" 1) busy=$(fig "$rtt_busy" 1) ratio=$(ratio $(fig "$rtt_idle" 1) $(fig "$rtt_busy" 1))"
 e2e "fairness rtt means idle=$(fig "$rtt_idle" 2) busy=$(fig "$rtt_busy" 2) ratio=$(ratio $(fig "$rtt_idle" 2) $(fig "$rtt_busy" 2)); max idle=$(fig "$rtt_idle" 3) busy=$(fig "$rtt_busy" 3)"
 e2e "fairness: us on guest1's clock per round trip of a 4-entry GGTT request ($(grep -o 'rtt phase=[a-z]* n=[0-9]*' "$CONSOLE_DIR/guest-guest1.log" | tr '\n' ' ')), medians first; QEMU TCG times, not hardware; busy flooded meanwhile ($busy_before -> $busy_after responses)"
@@ -231,7 +240,7 @@ vgpu_run list
 vgpu_run detach $GB --backend gpu-dom --force || fail "vgpu detach of the dead guest failed"
 "#
     .into(),
-    &["E2E: fairness rtt idle=", "E2E: fairness rtt means", "destroyed mid-batch: gone from xl list in", "E2E: [vgpu]"],
+    &["E2E: pipelining: ", "E2E: fairness rtt idle=", "E2E: fairness rtt means", "destroyed mid-batch: gone from xl list in", "E2E: [vgpu]"],
     )
 }
 

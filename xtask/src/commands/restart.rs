@@ -38,11 +38,17 @@ use crate::progress::Progress;
 
 /// The armed gpu-dom crashes after this many answered requests: past the
 /// replay and both guests' read-backs (about 1300 requests with `busy`'s
-/// batches interleaved, measured), while `busy` keeps batching.
+/// batches interleaved, measured), while `busy` keeps batching. Measured
+/// with `busy` keeping one batch in flight (`depth=1`): a pipelining `busy`
+/// gets up to `depth` requests answered per round against `steady`'s one,
+/// so its share before `steady` has read everything back grows with the
+/// depth and this count would no longer come after the read-backs.
 pub const CRASH_AFTER: u32 = 2000;
-/// The test domains: (name, command line).
+/// The test domains: (name, command line). `busy` pipelines through the
+/// same code as the default (a `Pipeline`), one batch in flight: see
+/// [`CRASH_AFTER`].
 pub const GUESTS: &[(&str, &str)] =
-    &[("steady", "mode=good pages=64"), ("busy", "mode=batches pages=64")];
+    &[("steady", "mode=good pages=64"), ("busy", "mode=batches pages=64 depth=1")];
 /// Configs in dom0: the one the supervisor uses, and the two it is set to.
 const CFG_NORMAL: &str = "/etc/xen/gpu-dom-normal.cfg";
 const CFG_ARMED: &str = "/etc/xen/gpu-dom-armed.cfg";
