@@ -26,7 +26,8 @@ pub const FAULT: &str = "gpu-dom.fault";
 /// Separates the kind from the request count in [`FAULT`]'s value.
 pub const FAULT_AFTER: &str = "-after=";
 /// The faults [`FAULT`] knows.
-pub const FAULT_KINDS: [&str; 4] = ["panic", "page_fault", "stack_overflow", "invalid_opcode"];
+pub const FAULT_KINDS: [&str; 5] =
+    ["panic", "page_fault", "stack_overflow", "invalid_opcode", "write_tables"];
 /// Every `gpu-dom.*` option.
 pub const KNOWN: [&str; 3] = [DEBUG, IOMMU_TEST, FAULT];
 

@@ -111,6 +111,32 @@ fn guard_page() -> Check {
     Ok(format!("guard page {g:#x} unmapped"))
 }
 
+/// What delivers exceptions, the code and the page tables are read-only;
+/// the stack is not.
+fn read_only() -> Check {
+    let (tables, _) = crate::arch::x86_64::traps::descriptor_tables();
+    let code = read_only as fn() -> Check as usize as u64;
+    let hypercall_page = xen_abi::hypercall::HYPERCALL_PAGE.addr();
+    let (pml4, _) = x86_64::registers::control::Cr3::read();
+    let pml4 = pml4.start_address().as_u64();
+    for (what, addr) in [
+        ("the descriptor tables", tables),
+        ("the code", code),
+        ("the hypercall page", hypercall_page),
+        ("the PML4", pml4),
+    ] {
+        if !paging::is_read_only(addr) {
+            return Err(format!("{what} at {addr:#x} is writable"));
+        }
+    }
+    let local = 0u8;
+    let stack = core::ptr::addr_of!(local) as u64;
+    if paging::is_read_only(stack) {
+        return Err(format!("the stack at {stack:#x} is read-only"));
+    }
+    Ok(format!("tables {tables:#x}, code {code:#x}, hypercall page, PML4 {pml4:#x} read-only"))
+}
+
 fn shared_info(k: &mut Kernel) -> Check {
     k.map_shared_info().map_err(|e| format!("{e}"))?;
     let t0 = timer::now_ns();
@@ -335,6 +361,7 @@ pub fn run(mut k: Kernel) -> ! {
     r.record("memory_map", memory(&k));
     r.record("heap", heap_alloc());
     r.record("guard_page", guard_page());
+    r.record("read_only", read_only());
     let si = shared_info(&mut k);
     let si_ok = si.is_ok();
     r.record("shared_info", si);

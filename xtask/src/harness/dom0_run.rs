@@ -13,6 +13,7 @@ use crate::harness::markers::{self, Watcher};
 use crate::harness::qemu::{self, Ended, Machine, Module, Run};
 use crate::harness::scenario::Scenario;
 use crate::harness::system::System;
+use crate::harness::triple_fault;
 use crate::paths::Paths;
 use crate::progress::Progress;
 
@@ -133,13 +134,22 @@ fn boot_until_verdict(
                 qemu::STALL_AFTER.as_secs()
             ))
         } else {
-            markers::firmware_triple_fault(&qemu_run.serial).map(|d| {
-                format!(
-                    "{d} triple-faulted before any image of this project printed its \
-                     first line in it (in its firmware, hvmloader/SeaBIOS, or in a Linux \
-                     guest's kernel)"
-                )
-            })
+            triple_fault::firmware_triple_fault(&qemu_run.serial)
+                .map(|d| {
+                    format!(
+                        "{d} triple-faulted before any image of this project printed its \
+                         first line in it (in its firmware, hvmloader/SeaBIOS, or in a Linux \
+                         guest's kernel)"
+                    )
+                })
+                .or_else(|| {
+                    triple_fault::resume_triple_fault(&qemu_run.serial).map(|d| {
+                        format!(
+                            "{d} triple-faulted returning from Xen, its tables read-only and \
+                             intact (QEMU's emulation of SVM; see harness/triple_fault.rs)"
+                        )
+                    })
+                })
         };
         let Some(why) = why.filter(|_| attempt < NO_VERDICT_RETRIES) else {
             return Ok((qemu_run, watcher));

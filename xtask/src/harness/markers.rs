@@ -85,36 +85,6 @@ pub fn fatal_in(line: &str) -> Option<Fatal> {
 /// from its PVH entry; Xen shows a domU's as `(dN) gpu-dom: ...`.
 pub const IMAGE_ENTRY_LINE: &str = "gpu-dom: PVH entry reached long mode";
 
-/// A domain that triple-faulted before the image in it printed its first
-/// line, i.e. in the domain's firmware (hvmloader, SeaBIOS, QEMU's PVH
-/// option ROM for an HVM domU): `Some("dN")`. Measured once in ~50 `iommu`
-/// runs, in hvmloader's PCI setup; no code of this project had run there.
-/// A Linux guest (`cargo xtask linux-guest`) never prints that line: its
-/// kernel is not this project's code either (`vgpu-front` runs in its user
-/// space, which cannot triple-fault it); seen once in nine of its boots,
-/// with Xen's own code in the dump (QEMU's emulation of SVM).
-pub fn firmware_triple_fault(serial: &str) -> Option<String> {
-    let mut started: Vec<String> = Vec::new();
-    for line in serial.lines() {
-        if let Some(rest) = line.strip_prefix("(d") {
-            if let Some((id, text)) = rest.split_once(") ") {
-                if text.trim_end() == IMAGE_ENTRY_LINE {
-                    started.push(format!("d{id}"));
-                }
-            }
-        }
-        if let Some(i) = line.find(" Triple fault") {
-            // "(XEN) d1v0 Triple fault ...": the domain is "d1".
-            let vcpu = line[..i].rsplit(' ').next().unwrap_or("");
-            let dom = vcpu.split('v').next().unwrap_or("");
-            if dom.starts_with('d') && !started.iter().any(|d| d == dom) {
-                return Some(dom.to_string());
-            }
-        }
-    }
-    None
-}
-
 /// What the watcher should do after a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Next {
@@ -265,21 +235,6 @@ mod tests {
         assert_eq!(parse_selftest("SELFTEST grant maybe"), None);
         assert_eq!(parse_selftest("SELFTEST done passed=x failed=0"), None);
         assert_eq!(parse_selftest("running SELFTESTS now"), None);
-    }
-
-    #[test]
-    fn a_triple_fault_before_the_image_started_is_the_firmwares() {
-        let hvmloader = "(d1) HVM Loader\n(d1) PCI-ISA link 2 routed to IRQ11\n\
-                         (XEN) d1v0 Triple fault - invoking HVM shutdown action 1\n";
-        assert_eq!(firmware_triple_fault(hvmloader).as_deref(), Some("d1"));
-        let in_image = "(d1) gpu-dom: PVH entry reached long mode\n(d1) gpu-dom: ready\n\
-                        (XEN) d1v0 Triple fault - invoking HVM shutdown action 1\n";
-        assert_eq!(firmware_triple_fault(in_image), None);
-        // Another domain's entry line does not count for d12.
-        let other = "(d1) gpu-dom: PVH entry reached long mode\n\
-                     (XEN) d12v0 Triple fault - invoking HVM shutdown action 1\n";
-        assert_eq!(firmware_triple_fault(other).as_deref(), Some("d12"));
-        assert_eq!(firmware_triple_fault("(XEN) all fine\n"), None);
     }
 
     #[test]

@@ -9,3 +9,4 @@ pub mod markers;
 pub mod qemu;
 pub mod scenario;
 pub mod system;
+pub mod triple_fault;

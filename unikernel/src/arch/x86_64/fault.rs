@@ -3,8 +3,10 @@
 
 /// Triggers fault `kind` (`boot_options::FAULT_KINDS`): `panic`,
 /// `page_fault` (read of the stack guard page), `stack_overflow` (unbounded
-/// recursion into the guard page), `invalid_opcode`. Returns only for an
-/// unknown kind.
+/// recursion into the guard page), `invalid_opcode`, `write_tables` (a stray
+/// write to the read-only descriptor tables: reported as a page fault, where a writable
+/// IDT would be corrupted and the next interrupt would triple-fault the
+/// domain without a word). Returns only for an unknown kind.
 #[inline(never)]
 pub fn inject(kind: &str) {
     match kind {
@@ -22,6 +24,13 @@ pub fn inject(kind: &str) {
                 recurse(n + 1) + buf[3]
             }
             core::hint::black_box(recurse(0));
+        }
+        "write_tables" => {
+            let (tables, _) = super::traps::descriptor_tables();
+            // SAFETY: deliberately faulting: the tables are mapped read-only
+            // (`paging::protect_boot_state`); were they not, this would
+            // write 0 over the GDT's null descriptor, which is 0 already.
+            unsafe { core::ptr::write_volatile(tables as *mut u64, 0) };
         }
         // SAFETY: deliberately faulting with an invalid opcode.
         "invalid_opcode" => unsafe { core::arch::asm!("ud2") },

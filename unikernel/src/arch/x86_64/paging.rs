@@ -21,12 +21,20 @@
 //!   never an overwrite.
 //! - Only this module reads or writes the tables, on the single vCPU, never
 //!   from an interrupt handler.
+//! - Once [`protect_boot_state`] ran, what delivers an exception and what
+//!   nothing but Xen or this module should write is mapped read-only: the
+//!   image's code and read-only data, the hypercall page, the GDT/TSS/IDT,
+//!   and every table page. This module writes tables with `CR0.WP` cleared,
+//!   interrupts off, for the length of one [`with_root`]. A stray write
+//!   elsewhere in the image then faults and is reported with its RIP,
+//!   instead of corrupting what exception delivery needs (which would end
+//!   in a triple fault that no handler can report).
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{compiler_fence, Ordering};
 
-use x86_64::instructions::tlb;
-use x86_64::registers::control::Cr3;
+use x86_64::instructions::{interrupts, tlb};
+use x86_64::registers::control::{Cr0, Cr0Flags, Cr3};
 use x86_64::structures::paging::page_table::PageTableEntry;
 use x86_64::structures::paging::{
     OffsetPageTable, PageSize, PageTable, PageTableFlags as Flags, Size2MiB, Size4KiB, Translate,
@@ -51,7 +59,14 @@ static POOL: PoolCell =
 extern "C" {
     static __stack_guard: u8;
     static __ist_guard: u8;
+    static __image_start: u8;
+    static __rodata_end: u8;
+    static boot_pml4: u8;
+    static boot_pd: u8;
 }
+
+/// The boot tables (`boot.rs`): PML4, PDPT and four PDs, contiguous.
+const BOOT_TABLE_PAGES: u64 = 6;
 
 /// Why a mapping change failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,17 +99,31 @@ fn new_table(mut fill: impl FnMut(u64, &mut PageTableEntry)) -> Result<PhysAddr,
     Ok(PhysAddr::new(table as *mut PageTable as u64))
 }
 
-/// Runs `f` on the live PML4 (the one CR3 names).
+/// Runs `f` on the live PML4 (the one CR3 names), with interrupts off and
+/// `CR0.WP` clear, so that `f` can write table pages that are mapped
+/// read-only ([`protect_boot_state`]).
 fn with_root<R>(f: impl FnOnce(&mut PageTable) -> R) -> R {
-    let (pml4, _) = Cr3::read();
-    // SAFETY: CR3 names the live PML4 (`boot.rs`), identity-mapped; only
-    // this module touches the tables, on the single vCPU and never from an
-    // interrupt handler (module invariants), so this is the only reference.
-    let r = f(unsafe { &mut *(pml4.start_address().as_u64() as *mut PageTable) });
-    // The MMU reads the tables behind the compiler's back: keep every table
-    // write before whatever the caller does next through the new mapping.
-    compiler_fence(Ordering::SeqCst);
-    r
+    interrupts::without_interrupts(|| {
+        let cr0 = Cr0::read();
+        // SAFETY: with WP clear, supervisor writes ignore read-only
+        // mappings; interrupts are off, so only `f` runs meanwhile, and `f`
+        // writes table entries only (module invariants). WP is restored
+        // below, before anything else runs.
+        unsafe { Cr0::write(cr0 - Cr0Flags::WRITE_PROTECT) };
+        let (pml4, _) = Cr3::read();
+        // SAFETY: CR3 names the live PML4 (`boot.rs`), identity-mapped; only
+        // this module touches the tables, on the single vCPU and never from
+        // an interrupt handler (module invariants), so this is the only
+        // reference.
+        let r = f(unsafe { &mut *(pml4.start_address().as_u64() as *mut PageTable) });
+        // The MMU reads the tables behind the compiler's back: keep every
+        // table write before whatever the caller does next through the new
+        // mapping (and before WP comes back).
+        compiler_fence(Ordering::SeqCst);
+        // SAFETY: restores the caller's CR0 (WP set again).
+        unsafe { Cr0::write(cr0) };
+        r
+    })
 }
 
 /// The table that `entry` (of a PML4, PDPT or PD) points at, if it points
@@ -164,6 +193,60 @@ pub(super) fn map_4k(addr: u64, flags: Flags) -> Result<(), PagingError> {
 pub fn unmap_guard_pages() -> Result<(), PagingError> {
     unmap_4k(core::ptr::addr_of!(__stack_guard) as u64)?;
     unmap_4k(core::ptr::addr_of!(__ist_guard) as u64)
+}
+
+/// Maps the 4 KiB pages of `[start, end)` (below 4 GiB) read-only.
+fn write_protect(start: u64, end: u64) -> Result<(), PagingError> {
+    let mut page = start & !(Size4KiB::SIZE - 1);
+    while page < end {
+        update_4k(page, |e| e.set_flags(e.flags() - Flags::WRITABLE))?;
+        page += Size4KiB::SIZE;
+    }
+    Ok(())
+}
+
+/// Maps read-only, for good, what only the CPU, Xen or this module write
+/// after boot (module invariants): the image's code and read-only data,
+/// the hypercall page (`hypercall_page`, once Xen filled it), the
+/// descriptor tables (`descriptor_tables`, loaded) and every table page.
+pub fn protect_boot_state(
+    hypercall_page: u64,
+    descriptor_tables: (u64, u64),
+) -> Result<(), PagingError> {
+    let (image, rodata_end) = code_range();
+    let boot_tables = core::ptr::addr_of!(boot_pml4) as u64;
+    debug_assert_eq!(core::ptr::addr_of!(boot_pd) as u64, boot_tables + 2 * Size4KiB::SIZE);
+    // SAFETY: only the address of the pool is taken, no reference.
+    let pool = unsafe { core::ptr::addr_of!((*POOL.0.get()).pages) } as u64;
+    write_protect(image, rodata_end)?;
+    write_protect(hypercall_page, hypercall_page + Size4KiB::SIZE)?;
+    write_protect(descriptor_tables.0, descriptor_tables.1)?;
+    write_protect(boot_tables, boot_tables + BOOT_TABLE_PAGES * Size4KiB::SIZE)?;
+    write_protect(pool, pool + POOL_PAGES as u64 * Size4KiB::SIZE)
+}
+
+/// The image's code and read-only data, `[start, end)`: read-only once
+/// [`protect_boot_state`] ran.
+pub fn code_range() -> (u64, u64) {
+    (core::ptr::addr_of!(__image_start) as u64, core::ptr::addr_of!(__rodata_end) as u64)
+}
+
+/// True when `addr` is mapped without write access.
+pub fn is_read_only(addr: u64) -> bool {
+    let Ok(virt) = VirtAddr::try_new(addr) else {
+        return false;
+    };
+    with_root(|root| {
+        let Some(pdpt) = next_table(&mut root[virt.p4_index()]) else { return false };
+        let Some(pd) = next_table(&mut pdpt[virt.p3_index()]) else { return false };
+        let pde = &mut pd[virt.p2_index()];
+        if pde.flags().contains(Flags::HUGE_PAGE) {
+            return !pde.flags().contains(Flags::WRITABLE);
+        }
+        let Some(pt) = next_table(pde) else { return false };
+        let f = pt[virt.p1_index()].flags();
+        f.contains(Flags::PRESENT) && !f.contains(Flags::WRITABLE)
+    })
 }
 
 /// The address of the main stack's guard page.

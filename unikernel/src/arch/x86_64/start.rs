@@ -108,6 +108,10 @@ extern "C" fn unikernel_start64(start_info_paddr: u64) -> ! {
         Ok(v) => v,
         Err(e) => panic!("no hypercall page: {e:?}"),
     };
+    let hypercall_page = xen_abi::hypercall::HYPERCALL_PAGE.addr();
+    if let Err(e) = paging::protect_boot_state(hypercall_page, traps::descriptor_tables()) {
+        panic!("cannot map the image's code and the CPU's tables read-only: {e:?}");
+    }
     let (si, boot_data, n) = read_start_info(start_info_paddr);
     let map = memory_map(&si);
 

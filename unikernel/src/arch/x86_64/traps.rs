@@ -45,8 +45,10 @@ const EXCEPTION_IST: u16 = 0;
 type Gate = Entry<HandlerFunc>;
 
 /// The GDT (null, 64-bit code, data, the TSS's two slots), the TSS and the
-/// IDT, laid out by the `x86_64` crate's types.
-#[repr(C, align(16))]
+/// IDT, laid out by the `x86_64` crate's types. Page-aligned, and a whole
+/// number of pages (the alignment rounds the size up), so that mapping them
+/// read-only (`paging::protect_boot_state`) covers nothing else.
+#[repr(C, align(4096))]
 struct Tables {
     gdt: GlobalDescriptorTable<5>,
     tss: TaskStateSegment,
@@ -141,6 +143,15 @@ pub fn init() {
     // SAFETY: the IDT is in a static, complete, and never written again;
     // every gate names a stub of this file.
     unsafe { lidt(&idt) };
+}
+
+/// Where the GDT, TSS and IDT are: `[start, end)`, whole pages. Nothing
+/// writes them after [`init`] (the CPU does not either: the segment
+/// descriptors are created with their accessed bit set, and the TSS's busy
+/// bit is set by `ltr` in `init`).
+pub fn descriptor_tables() -> (u64, u64) {
+    let start = TABLES.0.get() as u64;
+    (start, start + size_of::<Tables>() as u64)
 }
 
 /// What the exception stubs push, lowest address first.
