@@ -13,10 +13,8 @@ use xen_abi::grant_table::*;
 use xen_abi::memory::{XenAddToPhysmap, XENMAPSPACE_GRANT_TABLE, XENMEM_ADD_TO_PHYSMAP};
 use xen_abi::xen::{DomId, DOMID_SELF};
 
-/// Grant-table frames we set up (v1: 512 refs each): 4096 refs, enough for a
-/// guest that grants 2048 fresh pages for one batch besides its ring and
-/// directory pages (`cargo xtask bench --xen`; 4 frames were not).
-pub const FRAMES_WANTED: u32 = 8;
+/// Grant-table frames we set up ([`crate::layout::GRANT_FRAMES_WANTED`]).
+pub const FRAMES_WANTED: u32 = crate::layout::GRANT_FRAMES_WANTED;
 const REF_WORDS: usize = (FRAMES_WANTED as usize * GRANT_ENTRIES_V1_PER_FRAME).div_ceil(64);
 
 /// Our grant table.

@@ -241,10 +241,7 @@ pub fn report(f: &Figures, guest_memory: u32) -> String {
 /// The bounds this run does not reach, from the code and Xen's defaults
 /// (not measured).
 pub fn other_bounds() -> String {
-    use unikernel::layout::WINDOW_FRAMES;
-    // The test guest's grant-table frames (`unikernel::xen::gnttab::
-    // FRAMES_WANTED`, built for the image only).
-    const FRAMES_WANTED: u64 = 4;
+    use unikernel::layout::{GRANT_FRAMES_WANTED as FRAMES_WANTED, WINDOW_FRAMES};
     // Xen 4.17: max_maptrack_frames defaults to 1024, max_grant_frames to
     // 64 (xen/common/grant_table.c, opt_max_*); a maptrack entry is 16
     // bytes (struct grant_mapping), a v1 grant entry 8.
@@ -258,7 +255,7 @@ pub fn other_bounds() -> String {
          {GRANT_FRAMES} frames, `max_grant_frames`).",
         (WINDOW_FRAMES * 4096) >> 20,
         MAPTRACK_FRAMES * 256,
-        FRAMES_WANTED * 512,
+        u64::from(FRAMES_WANTED) * 512,
     )
 }
 
