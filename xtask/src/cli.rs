@@ -42,8 +42,8 @@ pub enum Cmd {
     ///
     /// cargo fmt --check, cargo clippy (warnings are errors), cargo test
     /// --workspace (unit, integration and property tests on the platform
-    /// model), `fuzz --seconds 20`, `bench`, `boot`, `e2e`, `linux-guest`,
-    /// `restart`, `net`, `iommu` and `scale --guests 16`.
+    /// model), `fuzz --seconds 20`, `bench`, `boot`, `e2e`, `bench --xen`,
+    /// `linux-guest`, `restart`, `net`, `iommu` and `scale` (64 guests).
     Test,
     /// Builds the gpu-dom PVH image and its 32-bit copy for HVM domUs.
     ///

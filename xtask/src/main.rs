@@ -52,6 +52,7 @@ fn test(paths: &Paths) -> Result<()> {
     checks::bench(paths, false)?;
     boot::run(paths, &all_stages())?;
     e2e::run(paths, None)?;
+    bench_xen::run(paths, None)?;
     linux_guest::run(paths, None)?;
     restart::run(paths, None)?;
     net::run(paths, None)?;
