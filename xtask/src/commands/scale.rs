@@ -6,11 +6,12 @@
 //! `scale` (`frontend::scenario::run_scale`), each with a 64th of every
 //! pool of gpu-dom ([`LIMITS`]: 256 pages = 1 MiB GPU-reachable) and
 //! `--guest-memory` MiB of RAM. For guest k, dom0 times `vgpu attach` to
-//! Connected (k guests served then); the guest times its handshake, maps
+//! Connected (k guests served then), and the `vgpu attach` command alone
+//! (`vgpu_ms`); the guest times its handshake, maps
 //! its 256 pages in one request, reads back a sample of them through
 //! gpu-dom, times 32 round trips of a small request on its own clock, and
 //! prints one `scale result` line, which dom0 copies as
-//! `E2E: scale k=<k> dom=<id> attach_ms=<ms> ...`. Guest k+1 is attached
+//! `E2E: scale k=<k> dom=<id> attach_ms=<ms> vgpu_ms=<ms> ...`. Guest k+1 is attached
 //! only after guest k reported, so each guest's figures are taken with k-1
 //! other guests connected and idle, their pages still mapped.
 //!
@@ -191,13 +192,14 @@ while [ $k -le {n} ]; do
     sid=$(xl domid $name) || fail "$name vanished right after xl create"
     a_t0=$(now_ms)
     vgpu attach $name --backend gpu-dom {LIMITS} > /tmp/vgpu.log 2>&1 || {{ sed 's/^/E2E: [vgpu] /' /tmp/vgpu.log; fail "vgpu attach $name failed (output above)"; }}
+    v_ms=$(( $(now_ms) - a_t0 ))
     xl unpause $name
     wait_for {CONNECT_S} xs_is "$(be_dir $sid)/state" 4 || fail "$name (domid $sid): gpu-dom state '$(be_state $sid)', not Connected, {CONNECT_S} s after vgpu attach"
     a_ms=$(( $(now_ms) - a_t0 ))
     wait_for {RESULT_S} scale_verdict $name || fail "$name (domid $sid) gave no verdict within {RESULT_S} s of Connected (state '$(dom_state $name)')"
     console_has $name "scale FAIL" && fail "$name (domid $sid): $(grep -o 'scale FAIL.*' "$CONSOLE_DIR/guest-$name.log")"
     line=$(grep -o "scale result .*" "$CONSOLE_DIR/guest-$name.log" | head -n 1 | tr -d '\r')
-    e2e "scale k=$k dom=$sid attach_ms=$a_ms ${{line#scale result }}"
+    e2e "scale k=$k dom=$sid attach_ms=$a_ms vgpu_ms=$v_ms ${{line#scale result }}"
     k=$(( k + 1 ))
 done
 e2e "scale: {n} guests attached, each mapped and verified"

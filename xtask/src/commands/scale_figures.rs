@@ -1,5 +1,5 @@
 //! The figures of `cargo xtask scale`, read from its serial log: one line
-//! per guest (`E2E: scale k=<k> dom=<id> attach_ms=<ms> connect_us=...`),
+//! per guest (`E2E: scale k=<k> dom=<id> attach_ms=<ms> vgpu_ms=<ms> connect_us=...`),
 //! gpu-dom's pools, the next guest's `vgpu attach`, gpu-dom's heap (its
 //! `backend built` and `Connected` lines); and the report made of them.
 //!
@@ -17,6 +17,8 @@ pub struct Guest {
     pub dom: u32,
     /// `vgpu attach` to Connected, dom0's clock (0.2 s polls).
     pub attach_ms: u64,
+    /// Of it, the `vgpu attach` command itself (dom0's clock).
+    pub vgpu_ms: u64,
     /// The guest's handshake, its own clock.
     pub connect_us: u64,
     pub map_us: u64,
@@ -77,6 +79,7 @@ fn guest(line: &str) -> Result<Guest, String> {
         k: n("k")? as u32,
         dom: n("dom")? as u32,
         attach_ms: n("attach_ms")?,
+        vgpu_ms: n("vgpu_ms")?,
         connect_us: n("connect_us")?,
         map_us: n("map_us")?,
         pages: n("pages")?,
@@ -155,7 +158,7 @@ fn median(mut v: Vec<u64>) -> u64 {
 /// The table of attach time and round trip by number of guests served.
 pub fn table(f: &Figures) -> String {
     let mut s = String::from(
-        "| guests served | guests | vgpu attach to Connected, median (dom0, ms) | handshake, median (guest, ms) | map 256 pages, median (ms) | round trip, median of the guests' medians (us) | slowest round trip (us) |\n|---|---|---|---|---|---|---|\n",
+        "| guests served | guests | vgpu attach to Connected, median (dom0, ms) | of it the `vgpu attach` command, median (dom0, ms) | handshake, median (guest, ms) | map 256 pages, median (ms) | round trip, median of the guests' medians (us) | slowest round trip (us) |\n|---|---|---|---|---|---|---|---|\n",
     );
     for (lo, hi) in GROUPS {
         let g: Vec<&Guest> = f.guests.iter().filter(|g| g.k >= lo && g.k <= hi).collect();
@@ -166,9 +169,10 @@ pub fn table(f: &Figures) -> String {
         let m = |x: fn(&Guest) -> u64| median(g.iter().map(|g| x(g)).collect());
         let _ = writeln!(
             s,
-            "| {range} | {} | {} | {:.0} | {:.1} | {} | {} |",
+            "| {range} | {} | {} | {} | {:.0} | {:.1} | {} | {} |",
             g.len(),
             m(|g| g.attach_ms),
+            m(|g| g.vgpu_ms),
             m(|g| g.connect_us) as f64 / 1000.0,
             m(|g| g.map_us) as f64 / 1000.0,
             m(|g| g.rtt_median_us),
@@ -265,9 +269,10 @@ mod tests {
 
     fn line(k: u32, attach: u64, rtt: u64) -> String {
         format!(
-            "E2E: scale k={k} dom={} attach_ms={attach} connect_us=900000 map_us=40000 pages=256 \
+            "E2E: scale k={k} dom={} attach_ms={attach} vgpu_ms={} connect_us=900000 map_us=40000 pages=256 \
              verified=32 mismatches=0 rtt_n=32 rtt_median_us={rtt} rtt_mean_us={rtt} rtt_max_us={}\n",
             k + 1,
+            attach / 10,
             rtt * 3
         )
     }
@@ -300,7 +305,7 @@ mod tests {
         assert_eq!(f.guests.len(), 64);
         assert_eq!((f.heap_boot_kib, f.heap_connected_kib), (Some(8700), Some(8764)));
         let t = table(&f);
-        assert!(t.contains("| 1 | 1 | 1010 | 900 | 40.0 | 9001 | 27003 |"), "{t}");
+        assert!(t.contains("| 1 | 1 | 1010 | 101 | 900 | 40.0 | 9001 | 27003 |"), "{t}");
         assert!(t.contains("| 32-63 | 32 |"), "{t}");
         assert!(t.contains("| 64 | 1 | 1640 |"), "{t}");
         let why = stopped_by(&f);
@@ -318,7 +323,10 @@ mod tests {
 
     #[test]
     fn a_mismatch_or_a_missing_pool_or_next_guest_fails() {
-        let bad = log(2).replace("k=2 dom=3 attach_ms=1020 connect_us=900000 map_us=40000 pages=256 verified=32 mismatches=0", "k=2 dom=3 attach_ms=1020 connect_us=900000 map_us=40000 pages=256 verified=31 mismatches=1");
+        let bad = log(2).replace(
+            "verified=32 mismatches=0 rtt_n=32 rtt_median_us=9002",
+            "verified=31 mismatches=1 rtt_n=32 rtt_median_us=9002",
+        );
         assert!(parse(&bad, 2).unwrap_err().contains("mismatches 1"));
         let no_pool = log(2).replace("E2E: scale pool name=contexts", "x");
         assert!(parse(&no_pool, 2).unwrap_err().contains("4 pool lines"));
@@ -326,6 +334,8 @@ mod tests {
         assert!(parse(&no_next, 2).unwrap_err().contains("next guest"));
         let garbled = log(2).replace("rtt_median_us=9002", "rtt_median_us=x");
         assert!(parse(&garbled, 2).unwrap_err().contains("rtt_median_us"));
+        let no_vgpu = log(2).replace("vgpu_ms=102 ", "");
+        assert!(parse(&no_vgpu, 2).unwrap_err().contains("vgpu_ms"));
     }
 
     #[test]
