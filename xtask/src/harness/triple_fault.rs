@@ -6,8 +6,8 @@
 //! right after a VM exit, with the domain's tables valid in Xen's dump (see
 //! `asid=0` in `commands::boot`, which made it rarer, not rare enough). Two
 //! shapes are recognised here; a run that ended in one gave no verdict on
-//! this project and is run again once (`dom0_run`). Every other triple fault
-//! fails the run.
+//! this project and is run again, at most twice (`dom0_run`). Every other
+//! triple fault fails the run.
 //!
 //! 1. [`firmware_triple_fault`]: the domain had not reached this project's
 //!    code (hvmloader, SeaBIOS, a Linux guest's kernel).
@@ -24,9 +24,9 @@
 //!    this project's runs: at the `ret` after `vmmcall` in the `sched_op`
 //!    stub (the busy guest, twice) and right after an `rdtsc` in gpu-dom's
 //!    `timer::now_ns` (Xen emulates the TSC under QEMU, so `rdtsc` exits),
-//!    and once in CI without the dump at hand: each time right after a VM exit, the shape `asid=0` made rarer. A
-//!    fault of the image's own that repeats is still caught: the run is
-//!    repeated once only.
+//!    and once in CI without the dump at hand. Each dump shows the vCPU
+//!    right after a VM exit, the shape `asid=0` made rarer. A fault of the
+//!    image's own that happens three runs in a row still fails.
 
 use crate::harness::markers::IMAGE_ENTRY_LINE;
 
