@@ -126,13 +126,13 @@ fn read_only() -> Check {
         ("the PML4", pml4),
     ] {
         if !paging::is_read_only(addr) {
-            return Err(format!("{what} at {addr:#x} is writable"));
+            return Err(format!("{what} at {addr:#x}: writable"));
         }
     }
     let local = 0u8;
     let stack = core::ptr::addr_of!(local) as u64;
     if paging::is_read_only(stack) {
-        return Err(format!("the stack at {stack:#x} is read-only"));
+        return Err(format!("the stack at {stack:#x}: read-only"));
     }
     Ok(format!("tables {tables:#x}, code {code:#x}, hypercall page, PML4 {pml4:#x} read-only"))
 }

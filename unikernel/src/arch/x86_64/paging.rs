@@ -35,6 +35,7 @@ use core::sync::atomic::{compiler_fence, Ordering};
 
 use x86_64::instructions::{interrupts, tlb};
 use x86_64::registers::control::{Cr0, Cr0Flags, Cr3};
+use x86_64::structures::paging::mapper::TranslateResult;
 use x86_64::structures::paging::page_table::PageTableEntry;
 use x86_64::structures::paging::{
     OffsetPageTable, PageSize, PageTable, PageTableFlags as Flags, Size2MiB, Size4KiB, Translate,
@@ -231,41 +232,36 @@ pub fn code_range() -> (u64, u64) {
     (core::ptr::addr_of!(__image_start) as u64, core::ptr::addr_of!(__rodata_end) as u64)
 }
 
-/// True when `addr` is mapped without write access.
-pub fn is_read_only(addr: u64) -> bool {
-    let Ok(virt) = VirtAddr::try_new(addr) else {
-        return false;
-    };
-    with_root(|root| {
-        let Some(pdpt) = next_table(&mut root[virt.p4_index()]) else { return false };
-        let Some(pd) = next_table(&mut pdpt[virt.p3_index()]) else { return false };
-        let pde = &mut pd[virt.p2_index()];
-        if pde.flags().contains(Flags::HUGE_PAGE) {
-            return !pde.flags().contains(Flags::WRITABLE);
-        }
-        let Some(pt) = next_table(pde) else { return false };
-        let f = pt[virt.p1_index()].flags();
-        f.contains(Flags::PRESENT) && !f.contains(Flags::WRITABLE)
-    })
-}
-
 /// The address of the main stack's guard page.
 pub fn stack_guard() -> u64 {
     core::ptr::addr_of!(__stack_guard) as u64
 }
 
-/// True when `addr` has no present translation.
-pub fn is_unmapped(addr: u64) -> bool {
-    let Ok(virt) = VirtAddr::try_new(addr) else {
-        return true; // non-canonical: never translated
-    };
+/// The flags of the leaf entry that maps `addr`, if one does (the `x86_64`
+/// crate's walk).
+fn leaf_flags(addr: u64) -> Option<Flags> {
+    let virt = VirtAddr::try_new(addr).ok()?; // non-canonical: never translated
     with_root(|root| {
         // SAFETY: physical == virtual for every table page (module
         // invariant), which is what a physical-memory offset of 0 asserts;
         // the walk only reads.
         let tables = unsafe { OffsetPageTable::new(root, VirtAddr::zero()) };
-        tables.translate_addr(virt).is_none()
+        match tables.translate(virt) {
+            TranslateResult::Mapped { flags, .. } => Some(flags),
+            _ => None,
+        }
     })
+}
+
+/// True when `addr` has no present translation.
+pub fn is_unmapped(addr: u64) -> bool {
+    leaf_flags(addr).is_none()
+}
+
+/// True when `addr` is mapped without write access (every table above a
+/// leaf is writable here, so the leaf decides).
+pub fn is_read_only(addr: u64) -> bool {
+    leaf_flags(addr).is_some_and(|f| !f.contains(Flags::WRITABLE))
 }
 
 /// Identity-maps the 1 GiB-aligned gigabyte at `base` with 2 MiB pages.
