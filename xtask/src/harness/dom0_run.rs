@@ -146,8 +146,9 @@ fn boot_until_verdict(
                 .or_else(|| {
                     triple_fault::resume_triple_fault(&qemu_run.serial).map(|d| {
                         format!(
-                            "{d} triple-faulted returning from Xen, its tables read-only and \
-                             intact (QEMU's emulation of SVM; see harness/triple_fault.rs)"
+                            "{d} triple-faulted at one of its own instructions with its \
+                             tables read-only (QEMU's emulation of SVM; see \
+                             harness/triple_fault.rs)"
                         )
                     })
                 })
