@@ -25,7 +25,10 @@
 //!    stub (the busy guest, twice) and right after an `rdtsc` in gpu-dom's
 //!    `timer::now_ns` (Xen emulates the TSC under QEMU, so `rdtsc` exits),
 //!    and once in CI without the dump at hand. Each dump shows the vCPU
-//!    right after a VM exit, the shape `asid=0` made rarer. A fault of the
+//!    right after a VM exit, the shape `asid=0` made rarer. Also counted
+//!    here, for any domain: a dump that shows Xen's own code segment
+//!    (`e008`) and text, i.e. no guest instruction at all (seen for a Linux
+//!    guest, and for a restarted gpu-dom in `restart`). A fault of the
 //!    image's own that happens three runs in a row still fails.
 
 use crate::harness::markers::IMAGE_ENTRY_LINE;
@@ -77,7 +80,13 @@ pub fn resume_triple_fault(serial: &str) -> Option<String> {
             continue;
         }
         // Xen's dump of the faulted vCPU follows its "Triple fault" line.
-        let (Some(dom), Some(rip)) = (faulted.as_deref(), dump_rip(line)) else { continue };
+        let (Some(dom), Some((cs, rip))) = (faulted.as_deref(), dump_rip(line)) else { continue };
+        if cs == XEN_CS {
+            // Xen's own code segment and text: no guest instruction at all.
+            return Some(format!(
+                "{dom} with Xen's own code in the dump (cs {cs:x}, RIP {rip:#x})"
+            ));
+        }
         let ro = images.iter().find(|(d, _)| d == dom).map(|(_, r)| r)?;
         let (page, (a, b)) = (ro.hypercall_page, ro.code);
         return if (page..page + 4096).contains(&rip) {
@@ -129,11 +138,16 @@ fn read_only(text: &str) -> Option<ReadOnly> {
     })
 }
 
-/// The RIP of Xen's register dump line `(XEN) RIP:    0008:[<...>]`.
-fn dump_rip(line: &str) -> Option<u64> {
+/// Xen's own 64-bit code selector (`__HYPERVISOR_CS`, `xen/arch/x86/include/
+/// asm/desc.h`), which no guest uses.
+const XEN_CS: u16 = 0xe008;
+
+/// The CS and RIP of Xen's register dump line `(XEN) RIP:    0008:[<...>]`.
+fn dump_rip(line: &str) -> Option<(u16, u64)> {
     let rest = line.strip_prefix("(XEN) RIP:")?;
-    let hex = rest.split_once("[<")?.1.split_once(">]")?.0;
-    u64::from_str_radix(hex, 16).ok()
+    let (cs, rest) = rest.trim_start().split_once(":[<")?;
+    let hex = rest.split_once(">]")?.0;
+    Some((u16::from_str_radix(cs, 16).ok()?, u64::from_str_radix(hex, 16).ok()?))
 }
 
 #[cfg(test)]
@@ -186,6 +200,16 @@ mod tests {
     }
 
     #[test]
+    fn a_dump_with_xens_own_code_segment_is_the_emulations() {
+        // The restarted gpu-dom in a CI-like run: Xen's text, cs e008.
+        let why = resume_triple_fault(&log("d6", "ffff82d0402044a5").replace("0008:[<", "e008:[<"));
+        assert_eq!(
+            why.as_deref(),
+            Some("d6 with Xen's own code in the dump (cs e008, RIP 0xffff82d0402044a5)")
+        );
+    }
+
+    #[test]
     fn a_fault_outside_the_images_code_and_hypercall_page_fails_the_run() {
         assert_eq!(resume_triple_fault(&log("d6", "0000000000153000")), None, "one past the page");
         assert_eq!(resume_triple_fault(&log("d6", "0000000000148000")), None, "past the code");
@@ -205,7 +229,11 @@ mod tests {
     fn console_lines_are_split_into_domain_and_text() {
         assert_eq!(domain_line("(d12) gpu-dom: ready"), Some(("d12", "gpu-dom: ready")));
         assert_eq!(domain_line("(XEN) d1v0 x"), None);
-        assert_eq!(dump_rip("(XEN) RIP:    0008:[<ffff82d040203a1c>] x"), Some(0xffff82d040203a1c));
+        assert_eq!(dump_rip("(XEN) RIP:    0008:[<0000000001044f88>] x"), Some((8, 0x104_4f88)));
+        assert_eq!(
+            dump_rip("(XEN) RIP:    e008:[<ffff82d0402044a5>]"),
+            Some((0xe008, 0xffff_82d0_4020_44a5))
+        );
         assert_eq!(triple_fault_domain("(XEN) d3v1 Triple fault - x"), Some("d3"));
         let line = "gpu-dom: read-only: code 0x1000000..0x105e000, hypercall page 0x1066000, \
                     descriptor tables 0x1062000..0x1064000, page tables";
