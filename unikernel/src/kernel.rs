@@ -26,11 +26,6 @@ use xen_abi::start_info::HvmStartInfo;
 use xen_abi::version::XENFEAT_DOM0;
 use xen_abi::xen::{SIF_INITDOMAIN, VIRQ_TIMER};
 
-/// Starts the boot line that says what is mapped read-only
-/// (`paging::protect_boot_state`); `cargo xtask` reads the hypercall
-/// page's address from it to tell QEMU's emulation faults from the image's.
-pub const READ_ONLY_LINE: &str = "read-only:";
-
 /// Most heap handed to the allocator.
 pub const HEAP_MAX: u64 = 64 << 20;
 
@@ -162,7 +157,8 @@ pub(crate) fn init(
 
     let (code, tables) = (paging::code_range(), traps::descriptor_tables());
     log::info!(
-        "{READ_ONLY_LINE} code {:#x}..{:#x}, hypercall page {:#x}, descriptor tables {:#x}..{:#x}, page tables",
+        "{} code {:#x}..{:#x}, hypercall page {:#x}, descriptor tables {:#x}..{:#x}, page tables",
+        layout::READ_ONLY_LINE,
         code.0,
         code.1,
         xen_abi::hypercall::HYPERCALL_PAGE.addr(),

@@ -23,6 +23,11 @@ pub const REGION_BYTES: u64 = 1 << 30;
 pub const CLEARANCE: u64 = 16 << 30;
 /// Grant-table frames reserved (v1: 512 refs each).
 pub const GRANT_FRAMES_MAX: u64 = 64;
+/// Starts the boot line that says what the image mapped read-only
+/// (`arch::x86_64::paging::protect_boot_state`): its code range and its
+/// hypercall page, which `cargo xtask` reads to tell QEMU's emulation
+/// faults from the image's (`xtask/src/harness/triple_fault.rs`).
+pub const READ_ONLY_LINE: &str = "read-only:";
 /// Grant-table frames a domain sets up (v1: 512 refs each): 4096 refs,
 /// enough for a guest that grants 2048 fresh pages for one batch besides its
 /// ring and directory pages (`cargo xtask bench --xen`; 4 frames were not).

@@ -33,9 +33,7 @@
 
 use crate::harness::markers::IMAGE_ENTRY_LINE;
 
-/// The image's boot line that lists what it mapped read-only
-/// (`unikernel::kernel::READ_ONLY_LINE`); it names the hypercall page.
-const READ_ONLY_LINE: &str = "gpu-dom: read-only: ";
+use unikernel::layout::READ_ONLY_LINE;
 
 /// A domain that triple-faulted before the image in it printed its first
 /// line, i.e. in the domain's firmware (hvmloader, SeaBIOS, QEMU's PVH
@@ -126,7 +124,8 @@ fn triple_fault_domain(line: &str) -> Option<&str> {
 /// The code range and the hypercall page of an image's `read-only:` line
 /// (`read-only: code 0x..0x.., hypercall page 0x.., ...`).
 fn read_only(text: &str) -> Option<ReadOnly> {
-    let rest = text.strip_prefix(READ_ONLY_LINE)?;
+    // The image's logger prefixes its lines with "gpu-dom: ".
+    let rest = text.strip_prefix("gpu-dom: ")?.strip_prefix(READ_ONLY_LINE)?;
     let hex_after = |key: &str| -> Option<u64> {
         let at = rest.find(key)? + key.len();
         let hex: String = rest[at..].chars().take_while(char::is_ascii_hexdigit).collect();

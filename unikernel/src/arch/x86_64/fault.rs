@@ -3,10 +3,11 @@
 
 /// Triggers fault `kind` (`boot_options::FAULT_KINDS`): `panic`,
 /// `page_fault` (read of the stack guard page), `stack_overflow` (unbounded
-/// recursion into the guard page), `invalid_opcode`, `write_tables` (a stray
-/// write to the read-only descriptor tables: reported as a page fault, where a writable
-/// IDT would be corrupted and the next interrupt would triple-fault the
-/// domain without a word). Returns only for an unknown kind.
+/// recursion into the guard page), `invalid_opcode`, `write_tables` (a
+/// stray write to the read-only descriptor tables: reported as a page
+/// fault, where writable tables would be corrupted and the next interrupt
+/// would triple-fault the domain without a word). Returns only for an
+/// unknown kind.
 #[inline(never)]
 pub fn inject(kind: &str) {
     match kind {
